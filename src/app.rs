@@ -1,0 +1,115 @@
+//! The page shell, the router and the chat page.
+//!
+//! `/` is the default room and `/r/<room>` any other; both are rendered on the server with the
+//! room's recent history (so it shows before any script runs), then hydrated.
+
+use crate::client::Chat;
+use crate::components::{
+    composer::Composer, join_form::JoinForm, message_list::MessageList, online_list::OnlineList,
+    status_bar::StatusBar,
+};
+use crate::protocol::{ChatMessage, DEFAULT_ROOM, validate_room};
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    hooks::use_params_map,
+    path,
+};
+
+/// The HTML document around the app (server only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/hubbub.css" />
+        <Router>
+            <Routes fallback=|| view! { <p class="not-found">"There is nothing here."</p> }>
+                <Route path=path!("/") view=ChatPage />
+                <Route path=path!("/r/:room") view=ChatPage />
+            </Routes>
+        </Router>
+    }
+}
+
+/// The recent history of a room, for the server-rendered page.
+#[server]
+pub async fn recent_messages(room: String) -> Result<(Vec<ChatMessage>, bool), ServerFnError> {
+    use crate::server::hub::Hub;
+    let room = validate_room(&room).map_err(|e| ServerFnError::new(e.message))?;
+    let hub = use_context::<std::sync::Arc<Hub>>()
+        .ok_or_else(|| ServerFnError::new("the hub is not available"))?;
+    hub.store
+        .page(&room, None, u64::MAX, hub.config.history_limit)
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
+}
+
+#[component]
+fn ChatPage() -> impl IntoView {
+    let params = use_params_map();
+    let room = params
+        .read_untracked()
+        .get("room")
+        .unwrap_or_else(|| DEFAULT_ROOM.to_string());
+    let valid = validate_room(&room).is_ok();
+    let chat = Chat::new(room.clone());
+    provide_context(chat);
+    // Blocking: the response waits for it, so the history is in the HTML itself.
+    let history = Resource::new_blocking(move || room.clone(), recent_messages);
+
+    let title = move || format!("#{} · hubbub", chat.room.get());
+    view! {
+        <Title text=title />
+        <div class="app">
+            <header class="topbar">
+                <a class="brand" href="/">"hubbub"</a>
+                <span class="room-name">"#" {move || chat.room.get()}</span>
+                <StatusBar />
+            </header>
+            <Show
+                when=move || valid
+                fallback=|| view! {
+                    <p class="alert" role="alert">
+                        "Room names are 1 to 32 lower-case letters, digits or dashes."
+                    </p>
+                }
+            >
+                <main class="chat">
+                    <section class="conversation" aria-label="Conversation">
+                        <Suspense fallback=|| view! { <p class="loading">"Loading messages…"</p> }>
+                            {move || Suspend::new(async move {
+                                let (initial, has_more) = history.await.unwrap_or_default();
+                                view! { <MessageList initial has_more /> }
+                            })}
+                        </Suspense>
+                        <Show when=move || chat.me.get().is_some() fallback=|| view! { <JoinForm /> }>
+                            <Composer />
+                        </Show>
+                    </section>
+                    <OnlineList />
+                </main>
+            </Show>
+        </div>
+    }
+}

@@ -1,0 +1,537 @@
+//! The browser's side of the chat: reactive state the components render, and (in the browser
+//! only) the WebSocket task that keeps it in sync.
+//!
+//! The task reconnects by itself with exponential backoff and jitter, rejoins with the same
+//! name and email, and asks for what it missed (`since` = the last id it has). Messages typed
+//! while offline wait in the outbox with a `client_id`; they are (re)sent after every
+//! `welcome` until the server echoes that id back, and the server stores a repeated
+//! `client_id` only once, so a message is neither lost nor doubled.
+
+use crate::protocol::{ChatMessage, ErrorCode, ServerFrame, User};
+use leptos::prelude::*;
+
+/// The connection as the user should understand it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    /// Not joined yet.
+    Idle,
+    Connecting,
+    Online,
+    /// Lost; trying again in about `retry_in_ms`.
+    Reconnecting {
+        retry_in_ms: u32,
+    },
+    /// Will not reconnect by itself (e.g. the same user joined from another tab).
+    Stopped(String),
+}
+
+/// One line in the message list.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Entry {
+    Message(ChatMessage),
+    /// "alice joined", "bob left": shown in the list, never stored.
+    Notice {
+        key: u64,
+        text: String,
+    },
+}
+
+impl Entry {
+    /// A stable key for keyed rendering.
+    pub fn key(&self) -> String {
+        match self {
+            Entry::Message(m) => format!("m{}", m.id),
+            Entry::Notice { key, .. } => format!("n{key}"),
+        }
+    }
+}
+
+/// A message the user sent that the server has not echoed back yet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pending {
+    pub client_id: String,
+    pub text: String,
+    /// Set when the server refused it (the reason, for the user).
+    pub failed: Option<String>,
+}
+
+/// What the user typed into the join form.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    pub username: String,
+    pub email: String,
+}
+
+/// Which join-form field a server-side refusal is about.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Field {
+    Email,
+    Username,
+}
+
+/// All the chat state the components read, in signals. `Copy`, so components just take it.
+#[derive(Clone, Copy)]
+pub struct Chat {
+    pub room: RwSignal<String>,
+    pub status: RwSignal<Status>,
+    pub me: RwSignal<Option<User>>,
+    pub entries: RwSignal<Vec<Entry>>,
+    pub outbox: RwSignal<Vec<Pending>>,
+    pub online: RwSignal<Vec<User>>,
+    /// A refusal of the join, shown under the matching form field.
+    pub join_error: RwSignal<Option<(Field, String)>>,
+    /// A problem that is not about one field or message (shown as a banner).
+    pub alert: RwSignal<Option<String>>,
+    /// Whether older messages exist above the first one shown.
+    pub has_more: RwSignal<bool>,
+    pub loading_older: RwSignal<bool>,
+    notices: StoredValue<u64>,
+    #[cfg(feature = "hydrate")]
+    commands: StoredValue<Option<futures::channel::mpsc::UnboundedSender<socket::Command>>>,
+}
+
+impl Chat {
+    pub fn new(room: String) -> Self {
+        Chat {
+            room: RwSignal::new(room),
+            status: RwSignal::new(Status::Idle),
+            me: RwSignal::new(None),
+            entries: RwSignal::new(Vec::new()),
+            outbox: RwSignal::new(Vec::new()),
+            online: RwSignal::new(Vec::new()),
+            join_error: RwSignal::new(None),
+            alert: RwSignal::new(None),
+            has_more: RwSignal::new(false),
+            loading_older: RwSignal::new(false),
+            notices: StoredValue::new(0),
+            #[cfg(feature = "hydrate")]
+            commands: StoredValue::new(None),
+        }
+    }
+
+    /// The newest message id shown, for `since` on reconnect.
+    pub fn last_id(&self) -> Option<u64> {
+        self.entries.with_untracked(|entries| {
+            entries.iter().rev().find_map(|e| match e {
+                Entry::Message(m) => Some(m.id),
+                Entry::Notice { .. } => None,
+            })
+        })
+    }
+
+    /// The oldest message id shown, for paging back.
+    pub fn first_id(&self) -> Option<u64> {
+        self.entries.with_untracked(|entries| {
+            entries.iter().find_map(|e| match e {
+                Entry::Message(m) => Some(m.id),
+                Entry::Notice { .. } => None,
+            })
+        })
+    }
+
+    /// Adds messages in id order, skipping any already shown.
+    pub fn merge_messages(&self, messages: Vec<ChatMessage>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.entries.update(|entries| {
+            for m in messages {
+                insert_message(entries, m);
+            }
+        });
+    }
+
+    fn notice(&self, text: String) {
+        let key = self.notices.get_value() + 1;
+        self.notices.set_value(key);
+        self.entries.update(|e| e.push(Entry::Notice { key, text }));
+    }
+
+    /// Applies one frame from the server. Returns a join refusal, if this frame is one.
+    pub fn apply(&self, frame: ServerFrame) -> Option<(Field, String)> {
+        match frame {
+            ServerFrame::Welcome {
+                you,
+                online,
+                history,
+                has_more,
+                ..
+            } => {
+                let first_join = self.me.get_untracked().is_none();
+                self.me.set(Some(you));
+                self.online.set(online);
+                if first_join || self.first_id().is_none() {
+                    self.has_more.set(has_more);
+                }
+                self.merge_messages(history);
+                self.join_error.set(None);
+                self.alert.set(None);
+                self.status.set(Status::Online);
+            }
+            ServerFrame::Message(message) => {
+                let mine = self
+                    .me
+                    .with_untracked(|me| me.as_ref() == Some(&message.from));
+                if let (true, Some(id)) = (mine, message.client_id.as_deref()) {
+                    self.outbox.update(|o| o.retain(|p| p.client_id != id));
+                }
+                self.merge_messages(vec![message]);
+            }
+            ServerFrame::History { messages, has_more } => {
+                self.has_more.set(has_more);
+                self.loading_older.set(false);
+                self.merge_messages(messages);
+            }
+            ServerFrame::Joined { user } => {
+                let name = user.username.clone();
+                self.online.update(|o| {
+                    if !o.iter().any(|u| u.username == user.username) {
+                        o.push(user);
+                        o.sort_by_key(|u| u.username.to_lowercase());
+                    }
+                });
+                self.notice(format!("{name} joined"));
+            }
+            ServerFrame::Left { user } => {
+                self.online
+                    .update(|o| o.retain(|u| u.username != user.username));
+                self.notice(format!("{} left", user.username));
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                client_id,
+            } => {
+                let field = match code {
+                    ErrorCode::InvalidEmail => Some(Field::Email),
+                    ErrorCode::InvalidUsername | ErrorCode::UsernameTaken => Some(Field::Username),
+                    _ => None,
+                };
+                if let (Some(field), None) = (field, self.me.get_untracked()) {
+                    return Some((field, message));
+                }
+                match client_id {
+                    Some(id) => self.outbox.update(|o| {
+                        if let Some(p) = o.iter_mut().find(|p| p.client_id == id) {
+                            p.failed = Some(message);
+                        }
+                    }),
+                    None => {
+                        self.loading_older.set(false);
+                        self.alert.set(Some(message));
+                    }
+                }
+            }
+            ServerFrame::Pong => {}
+        }
+        None
+    }
+}
+
+/// Inserts `m` at its place by id (after everything older), unless it is already there.
+fn insert_message(entries: &mut Vec<Entry>, m: ChatMessage) {
+    let mut at = entries.len();
+    for (i, e) in entries.iter().enumerate().rev() {
+        if let Entry::Message(existing) = e {
+            if existing.id == m.id {
+                return;
+            }
+            if existing.id < m.id {
+                break;
+            }
+            at = i;
+        }
+    }
+    // Older than everything shown: goes before the first message (and its notices).
+    entries.insert(at, Entry::Message(m));
+}
+
+#[cfg(feature = "hydrate")]
+pub use socket::{connect, load_older, send_message};
+
+#[cfg(feature = "hydrate")]
+mod socket {
+    use super::{Chat, Identity, Pending, Status};
+    use crate::protocol::{ClientFrame, ServerFrame, close};
+    use futures::channel::mpsc::{UnboundedReceiver, unbounded};
+    use futures::{FutureExt, SinkExt, StreamExt, select};
+    use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
+    use gloo_timers::future::TimeoutFuture;
+    use leptos::prelude::*;
+
+    /// What the page asks of the socket task.
+    pub enum Command {
+        /// Send whatever is in the outbox that this connection has not sent yet.
+        Flush,
+        /// Ask for the page before the oldest message shown.
+        LoadOlder(u64),
+    }
+
+    const FIRST_RETRY_MS: f64 = 500.0;
+    const MAX_RETRY_MS: f64 = 20_000.0;
+    /// Heartbeat used until the server says otherwise in `welcome`.
+    const DEFAULT_HEARTBEAT_MS: u32 = 20_000;
+
+    /// Starts (once) the task that keeps this page connected as `identity`.
+    pub fn connect(chat: Chat, identity: Identity) {
+        if chat.commands.with_value(Option::is_some) {
+            return;
+        }
+        let (tx, rx) = unbounded();
+        chat.commands.set_value(Some(tx));
+        chat.status.set(Status::Connecting);
+        leptos::task::spawn_local(run(chat, identity, rx));
+    }
+
+    /// Puts a message in the outbox (shown as pending) and asks the task to send it.
+    pub fn send_message(chat: Chat, text: String) {
+        let client_id = new_client_id();
+        chat.outbox.update(|o| {
+            o.push(Pending {
+                client_id,
+                text,
+                failed: None,
+            })
+        });
+        command(chat, Command::Flush);
+    }
+
+    pub fn load_older(chat: Chat) {
+        if let Some(first) = chat.first_id() {
+            chat.loading_older.set(true);
+            command(chat, Command::LoadOlder(first));
+        }
+    }
+
+    fn command(chat: Chat, command: Command) {
+        chat.commands.with_value(|tx| {
+            if let Some(tx) = tx {
+                let _ = tx.unbounded_send(command);
+            }
+        });
+    }
+
+    fn new_client_id() -> String {
+        let rand = (js_sys::Math::random() * 1e12) as u64;
+        format!("{:x}-{:x}", js_sys::Date::now() as u64, rand)
+    }
+
+    fn ws_url() -> String {
+        let location = window().location();
+        let scheme = if location.protocol().as_deref() == Ok("https:") {
+            "wss"
+        } else {
+            "ws"
+        };
+        format!("{scheme}://{}/ws", location.host().unwrap_or_default())
+    }
+
+    /// How one connection ended.
+    enum Ended {
+        /// Lost; try again. `welcomed`: it had joined, so the backoff starts over.
+        Lost { welcomed: bool },
+        /// Do not reconnect.
+        Stop(String),
+        /// The server refused the join; the form shows why.
+        Refused,
+    }
+
+    async fn run(chat: Chat, identity: Identity, mut commands: UnboundedReceiver<Command>) {
+        let mut attempt: i32 = 0;
+        loop {
+            let ended = match WebSocket::open(&ws_url()) {
+                Ok(ws) => session(chat, ws, &identity, &mut commands).await,
+                Err(_) => Ended::Lost { welcomed: false },
+            };
+            match ended {
+                Ended::Lost { welcomed } => {
+                    attempt = if welcomed { 1 } else { attempt + 1 };
+                }
+                Ended::Stop(reason) => {
+                    chat.status.set(Status::Stopped(reason));
+                    break;
+                }
+                Ended::Refused => {
+                    chat.status.set(Status::Idle);
+                    break;
+                }
+            }
+            // Exponential backoff with "equal jitter": half fixed, half random, so a server
+            // restart does not bring every client back in the same instant.
+            let ceiling = (FIRST_RETRY_MS * 2f64.powi(attempt - 1)).min(MAX_RETRY_MS);
+            let delay = ceiling / 2.0 + js_sys::Math::random() * ceiling / 2.0;
+            chat.status.set(Status::Reconnecting {
+                retry_in_ms: delay as u32,
+            });
+            TimeoutFuture::new(delay as u32).await;
+            chat.status.set(Status::Connecting);
+        }
+        chat.commands.set_value(None);
+    }
+
+    async fn session(
+        chat: Chat,
+        ws: WebSocket,
+        identity: &Identity,
+        commands: &mut UnboundedReceiver<Command>,
+    ) -> Ended {
+        let (mut tx, rx) = ws.split();
+        let mut rx = rx.fuse();
+        let join = ClientFrame::Join {
+            username: identity.username.clone(),
+            email: identity.email.clone(),
+            room: Some(chat.room.get_untracked()),
+            since: chat.last_id(),
+        };
+        if send(&mut tx, &join).await.is_err() {
+            return Ended::Lost { welcomed: false };
+        }
+        let mut welcomed = false;
+        // client_ids sent on this connection; everything else in the outbox is (re)sent.
+        let mut sent: Vec<String> = Vec::new();
+        let mut heartbeat_ms = DEFAULT_HEARTBEAT_MS;
+        let mut last_heard = js_sys::Date::now();
+        loop {
+            let mut tick = TimeoutFuture::new(heartbeat_ms / 2).fuse();
+            select! {
+                frame = rx.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        last_heard = js_sys::Date::now();
+                        let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) else {
+                            continue;
+                        };
+                        if let ServerFrame::Welcome { heartbeat_ms: hb, .. } = &frame {
+                            heartbeat_ms = (*hb as u32).clamp(1_000, 60_000);
+                            welcomed = true;
+                            sent.clear();
+                        }
+                        if let Some(refusal) = chat.apply(frame) {
+                            chat.join_error.set(Some(refusal));
+                            chat.me.set(None);
+                            return Ended::Refused;
+                        }
+                        if welcomed && flush(chat, &mut tx, &mut sent).await.is_err() {
+                            return Ended::Lost { welcomed };
+                        }
+                    }
+                    Some(Ok(Message::Bytes(_))) => {}
+                    Some(Err(WebSocketError::ConnectionClose(event))) => {
+                        if event.code == close::REPLACED {
+                            return Ended::Stop(
+                                "You joined this room from another tab or window.".into(),
+                            );
+                        }
+                        return Ended::Lost { welcomed };
+                    }
+                    Some(Err(_)) | None => return Ended::Lost { welcomed },
+                },
+                command = commands.next() => match command {
+                    Some(Command::Flush) if welcomed => {
+                        if flush(chat, &mut tx, &mut sent).await.is_err() {
+                            return Ended::Lost { welcomed };
+                        }
+                    }
+                    Some(Command::LoadOlder(before)) if welcomed => {
+                        if send(&mut tx, &ClientFrame::History { before }).await.is_err() {
+                            return Ended::Lost { welcomed };
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Ended::Stop("closed".into()),
+                },
+                () = tick => {
+                    // Nothing heard for two and a half heartbeats: the server or the network
+                    // is gone even if the socket has not noticed. Start over.
+                    if js_sys::Date::now() - last_heard > f64::from(heartbeat_ms) * 2.5 {
+                        return Ended::Lost { welcomed };
+                    }
+                    if send(&mut tx, &ClientFrame::Ping).await.is_err() {
+                        return Ended::Lost { welcomed };
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends the outbox entries not yet sent on this connection (failed ones wait for a retry).
+    async fn flush(
+        chat: Chat,
+        tx: &mut futures::stream::SplitSink<WebSocket, Message>,
+        sent: &mut Vec<String>,
+    ) -> Result<(), WebSocketError> {
+        let due: Vec<Pending> = chat.outbox.with_untracked(|o| {
+            o.iter()
+                .filter(|p| p.failed.is_none() && !sent.contains(&p.client_id))
+                .cloned()
+                .collect()
+        });
+        for p in due {
+            let frame = ClientFrame::Message {
+                text: p.text,
+                client_id: Some(p.client_id.clone()),
+            };
+            send(tx, &frame).await?;
+            sent.push(p.client_id);
+        }
+        Ok(())
+    }
+
+    async fn send(
+        tx: &mut futures::stream::SplitSink<WebSocket, Message>,
+        frame: &ClientFrame,
+    ) -> Result<(), WebSocketError> {
+        let text = serde_json::to_string(frame).unwrap_or_default();
+        tx.send(Message::Text(text)).await
+    }
+
+    /// Retries a refused outbox entry.
+    pub fn retry(chat: Chat, client_id: &str) {
+        chat.outbox.update(|o| {
+            if let Some(p) = o.iter_mut().find(|p| p.client_id == client_id) {
+                p.failed = None;
+            }
+        });
+        command(chat, Command::Flush);
+    }
+}
+
+#[cfg(feature = "hydrate")]
+pub use socket::retry;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: u64) -> ChatMessage {
+        ChatMessage {
+            id,
+            ts: 0,
+            from: User {
+                username: "a".into(),
+                avatar: "x".into(),
+            },
+            text: id.to_string(),
+            client_id: None,
+        }
+    }
+
+    fn ids(entries: &[Entry]) -> Vec<String> {
+        entries.iter().map(Entry::key).collect()
+    }
+
+    #[test]
+    fn messages_land_in_id_order_once() {
+        let mut e = vec![];
+        for id in [2, 5, 3, 5, 1, 9, 2] {
+            insert_message(&mut e, msg(id));
+        }
+        assert_eq!(ids(&e), ["m1", "m2", "m3", "m5", "m9"]);
+        e.push(Entry::Notice {
+            key: 1,
+            text: "x".into(),
+        });
+        insert_message(&mut e, msg(10));
+        insert_message(&mut e, msg(7));
+        assert_eq!(ids(&e), ["m1", "m2", "m3", "m5", "m7", "m9", "n1", "m10"]);
+    }
+}

@@ -1,0 +1,50 @@
+//! The message input: sends on Enter or the Send button; says inline why it will not send.
+
+use crate::client::Chat;
+use crate::protocol::{ErrorCode, validate_text};
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+
+#[component]
+pub fn Composer() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let text = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let typed = text.get_untracked();
+        match validate_text(&typed) {
+            // An empty Enter is not worth a scolding.
+            Err(e) if e.code == ErrorCode::EmptyMessage => {}
+            Err(e) => error.set(Some(e.message)),
+            Ok(()) => {
+                error.set(None);
+                text.set(String::new());
+                #[cfg(feature = "hydrate")]
+                crate::client::send_message(chat, typed);
+                #[cfg(not(feature = "hydrate"))]
+                let _ = (chat, typed);
+            }
+        }
+    };
+    view! {
+        <form class="composer" on:submit=submit>
+            <label for="composer-input" class="visually-hidden">"Message"</label>
+            <input
+                id="composer-input"
+                type="text"
+                autocomplete="off"
+                placeholder="Write a message… :tada: works"
+                aria-invalid=move || error.get().is_some().to_string()
+                aria-describedby="composer-error"
+                prop:value=text
+                on:input=move |ev| {
+                    text.set(event_target_value(&ev));
+                    error.set(None);
+                }
+            />
+            <button type="submit">"Send"</button>
+            <p id="composer-error" class="field-error" aria-live="polite">{move || error.get()}</p>
+        </form>
+    }
+}

@@ -1,0 +1,122 @@
+//! The join form: email and username, checked here with the same rules the server applies,
+//! with the verdict shown under each field (and the server's, when it disagrees).
+
+use crate::client::{Chat, Field, Identity, Status};
+use crate::protocol::{validate_email, validate_username};
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+
+/// Where the last identity is remembered, so a reload rejoins by itself.
+#[cfg(feature = "hydrate")]
+const IDENTITY_KEY: &str = "hubbub.identity";
+
+#[component]
+pub fn JoinForm() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let email = RwSignal::new(String::new());
+    let username = RwSignal::new(String::new());
+    let email_error = RwSignal::new(None::<String>);
+    let username_error = RwSignal::new(None::<String>);
+
+    // Server refusals land under the field they are about.
+    Effect::new(move || match chat.join_error.get() {
+        Some((Field::Email, message)) => email_error.set(Some(message)),
+        Some((Field::Username, message)) => username_error.set(Some(message)),
+        None => {}
+    });
+
+    let join = move |identity: Identity| {
+        #[cfg(feature = "hydrate")]
+        {
+            if let Ok(Some(storage)) = window().local_storage() {
+                let saved = format!("{}\n{}", identity.email, identity.username);
+                let _ = storage.set_item(IDENTITY_KEY, &saved);
+            }
+            crate::client::connect(chat, identity);
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = identity;
+    };
+
+    // Coming back (reload, new tab): rejoin as before.
+    #[cfg(feature = "hydrate")]
+    Effect::new(move || {
+        let saved = window()
+            .local_storage()
+            .ok()
+            .flatten()
+            .and_then(|s| s.get_item(IDENTITY_KEY).ok().flatten());
+        if let Some((e, u)) = saved.as_deref().and_then(|s| s.split_once('\n')) {
+            email.set(e.to_string());
+            username.set(u.to_string());
+            if chat.status.get_untracked() == Status::Idle
+                && chat.join_error.get_untracked().is_none()
+            {
+                join(Identity {
+                    username: u.to_string(),
+                    email: e.to_string(),
+                });
+            }
+        }
+    });
+
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        chat.join_error.set(None);
+        let checked_email = validate_email(&email.get_untracked());
+        let checked_name = validate_username(&username.get_untracked());
+        email_error.set(checked_email.as_ref().err().map(|e| e.message.clone()));
+        username_error.set(checked_name.as_ref().err().map(|e| e.message.clone()));
+        if let (Ok(_), Ok(name)) = (checked_email, checked_name) {
+            join(Identity {
+                username: name,
+                email: email.get_untracked().trim().to_string(),
+            });
+        }
+    };
+    let busy = move || chat.status.get() == Status::Connecting;
+
+    view! {
+        <form class="join" on:submit=submit novalidate>
+            <h2>"Join the conversation"</h2>
+            <div class="field">
+                <label for="join-email">"Email"</label>
+                <input
+                    id="join-email"
+                    type="email"
+                    autocomplete="email"
+                    placeholder="you@example.com"
+                    aria-invalid=move || email_error.get().is_some().to_string()
+                    aria-describedby="join-email-error"
+                    prop:value=email
+                    on:input=move |ev| {
+                        email.set(event_target_value(&ev));
+                        email_error.set(None);
+                    }
+                />
+                <p id="join-email-error" class="field-error">{move || email_error.get()}</p>
+            </div>
+            <div class="field">
+                <label for="join-username">"Username"</label>
+                <input
+                    id="join-username"
+                    type="text"
+                    autocomplete="nickname"
+                    placeholder="ada"
+                    aria-invalid=move || username_error.get().is_some().to_string()
+                    aria-describedby="join-username-error"
+                    prop:value=username
+                    on:input=move |ev| {
+                        username.set(event_target_value(&ev));
+                        username_error.set(None);
+                    }
+                />
+                <p id="join-username-error" class="field-error">{move || username_error.get()}</p>
+            </div>
+            <p class="hint">"Your email only picks your Gravatar picture. Nobody else sees it."</p>
+            <button type="submit" disabled=busy>
+                {move || if busy() { "Joining…" } else { "Join chat" }}
+            </button>
+        </form>
+    }
+}

@@ -1,0 +1,175 @@
+//! The conversation: messages, join/leave notices and the sender's pending messages.
+//!
+//! It follows the newest message while the reader is at the bottom. A reader who has scrolled
+//! up is left where they are and gets a "new messages" button instead. Scrolling to the top
+//! (or the "Load older messages" button) fetches the previous page, keeping the view steady.
+
+use super::avatar::Avatar;
+use super::clock;
+use crate::client::{Chat, Entry, Pending};
+use crate::emoji::replace_shortcodes;
+use crate::protocol::ChatMessage;
+use leptos::html::Div;
+use leptos::prelude::*;
+
+/// Within this many pixels of the bottom counts as "at the bottom".
+const STICKY_PX: i32 = 48;
+
+#[component]
+pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    // Seed with the server-rendered history (same ids the welcome frame will bring again;
+    // merging dedupes by id, so nothing flashes or doubles at join).
+    if chat.entries.with_untracked(Vec::is_empty) {
+        chat.merge_messages(initial);
+        chat.has_more.set(has_more);
+    }
+    let scroller = NodeRef::<Div>::new();
+    let at_bottom = RwSignal::new(true);
+    let unseen = RwSignal::new(0usize);
+    // False during SSR and hydration, true right after: times switch to the local zone then.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move || hydrated.set(true));
+
+    // After every change to the list: stick to the bottom, count unseen messages, or keep the
+    // view steady when older messages were added above.
+    let shape = Memo::new(move |_| {
+        let (first, last, len) = chat
+            .entries
+            .with(|e| (e.first().map(Entry::key), e.last().map(Entry::key), e.len()));
+        (first, last, len, chat.outbox.with(Vec::len))
+    });
+    let height = StoredValue::new(0);
+    Effect::new(
+        move |previous: Option<(Option<String>, Option<String>, usize, usize)>| {
+            let now = shape.get();
+            let Some(el) = scroller.get() else { return now };
+            if let Some((first, last, len, pending)) = previous.clone() {
+                let grew_on_top = first != now.0 && last == now.1;
+                let grew_below = last != now.1 || pending < now.3;
+                if grew_on_top {
+                    el.set_scroll_top(el.scroll_top() + el.scroll_height() - height.get_value());
+                } else if grew_below && !at_bottom.get_untracked() && pending >= now.3 {
+                    unseen.update(|n| *n += now.2.saturating_sub(len).max(1));
+                } else if grew_below {
+                    el.set_scroll_top(el.scroll_height());
+                }
+            } else {
+                el.set_scroll_top(el.scroll_height());
+            }
+            height.set_value(el.scroll_height());
+            now
+        },
+    );
+
+    let on_scroll = move |_| {
+        let Some(el) = scroller.get() else { return };
+        let bottom = el.scroll_height() - el.scroll_top() - el.client_height() < STICKY_PX;
+        at_bottom.set(bottom);
+        if bottom {
+            unseen.set(0);
+        }
+        height.set_value(el.scroll_height());
+        #[cfg(feature = "hydrate")]
+        if el.scroll_top() < 80
+            && chat.has_more.get_untracked()
+            && !chat.loading_older.get_untracked()
+            && chat.me.get_untracked().is_some()
+        {
+            crate::client::load_older(chat);
+        }
+    };
+    let jump_down = move |_| {
+        if let Some(el) = scroller.get() {
+            el.set_scroll_top(el.scroll_height());
+        }
+        unseen.set(0);
+        at_bottom.set(true);
+    };
+    let load_older = move |_| {
+        #[cfg(feature = "hydrate")]
+        crate::client::load_older(chat);
+    };
+
+    view! {
+        <div class="scroller" node_ref=scroller on:scroll=on_scroll>
+            <Show when=move || chat.has_more.get() && chat.me.get().is_some()>
+                <button class="older" on:click=load_older disabled=move || chat.loading_older.get()>
+                    {move || if chat.loading_older.get() { "Loading…" } else { "Load older messages" }}
+                </button>
+            </Show>
+            <Show when=move || chat.entries.with(Vec::is_empty) && chat.outbox.with(Vec::is_empty)>
+                <p class="empty">"No messages yet. Say hello!"</p>
+            </Show>
+            <ol class="messages" role="log" aria-label="Messages">
+                <For each=move || chat.entries.get() key=Entry::key let:entry>
+                    {match entry {
+                        Entry::Message(m) => view! { <MessageItem message=m hydrated /> }.into_any(),
+                        Entry::Notice { text, .. } => view! { <li class="notice">{text}</li> }.into_any(),
+                    }}
+                </For>
+                <For each=move || chat.outbox.get() key=|p| (p.client_id.clone(), p.failed.clone()) let:pending>
+                    <PendingItem pending />
+                </For>
+            </ol>
+        </div>
+        <Show when=move || { unseen.get() > 0 }>
+            <button class="jump" on:click=jump_down>
+                {move || match unseen.get() {
+                    1 => "1 new message ↓".to_string(),
+                    n => format!("{n} new messages ↓"),
+                }}
+            </button>
+        </Show>
+    }
+}
+
+#[component]
+fn MessageItem(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let from = message.from.clone();
+    let mine = move || chat.me.with(|me| me.as_ref() == Some(&from));
+    let ts = message.ts;
+    view! {
+        <li class="message" class:mine=mine data-id=message.id>
+            <Avatar user=message.from.clone() />
+            <div class="bubble">
+                <div class="meta">
+                    <span class="author">{message.from.username.clone()}</span>
+                    <time>{move || clock(ts, hydrated.get())}</time>
+                </div>
+                <p class="text">{replace_shortcodes(&message.text)}</p>
+            </div>
+        </li>
+    }
+}
+
+#[component]
+fn PendingItem(pending: Pending) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let me = chat.me.get_untracked();
+    let failed = pending.failed.clone();
+    let is_failed = failed.is_some();
+    let client_id = pending.client_id.clone();
+    let retry = move |_| {
+        #[cfg(feature = "hydrate")]
+        crate::client::retry(chat, &client_id);
+        #[cfg(not(feature = "hydrate"))]
+        let _ = &client_id;
+    };
+    view! {
+        <li class="message mine pending" class:failed=is_failed>
+            {me.map(|user| view! { <Avatar user /> })}
+            <div class="bubble">
+                <p class="text">{replace_shortcodes(&pending.text)}</p>
+                {match failed {
+                    None => view! { <span class="state">"Sending…"</span> }.into_any(),
+                    Some(reason) => view! {
+                        <span class="state" role="alert">"Not sent: " {reason}</span>
+                        <button class="retry" on:click=retry>"Retry"</button>
+                    }.into_any(),
+                }}
+            </div>
+        </li>
+    }
+}

@@ -1,0 +1,33 @@
+//! The connection state in the top bar, and the banner for problems that are not about one
+//! field or message.
+
+use crate::client::{Chat, Status};
+use leptos::prelude::*;
+
+#[component]
+pub fn StatusBar() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let label = move || match chat.status.get() {
+        Status::Idle => String::new(),
+        Status::Connecting => "Connecting…".into(),
+        Status::Online => "Connected".into(),
+        Status::Reconnecting { retry_in_ms } => {
+            format!("Reconnecting in {}s…", retry_in_ms.div_ceil(1000))
+        }
+        Status::Stopped(reason) => format!("Disconnected. {reason}"),
+    };
+    let kind = move || match chat.status.get() {
+        Status::Online => "status online",
+        Status::Idle => "status idle",
+        _ => "status offline",
+    };
+    view! {
+        <span class=kind role="status">{label}</span>
+        {move || chat.alert.get().map(|message| view! {
+            <p class="alert" role="alert">
+                {message}
+                <button class="dismiss" aria-label="Dismiss" on:click=move |_| chat.alert.set(None)>"×"</button>
+            </p>
+        })}
+    }
+}

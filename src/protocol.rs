@@ -1,0 +1,378 @@
+//! The wire protocol: every frame that crosses `/ws`, as serde types compiled into both the
+//! server and the browser, so the two sides cannot drift apart.
+//!
+//! Frames are JSON text frames tagged by `"type"`. `docs/protocol.md` is the prose version of
+//! this module; keep them in step. Validation lives here too, so the join form shows the very
+//! same verdict the server will give.
+
+use serde::{Deserialize, Serialize};
+
+/// The room a `join` without `"room"` lands in.
+pub const DEFAULT_ROOM: &str = "general";
+/// Longest username, in characters, after trimming.
+pub const MAX_USERNAME_CHARS: usize = 32;
+/// Longest message text, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 2_000;
+/// Longest room name.
+pub const MAX_ROOM_CHARS: usize = 32;
+/// Longest `client_id` the server accepts (it is stored with the message).
+pub const MAX_CLIENT_ID_CHARS: usize = 64;
+
+/// Close codes the server uses besides the standard ones (1001 going away, 1009 too big).
+/// The 4000-4999 range is reserved by RFC 6455 for applications.
+pub mod close {
+    /// The server is shutting down (standard "going away").
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame was larger than the configured limit (standard "message too big").
+    pub const TOO_BIG: u16 = 1009;
+    /// The client did not read its frames fast enough; its queue overflowed.
+    pub const SLOW_CONSUMER: u16 = 4000;
+    /// The client kept sending after being told it was rate limited.
+    pub const RATE_LIMITED: u16 = 4001;
+    /// Nothing was heard from the client within the idle timeout.
+    pub const IDLE_TIMEOUT: u16 = 4002;
+    /// The same user joined again from a newer connection, which takes over.
+    pub const REPLACED: u16 = 4003;
+    /// The client sent too many frames the server could not understand.
+    pub const PROTOCOL_ABUSE: u16 = 4004;
+}
+
+/// Someone in the chat, as other users see them: never the raw email.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct User {
+    pub username: String,
+    /// md5 hex of the trimmed, lower-cased email: the Gravatar key.
+    pub avatar: String,
+}
+
+/// One stored chat message, exactly as it is broadcast.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ChatMessage {
+    /// Increases with every stored message (across all rooms).
+    pub id: u64,
+    /// Server time, Unix milliseconds.
+    pub ts: i64,
+    pub from: User,
+    pub text: String,
+    /// The sender's own id for this message, echoed so its outbox can mark it delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+/// Frames a client sends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Must be the first frame.
+    Join {
+        username: String,
+        email: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// The last message id this client has; the server sends exactly what came after.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    Message {
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    /// Ask for the page of messages older than `before` (scrolling up).
+    History { before: u64 },
+    /// Application-level heartbeat; the server answers `pong`. Browsers cannot see
+    /// WebSocket pings, so this is how the page notices a dead server.
+    Ping,
+}
+
+/// Frames the server sends.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The answer to a valid `join`.
+    Welcome {
+        you: User,
+        room: String,
+        online: Vec<User>,
+        /// Oldest first: the recent history, or everything after `since`.
+        history: Vec<ChatMessage>,
+        /// Whether older messages exist before `history[0]`.
+        has_more: bool,
+        /// How often the client should send `ping` when otherwise idle.
+        heartbeat_ms: u64,
+    },
+    Message(ChatMessage),
+    /// The answer to `history`: oldest first.
+    History {
+        messages: Vec<ChatMessage>,
+        has_more: bool,
+    },
+    Joined {
+        user: User,
+    },
+    Left {
+        user: User,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// Set when the error is about one `message` frame that carried a `client_id`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    Pong,
+}
+
+/// Machine-readable error codes; the `message` next to them is for humans.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadFrame,
+    NotJoined,
+    AlreadyJoined,
+    InvalidUsername,
+    UsernameTaken,
+    InvalidEmail,
+    InvalidRoom,
+    EmptyMessage,
+    MessageTooLong,
+    InvalidClientId,
+    RateLimited,
+    /// The server could not store the message; it was not delivered to anyone.
+    Unavailable,
+}
+
+/// A rejected input: the code for machines and a sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Invalid {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl Invalid {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Trims the username and checks it: 1 to 32 characters, no control characters.
+pub fn validate_username(raw: &str) -> Result<String, Invalid> {
+    let name = raw.trim();
+    let chars = name.chars().count();
+    if chars == 0 {
+        return Err(Invalid::new(
+            ErrorCode::InvalidUsername,
+            "Choose a username.",
+        ));
+    }
+    if chars > MAX_USERNAME_CHARS {
+        return Err(Invalid::new(
+            ErrorCode::InvalidUsername,
+            format!("Usernames are at most {MAX_USERNAME_CHARS} characters."),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            ErrorCode::InvalidUsername,
+            "Usernames cannot contain control characters.",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Trims and lower-cases the email and checks its shape (`local@domain.tld`, no spaces).
+/// Returns the normalised form, which is what the avatar hash is computed from.
+pub fn validate_email(raw: &str) -> Result<String, Invalid> {
+    let email = raw.trim().to_lowercase();
+    let bad = || {
+        Invalid::new(
+            ErrorCode::InvalidEmail,
+            "Enter an email like name@example.com.",
+        )
+    };
+    if email.is_empty() {
+        return Err(Invalid::new(
+            ErrorCode::InvalidEmail,
+            "Enter your email address.",
+        ));
+    }
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad());
+    }
+    let (local, domain) = email.split_once('@').ok_or_else(bad)?;
+    let domain_ok = !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..");
+    if local.is_empty() || !domain_ok {
+        return Err(bad());
+    }
+    Ok(email)
+}
+
+/// Checks a room name: 1 to 32 of lower-case ASCII letters, digits and dashes.
+pub fn validate_room(raw: &str) -> Result<String, Invalid> {
+    let ok = !raw.is_empty()
+        && raw.len() <= MAX_ROOM_CHARS
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(raw.to_string())
+    } else {
+        Err(Invalid::new(
+            ErrorCode::InvalidRoom,
+            format!("Room names are 1 to {MAX_ROOM_CHARS} lower-case letters, digits or dashes."),
+        ))
+    }
+}
+
+/// Checks message text: not blank, at most 2,000 characters. The text is kept as typed.
+pub fn validate_text(text: &str) -> Result<(), Invalid> {
+    if text.trim().is_empty() {
+        return Err(Invalid::new(
+            ErrorCode::EmptyMessage,
+            "Type a message first.",
+        ));
+    }
+    let chars = text.chars().count();
+    if chars > MAX_MESSAGE_CHARS {
+        return Err(Invalid::new(
+            ErrorCode::MessageTooLong,
+            format!("Messages are at most {MAX_MESSAGE_CHARS} characters (this one has {chars})."),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a client-chosen message id: 1 to 64 printable characters.
+pub fn validate_client_id(id: &str) -> Result<(), Invalid> {
+    let n = id.chars().count();
+    if n == 0 || n > MAX_CLIENT_ID_CHARS || id.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            ErrorCode::InvalidClientId,
+            format!("client_id must be 1 to {MAX_CLIENT_ID_CHARS} printable characters."),
+        ));
+    }
+    Ok(())
+}
+
+/// Up to two initials for the avatar fallback badge: "Ada Lovelace" -> "AL", "bob" -> "B".
+pub fn initials(username: &str) -> String {
+    let mut words = username.split_whitespace();
+    let first = words.next().and_then(|w| w.chars().next());
+    let second = words.last().and_then(|w| w.chars().next());
+    first
+        .into_iter()
+        .chain(second)
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// The Gravatar image for an avatar hash; `d=404` so users without a Gravatar get the
+/// initials badge too, instead of a generic picture.
+pub fn gravatar_url(avatar: &str) -> String {
+    format!("https://www.gravatar.com/avatar/{avatar}?s=80&d=404")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_match_the_documented_shapes() {
+        let join: ClientFrame =
+            serde_json::from_str(r#"{"type":"join","username":"alice","email":"a@b.co"}"#).unwrap();
+        assert_eq!(
+            join,
+            ClientFrame::Join {
+                username: "alice".into(),
+                email: "a@b.co".into(),
+                room: None,
+                since: None
+            }
+        );
+        let msg = ServerFrame::Message(ChatMessage {
+            id: 17,
+            ts: 1_732_300_000_000,
+            from: User {
+                username: "alice".into(),
+                avatar: "abc".into(),
+            },
+            text: "hello :robot:".into(),
+            client_id: None,
+        });
+        assert_eq!(
+            serde_json::to_string(&msg).unwrap(),
+            r#"{"type":"message","id":17,"ts":1732300000000,"from":{"username":"alice","avatar":"abc"},"text":"hello :robot:"}"#
+        );
+        let err = ServerFrame::Error {
+            code: ErrorCode::UsernameTaken,
+            message: "x".into(),
+            client_id: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&err).unwrap(),
+            r#"{"type":"error","code":"username_taken","message":"x"}"#
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_rejected() {
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"shout"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"message"}"#).is_err());
+    }
+
+    #[test]
+    fn usernames() {
+        assert_eq!(validate_username("  bob ").unwrap(), "bob");
+        assert!(validate_username("   ").is_err());
+        assert!(validate_username(&"x".repeat(33)).is_err());
+        assert!(validate_username(&"é".repeat(32)).is_ok());
+        assert!(validate_username("a\u{7}b").is_err());
+    }
+
+    #[test]
+    fn emails() {
+        assert_eq!(
+            validate_email(" Bob@Example.COM ").unwrap(),
+            "bob@example.com"
+        );
+        for bad in [
+            "",
+            "bob",
+            "bob@",
+            "@x.io",
+            "bob@localhost",
+            "a b@x.io",
+            "a@x..io",
+            "a@@x.io",
+        ] {
+            assert!(validate_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rooms_texts_and_initials() {
+        assert!(validate_room("dev-ops-2").is_ok());
+        for bad in ["", "Dev", "a_b", "a b", &"a".repeat(33)] {
+            assert!(validate_room(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            validate_text(" \n ").unwrap_err().code,
+            ErrorCode::EmptyMessage
+        );
+        assert!(validate_text(&"x".repeat(2000)).is_ok());
+        assert_eq!(
+            validate_text(&"x".repeat(2001)).unwrap_err().code,
+            ErrorCode::MessageTooLong
+        );
+        assert_eq!(initials("Ada Lovelace"), "AL");
+        assert_eq!(initials("bob"), "B");
+        assert_eq!(initials("émile zola x"), "ÉX");
+    }
+}

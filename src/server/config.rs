@@ -1,0 +1,227 @@
+//! Settings, read from one file: `Leptos.toml`.
+//!
+//! `[site]` holds the Leptos site settings (address, site root, package dir, output name): the
+//! server reads them here and `scripts/leptos.sh` exports the same file to cargo-leptos, so the
+//! two can never disagree. `[hub]` holds hubbub's own settings. Environment variables override
+//! the file: `LEPTOS_SITE_ADDR=...` for `[site]` (that is also how cargo-leptos passes its
+//! values) and `HUBBUB_<KEY>` for `[hub]` (`HUBBUB_DATABASE=/var/lib/hubbub/chat.db`,
+//! `HUBBUB_MAX_CONNECTIONS=5000`). Unknown keys are errors, not silently ignored.
+
+use leptos::config::LeptosOptions;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub site: LeptosOptions,
+    pub hub: HubConfig,
+}
+
+/// hubbub's own settings. The defaults are chosen for one small server; every limit can be
+/// raised for load tests and big communities.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HubConfig {
+    /// SQLite file holding the message history (created if missing).
+    pub database: PathBuf,
+    /// Messages sent in `welcome` and per `history` page.
+    pub history_limit: usize,
+    /// Most messages sent back for one `since` resume.
+    pub resume_limit: usize,
+    /// Largest WebSocket frame accepted; bigger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    /// Longest message text in characters (the protocol's hard ceiling is 2,000).
+    pub max_message_chars: usize,
+    /// Frames a room keeps for its slowest reader; falling further behind disconnects.
+    pub room_queue: usize,
+    /// Frames waiting for one connection outside room broadcasts (welcome, errors, pongs).
+    pub direct_queue: usize,
+    /// A write that cannot complete within this time marks the client a slow consumer.
+    pub write_timeout_ms: u64,
+    /// Sustained messages per second per connection.
+    pub rate_per_sec: f64,
+    /// Messages a connection may send in a burst above the sustained rate.
+    pub rate_burst: f64,
+    /// Rate-limited or malformed frames tolerated before the connection is closed.
+    pub max_strikes: u32,
+    /// Open WebSocket connections the server accepts in total (503 beyond).
+    pub max_connections: usize,
+    /// Open WebSocket connections per client IP (429 beyond).
+    pub max_connections_per_ip: usize,
+    /// The server pings every connection this often.
+    pub ping_interval_ms: u64,
+    /// A connection silent (not even a pong) for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Origins allowed to open `/ws` besides the site's own (e.g. `https://chat.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// How long shutdown waits for connections to close and history to be written.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            database: PathBuf::from("hubbub.db"),
+            history_limit: 50,
+            resume_limit: 1_000,
+            max_frame_bytes: 16 * 1024,
+            max_message_chars: crate::protocol::MAX_MESSAGE_CHARS,
+            room_queue: 1_024,
+            direct_queue: 64,
+            write_timeout_ms: 5_000,
+            rate_per_sec: 5.0,
+            rate_burst: 20.0,
+            max_strikes: 10,
+            max_connections: 20_000,
+            max_connections_per_ip: 100,
+            ping_interval_ms: 20_000,
+            idle_timeout_ms: 60_000,
+            allowed_origins: Vec::new(),
+            shutdown_grace_ms: 3_000,
+        }
+    }
+}
+
+/// Why the settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid TOML: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: [site]: {message}")]
+    Site { path: PathBuf, message: String },
+    #[error("[hub] settings (from {path} and HUBBUB_* variables): {message}")]
+    Hub { path: PathBuf, message: String },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    site: toml::Table,
+    #[serde(default)]
+    hub: toml::Table,
+}
+
+impl Config {
+    /// Loads `path`, then applies `LEPTOS_*` and `HUBBUB_*` overrides from `env`.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let file: ConfigFile = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+
+        // leptos_config already knows how to layer LEPTOS_* variables over a settings table;
+        // it looks for the table under cargo's metadata header, so hand it one.
+        let site_toml = format!(
+            "[package.metadata.leptos]\n{}",
+            toml::to_string(&file.site).unwrap_or_default()
+        );
+        let site =
+            leptos::config::get_config_from_str(&site_toml).map_err(|e| ConfigError::Site {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+
+        let mut hub = file.hub;
+        for (key, value) in env {
+            let Some(name) = key.strip_prefix("HUBBUB_") else {
+                continue;
+            };
+            if name == "CONFIG" {
+                continue; // the path of this file, not a [hub] key
+            }
+            let name = name.to_lowercase().replace('_', "-");
+            hub.insert(name.clone(), env_value(&name, &value));
+        }
+        let hub: HubConfig = toml::Value::Table(hub)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Hub {
+                path: path.to_owned(),
+                message: e.message().to_string(),
+            })?;
+        Ok(Config { site, hub })
+    }
+}
+
+/// Reads an environment value as the TOML value it spells (`5`, `true`, `2.5`), falling back to
+/// a string; `allowed-origins` is a comma-separated list.
+fn env_value(name: &str, raw: &str) -> toml::Value {
+    if name == "allowed-origins" {
+        return toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        );
+    }
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let f = write(
+            "[site]\noutput-name = \"hubbub\"\nsite-addr = \"127.0.0.1:4000\"\n\
+             [hub]\ndatabase = \"a.db\"\nhistory-limit = 10\n",
+        );
+        let env = [
+            ("HUBBUB_HISTORY_LIMIT".to_string(), "20".to_string()),
+            (
+                "HUBBUB_ALLOWED_ORIGINS".into(),
+                "https://a.io, https://b.io".into(),
+            ),
+            ("HUBBUB_CONFIG".into(), "ignored".into()),
+            ("LEPTOS_SITE_ADDR".into(), "127.0.0.1:5000".into()),
+        ];
+        let config = Config::load(f.path(), env).unwrap();
+        assert_eq!(config.hub.database, PathBuf::from("a.db"));
+        assert_eq!(config.hub.history_limit, 20);
+        assert_eq!(config.hub.allowed_origins, ["https://a.io", "https://b.io"]);
+        assert_eq!(
+            config.hub.idle_timeout_ms,
+            HubConfig::default().idle_timeout_ms
+        );
+        // LEPTOS_* variables are read from the process environment by leptos_config itself.
+        assert_eq!(&*config.site.output_name, "hubbub");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let f = write("[site]\noutput-name = \"hubbub\"\n[hub]\nhistory-limt = 3\n");
+        let err = Config::load(f.path(), []).unwrap_err().to_string();
+        assert!(err.contains("history-limt"), "{err}");
+        let f = write("[site]\noutput-name = \"hubbub\"\n");
+        let err = Config::load(f.path(), [("HUBBUB_NOPE".into(), "1".into())]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+}

@@ -1,0 +1,496 @@
+//! One WebSocket connection, from upgrade to cleanup.
+//!
+//! The socket is split. The reader (this task) parses client frames, enforces the limits and
+//! talks to the hub. The writer (a spawned task) owns the sending half and forwards two
+//! sources: this connection's own bounded queue (`welcome`, errors, pongs, close requests)
+//! and, after joining, the room's broadcast channel. It writes whatever is ready as one batch
+//! (feed, feed, ..., one flush), so a busy room costs one syscall per batch, not per message.
+//!
+//! A client that cannot keep up is cut off with close code 4000: either it fell a whole room
+//! queue behind (`Lagged`), or a batch could not be written within the write timeout.
+//! Whichever half ends first ends the other; the leave notice is sent once, afterwards.
+
+use super::hub::{Frame, Hub, Outbound, encode};
+use super::limits::{ConnectionSlot, TokenBucket};
+use super::store::Draft;
+use crate::protocol::{
+    self, ClientFrame, DEFAULT_ROOM, ErrorCode, Invalid, ServerFrame, User, close,
+};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{MissedTickBehavior, timeout};
+
+/// Most frames written per flush.
+const MAX_BATCH: usize = 256;
+/// Time given to a close frame (or to the writer to drain) before the socket is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Who this connection is, once joined.
+struct Session {
+    room: String,
+    user: User,
+    /// Name and avatar: what makes a repeated `client_id` "the same user".
+    sender_key: String,
+}
+
+/// Runs the connection to its end. `slot` holds its place in the connection limits until then.
+pub async fn serve(
+    socket: WebSocket,
+    hub: Arc<Hub>,
+    slot: ConnectionSlot,
+    shutdown: watch::Receiver<bool>,
+) {
+    let metrics = hub.metrics.clone();
+    metrics.connections_open.fetch_add(1, Relaxed);
+    metrics.connections_total.fetch_add(1, Relaxed);
+    let conn = hub.next_conn_id();
+    let (sink, stream) = socket.split();
+    let (out, out_rx) = mpsc::channel(hub.config.direct_queue.max(4));
+    let mut writer = tokio::spawn(write_loop(sink, out_rx, shutdown, hub.clone()));
+
+    let mut session = None;
+    tokio::select! {
+        _ = &mut writer => {}
+        () = read_loop(stream, &out, &hub, conn, &mut session) => {
+            // Let the writer send what is queued (an error, a close frame), then stop it.
+            drop(out);
+            if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
+                writer.abort();
+            }
+        }
+    }
+    if let Some(s) = session {
+        hub.rooms.leave(&s.room, &s.user, conn);
+    }
+    metrics.connections_open.fetch_sub(1, Relaxed);
+    drop(slot);
+}
+
+/// What the reader decided about one frame.
+enum Next {
+    Continue,
+    Stop,
+}
+
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    out: &mpsc::Sender<Outbound>,
+    hub: &Arc<Hub>,
+    conn: u64,
+    session: &mut Option<Session>,
+) {
+    let config = &hub.config;
+    let idle = Duration::from_millis(config.idle_timeout_ms);
+    let mut bucket = TokenBucket::new(config.rate_per_sec, config.rate_burst);
+    let mut strikes = 0u32;
+    loop {
+        let message = match timeout(idle, stream.next()).await {
+            Err(_) => {
+                let _ = out
+                    .send(Outbound::Close(
+                        close::IDLE_TIMEOUT,
+                        "no heartbeat received",
+                    ))
+                    .await;
+                return;
+            }
+            Ok(None) => return,
+            Ok(Some(Err(e))) => {
+                if is_too_big(e) {
+                    let _ = out
+                        .send(Outbound::Close(
+                            close::TOO_BIG,
+                            "frame exceeds the size limit",
+                        ))
+                        .await;
+                }
+                return;
+            }
+            Ok(Some(Ok(message))) => message,
+        };
+        hub.metrics.frames_in.fetch_add(1, Relaxed);
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                let bad = Invalid {
+                    code: ErrorCode::BadFrame,
+                    message: "binary frames are not supported: send JSON text frames".into(),
+                };
+                if let Next::Stop = strike(out, hub, &mut strikes, bad, None).await {
+                    return;
+                }
+                continue;
+            }
+            Message::Close(_) => return,
+            // Pings are answered by the WebSocket layer; pongs only prove liveness.
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        let frame = match serde_json::from_str::<ClientFrame>(&text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                let bad = Invalid {
+                    code: ErrorCode::BadFrame,
+                    message: format!("not a valid frame: {e}"),
+                };
+                if let Next::Stop = strike(out, hub, &mut strikes, bad, None).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let next = match frame {
+            ClientFrame::Join {
+                username,
+                email,
+                room,
+                since,
+            } => join(out, hub, conn, session, &username, &email, room, since).await,
+            ClientFrame::Message { text, client_id } => match session {
+                None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
+                Some(s) => post(out, hub, s, &mut bucket, &mut strikes, text, client_id).await,
+            },
+            ClientFrame::History { before } => match session {
+                None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
+                Some(s) => match hub
+                    .store
+                    .page(&s.room, Some(before), u64::MAX, config.history_limit)
+                    .await
+                {
+                    Ok((messages, has_more)) => {
+                        send(out, &ServerFrame::History { messages, has_more }).await
+                    }
+                    Err(e) => unavailable(out, e, None).await,
+                },
+            },
+            ClientFrame::Ping => send(out, &ServerFrame::Pong).await,
+        };
+        if let Next::Stop = next {
+            return;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn join(
+    out: &mpsc::Sender<Outbound>,
+    hub: &Arc<Hub>,
+    conn: u64,
+    session: &mut Option<Session>,
+    username: &str,
+    email: &str,
+    room: Option<String>,
+    since: Option<u64>,
+) -> Next {
+    if session.is_some() {
+        return send_error(
+            out,
+            ErrorCode::AlreadyJoined,
+            "this connection already joined",
+            None,
+        )
+        .await;
+    }
+    let checked = protocol::validate_username(username).and_then(|name| {
+        let email = protocol::validate_email(email)?;
+        let room = protocol::validate_room(room.as_deref().unwrap_or(DEFAULT_ROOM))?;
+        Ok((name, email, room))
+    });
+    let (username, email, room) = match checked {
+        Ok(ok) => ok,
+        Err(invalid) => return send_error(out, invalid.code, &invalid.message, None).await,
+    };
+    // Only the hash leaves this function: other users never see the address.
+    let user = User {
+        avatar: format!("{:x}", md5::compute(email.as_bytes())),
+        username,
+    };
+    let Ok(joined) = hub.rooms.join(&room, &user, conn, out.clone()) else {
+        let message = format!(
+            "“{}” is already in this room; pick another name",
+            user.username
+        );
+        return send_error(out, ErrorCode::UsernameTaken, &message, None).await;
+    };
+    let sender_key = format!("{}\n{}", user.username.to_lowercase(), user.avatar);
+    *session = Some(Session {
+        room: room.clone(),
+        user: user.clone(),
+        sender_key,
+    });
+    let (history, has_more) = match hub.welcome_history(&room, since, joined.watermark).await {
+        Ok(found) => found,
+        Err(e) => return unavailable(out, e, None).await,
+    };
+    let welcome = ServerFrame::Welcome {
+        you: user,
+        room,
+        online: joined.online,
+        history,
+        has_more,
+        heartbeat_ms: hub.config.ping_interval_ms,
+    };
+    if let Next::Stop = send(out, &welcome).await {
+        return Next::Stop;
+    }
+    forward(out, Outbound::Subscribe(joined.rx)).await
+}
+
+async fn post(
+    out: &mpsc::Sender<Outbound>,
+    hub: &Arc<Hub>,
+    session: &Session,
+    bucket: &mut TokenBucket,
+    strikes: &mut u32,
+    text: String,
+    client_id: Option<String>,
+) -> Next {
+    let received = Instant::now();
+    let checked = protocol::validate_text(&text).and_then(|()| {
+        let chars = text.chars().count();
+        if chars > hub.config.max_message_chars {
+            return Err(Invalid {
+                code: ErrorCode::MessageTooLong,
+                message: format!(
+                    "Messages are at most {} characters (this one has {chars}).",
+                    hub.config.max_message_chars
+                ),
+            });
+        }
+        client_id
+            .as_deref()
+            .map_or(Ok(()), protocol::validate_client_id)
+    });
+    if let Err(invalid) = checked {
+        return send_error(out, invalid.code, &invalid.message, client_id).await;
+    }
+    if !bucket.try_take(received) {
+        hub.metrics.rate_limited_frames.fetch_add(1, Relaxed);
+        let slow_down = Invalid {
+            code: ErrorCode::RateLimited,
+            message: "you are sending too fast; this message was not sent".into(),
+        };
+        return strike(out, hub, strikes, slow_down, client_id).await;
+    }
+    *strikes = 0;
+    let draft = Draft {
+        room: session.room.clone(),
+        from: session.user.clone(),
+        sender_key: session.sender_key.clone(),
+        text,
+        client_id: client_id.clone(),
+    };
+    match hub.post(draft).await {
+        // A repeat of a message already stored: it was broadcast the first time; tell only
+        // the sender, so its outbox can mark it delivered.
+        Ok(appended) if appended.duplicate => {
+            send(out, &ServerFrame::Message(appended.message)).await
+        }
+        Ok(_) => {
+            hub.metrics.observe_broadcast(received.elapsed());
+            Next::Continue
+        }
+        Err(e) => unavailable(out, e, client_id).await,
+    }
+}
+
+/// Answers a bad or refused frame and counts it; too many in a row close the connection.
+async fn strike(
+    out: &mpsc::Sender<Outbound>,
+    hub: &Hub,
+    strikes: &mut u32,
+    invalid: Invalid,
+    client_id: Option<String>,
+) -> Next {
+    let code = invalid.code;
+    if code == ErrorCode::BadFrame {
+        hub.metrics.bad_frames.fetch_add(1, Relaxed);
+    }
+    *strikes += 1;
+    if *strikes > hub.config.max_strikes {
+        let (close_code, reason) = if code == ErrorCode::RateLimited {
+            (
+                close::RATE_LIMITED,
+                "kept sending faster than the rate limit",
+            )
+        } else {
+            (close::PROTOCOL_ABUSE, "too many invalid frames")
+        };
+        let _ = out.send(Outbound::Close(close_code, reason)).await;
+        return Next::Stop;
+    }
+    send_error(out, code, &invalid.message, client_id).await
+}
+
+async fn unavailable(
+    out: &mpsc::Sender<Outbound>,
+    error: super::store::StoreError,
+    client_id: Option<String>,
+) -> Next {
+    tracing::error!("{error}");
+    let message = "the server could not store or read messages right now; nothing was sent";
+    send_error(out, ErrorCode::Unavailable, message, client_id).await
+}
+
+async fn send_error(
+    out: &mpsc::Sender<Outbound>,
+    code: ErrorCode,
+    message: &str,
+    client_id: Option<String>,
+) -> Next {
+    let frame = ServerFrame::Error {
+        code,
+        message: message.to_string(),
+        client_id,
+    };
+    send(out, &frame).await
+}
+
+async fn send(out: &mpsc::Sender<Outbound>, frame: &ServerFrame) -> Next {
+    forward(out, Outbound::Frame(encode(frame))).await
+}
+
+async fn forward(out: &mpsc::Sender<Outbound>, item: Outbound) -> Next {
+    match out.send(item).await {
+        Ok(()) => Next::Continue,
+        Err(_) => Next::Stop, // the writer has ended
+    }
+}
+
+/// Whether a read error is tungstenite refusing an oversized frame or message.
+fn is_too_big(error: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    error
+        .into_inner()
+        .downcast_ref::<WsError>()
+        .is_some_and(|e| matches!(e, WsError::Capacity(_)))
+}
+
+/// What the writer does next.
+enum Step {
+    Write(Message),
+    /// Nothing to write (e.g. a subscription was handed over).
+    Idle,
+    Close(u16, &'static str),
+    Stop,
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut queue: mpsc::Receiver<Outbound>,
+    mut shutdown: watch::Receiver<bool>,
+    hub: Arc<Hub>,
+) {
+    let metrics = &hub.metrics;
+    let write_timeout = Duration::from_millis(hub.config.write_timeout_ms);
+    let mut room: Option<broadcast::Receiver<Frame>> = None;
+    let mut ping = tokio::time::interval(Duration::from_millis(hub.config.ping_interval_ms));
+    ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    ping.reset(); // the first tick one interval from now, not immediately
+    let mut batch: Vec<Message> = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let step = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|stop| *stop) => Step::Close(close::GOING_AWAY, "server is shutting down"),
+            item = queue.recv() => match item {
+                None => Step::Stop,
+                Some(item) => apply(item, &mut room),
+            },
+            frame = recv_room(&mut room) => match frame {
+                Ok(frame) => Step::Write(Message::Text(frame)),
+                Err(broadcast::error::RecvError::Lagged(_)) => slow_consumer(metrics),
+                Err(broadcast::error::RecvError::Closed) => Step::Stop,
+            },
+            _ = ping.tick() => Step::Write(Message::Ping(Default::default())),
+        };
+        let mut closing = match step {
+            Step::Write(message) => {
+                batch.push(message);
+                None
+            }
+            Step::Idle => None,
+            Step::Close(code, reason) => Some((code, reason)),
+            Step::Stop => return,
+        };
+        // Take everything else that is ready, without waiting, up to one batch.
+        while closing.is_none() && batch.len() < MAX_BATCH {
+            if let Ok(item) = queue.try_recv() {
+                match apply(item, &mut room) {
+                    Step::Write(message) => batch.push(message),
+                    Step::Idle => {}
+                    Step::Close(code, reason) => closing = Some((code, reason)),
+                    Step::Stop => break,
+                }
+                continue;
+            }
+            match room.as_mut().map(|rx| rx.try_recv()) {
+                Some(Ok(frame)) => batch.push(Message::Text(frame)),
+                Some(Err(broadcast::error::TryRecvError::Lagged(_))) => {
+                    if let Step::Close(code, reason) = slow_consumer(metrics) {
+                        closing = Some((code, reason));
+                    }
+                }
+                _ => break,
+            }
+        }
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            let written = timeout(write_timeout, async {
+                for message in batch.drain(..) {
+                    sink.feed(message).await?;
+                }
+                sink.flush().await
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => {
+                    metrics.frames_out.fetch_add(n, Relaxed);
+                }
+                Ok(Err(_)) => return, // the peer is gone
+                Err(_) => {
+                    // The client is not reading: its socket buffer is full. A close frame
+                    // could not get through either; just drop the connection.
+                    slow_consumer(metrics);
+                    return;
+                }
+            }
+        }
+        if let Some((code, reason)) = closing {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+            return;
+        }
+    }
+}
+
+fn apply(item: Outbound, room: &mut Option<broadcast::Receiver<Frame>>) -> Step {
+    match item {
+        Outbound::Frame(frame) => Step::Write(Message::Text(frame)),
+        Outbound::Subscribe(rx) => {
+            *room = Some(rx);
+            Step::Idle
+        }
+        Outbound::Close(code, reason) => Step::Close(code, reason),
+    }
+}
+
+fn slow_consumer(metrics: &super::metrics::Metrics) -> Step {
+    metrics.slow_consumer_drops.fetch_add(1, Relaxed);
+    Step::Close(close::SLOW_CONSUMER, "too slow: fell behind the room")
+}
+
+async fn recv_room(
+    room: &mut Option<broadcast::Receiver<Frame>>,
+) -> Result<Frame, broadcast::error::RecvError> {
+    match room {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,245 @@
+//! The hub: rooms, who is in them, and the fan-out of every frame to a room's connections.
+//!
+//! Each room has a `tokio::sync::broadcast` channel of already-serialised frames. A frame is
+//! turned into JSON once and the same reference-counted bytes go to every recipient; the
+//! channel's ring buffer is the bounded outbound queue each connection reads from. A reader
+//! that falls a whole ring behind gets `Lagged` and is disconnected as a slow consumer (see
+//! `connection`), so one stalled client never slows the sender or anyone else.
+//!
+//! Messages reach rooms only through [`Rooms::deliver_message`], which the store calls after a
+//! commit, in id order. A global watermark (the highest id delivered) lets a joining client get
+//! its history from the database and everything newer from the channel, with no gap and no
+//! duplicate: see [`Rooms::join`]. A clustered node would call `deliver_message` from its
+//! Redis subscription instead of the store's commit hook; nothing else here changes.
+
+use super::config::HubConfig;
+use super::metrics::Metrics;
+use super::store::{Appended, Draft, Store, StoreError};
+use crate::protocol::{ChatMessage, ServerFrame, User};
+use axum::extract::ws::Utf8Bytes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc};
+
+/// A serialised frame, shared by all its recipients.
+pub type Frame = Utf8Bytes;
+
+/// What a connection's writer task is asked to do, in order.
+pub enum Outbound {
+    /// Send this frame.
+    Frame(Frame),
+    /// Start forwarding a room's broadcasts (sent right after `welcome`).
+    Subscribe(broadcast::Receiver<Frame>),
+    /// Send a close frame and stop.
+    Close(u16, &'static str),
+}
+
+/// Serialises a frame once, for any number of recipients.
+pub fn encode(frame: &ServerFrame) -> Frame {
+    // Serialising these plain structs cannot fail: no maps with non-string keys, no floats.
+    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
+}
+
+/// Identifies one connection, so a stale connection cannot remove its replacement.
+pub type ConnId = u64;
+
+struct Member {
+    user: User,
+    conn: ConnId,
+    outbound: mpsc::Sender<Outbound>,
+}
+
+struct Room {
+    tx: broadcast::Sender<Frame>,
+    /// Keyed by the lower-cased username: names are unique case-insensitively.
+    members: HashMap<String, Member>,
+}
+
+/// The name is already online in the room, used by someone else.
+#[derive(Debug)]
+pub struct NameTaken;
+
+/// A successful join: everything the connection needs to send `welcome` and follow the room.
+pub struct Joined {
+    pub rx: broadcast::Receiver<Frame>,
+    /// Every message with an id up to this one was delivered before `rx` subscribed.
+    pub watermark: u64,
+    pub online: Vec<User>,
+}
+
+/// The rooms of this node.
+pub struct Rooms {
+    /// A std `Mutex`: held only for map updates and non-blocking channel sends, never across
+    /// an `.await`. Rooms are independent, but one lock keeps presence and delivery simple;
+    /// the critical sections are a few hundred nanoseconds.
+    rooms: Mutex<HashMap<String, Room>>,
+    watermark: AtomicU64,
+    room_queue: usize,
+    metrics: Arc<Metrics>,
+}
+
+impl Rooms {
+    pub fn new(room_queue: usize, watermark: u64, metrics: Arc<Metrics>) -> Self {
+        Rooms {
+            rooms: Mutex::new(HashMap::new()),
+            watermark: AtomicU64::new(watermark),
+            room_queue: room_queue.max(1),
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a stored message to the room's local connections and advances the watermark.
+    pub fn deliver_message(&self, room: &str, message: &ChatMessage) {
+        let frame = encode(&ServerFrame::Message(message.clone()));
+        let rooms = self.lock();
+        if let Some(r) = rooms.get(room) {
+            let recipients = r.tx.send(frame).unwrap_or(0);
+            self.metrics
+                .deliveries
+                .fetch_add(recipients as u64, Ordering::Relaxed);
+        }
+        self.watermark.store(message.id, Ordering::SeqCst);
+    }
+
+    /// Adds `user` to `room`. A name already online is refused, unless it is the same person
+    /// (same email, hence the same avatar hash) coming back on a new connection: then the new
+    /// connection takes over and the old one is closed, without leave/join notices.
+    pub fn join(
+        &self,
+        room: &str,
+        user: &User,
+        conn: ConnId,
+        outbound: mpsc::Sender<Outbound>,
+    ) -> Result<Joined, NameTaken> {
+        let key = user.username.to_lowercase();
+        let mut rooms = self.lock();
+        let r = rooms.entry(room.to_string()).or_insert_with(|| Room {
+            tx: broadcast::channel(self.room_queue).0,
+            members: HashMap::new(),
+        });
+        match r.members.get(&key) {
+            Some(old) if old.user.avatar == user.avatar => {
+                let _ = old.outbound.try_send(Outbound::Close(
+                    crate::protocol::close::REPLACED,
+                    "you joined again from another connection",
+                ));
+            }
+            Some(_) => return Err(NameTaken),
+            None => {
+                let _ =
+                    r.tx.send(encode(&ServerFrame::Joined { user: user.clone() }));
+            }
+        }
+        r.members.insert(
+            key,
+            Member {
+                user: user.clone(),
+                conn,
+                outbound,
+            },
+        );
+        let mut online: Vec<User> = r.members.values().map(|m| m.user.clone()).collect();
+        online.sort_by_key(|u| u.username.to_lowercase());
+        Ok(Joined {
+            rx: r.tx.subscribe(),
+            watermark: self.watermark.load(Ordering::SeqCst),
+            online,
+        })
+    }
+
+    /// Removes the connection's user from the room, if that connection still holds the name,
+    /// and tells the others. An empty room is forgotten.
+    pub fn leave(&self, room: &str, user: &User, conn: ConnId) {
+        let key = user.username.to_lowercase();
+        let mut rooms = self.lock();
+        let Some(r) = rooms.get_mut(room) else { return };
+        if r.members.get(&key).is_some_and(|m| m.conn == conn) {
+            r.members.remove(&key);
+            let _ = r.tx.send(encode(&ServerFrame::Left { user: user.clone() }));
+        }
+        if r.members.is_empty() {
+            rooms.remove(room);
+        }
+    }
+}
+
+/// The hub as connections see it: rooms plus storage, limits and metrics.
+pub struct Hub {
+    pub rooms: Arc<Rooms>,
+    pub store: Store,
+    pub config: Arc<HubConfig>,
+    pub metrics: Arc<Metrics>,
+    next_conn: AtomicU64,
+}
+
+impl Hub {
+    /// Opens the history database and wires its commits to the rooms.
+    pub fn open(config: Arc<HubConfig>, metrics: Arc<Metrics>) -> Result<Hub, StoreError> {
+        // The store is created before the rooms it feeds, so the commit hook reaches them
+        // through a slot filled right after.
+        let slot: Arc<std::sync::OnceLock<Arc<Rooms>>> = Arc::default();
+        let hook = slot.clone();
+        let (store, last_id) = Store::open(
+            &config.database,
+            Box::new(move |room, message| {
+                if let Some(rooms) = hook.get() {
+                    rooms.deliver_message(room, message);
+                }
+            }),
+        )?;
+        let rooms = Arc::new(Rooms::new(config.room_queue, last_id, metrics.clone()));
+        let _ = slot.set(rooms.clone());
+        Ok(Hub {
+            rooms,
+            store,
+            config,
+            metrics,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Stores a message; the store's commit hook broadcasts it.
+    pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
+        let appended = self.store.append(draft).await?;
+        if !appended.duplicate {
+            self.metrics.messages_stored.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(appended)
+    }
+
+    /// The history for `welcome`: everything after `since` (capped by `resume_limit`), or the
+    /// last `history_limit` messages; never past the join's watermark.
+    pub async fn welcome_history(
+        &self,
+        room: &str,
+        since: Option<u64>,
+        watermark: u64,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        match since {
+            Some(since) => {
+                let messages = self
+                    .store
+                    .after(room, since, watermark, self.config.resume_limit)
+                    .await?;
+                // Older history exists if anything precedes what we send.
+                let first = messages.first().map_or(since.saturating_add(1), |m| m.id);
+                let (older, _) = self.store.page(room, Some(first), watermark, 1).await?;
+                Ok((messages, !older.is_empty()))
+            }
+            None => {
+                self.store
+                    .page(room, None, watermark, self.config.history_limit)
+                    .await
+            }
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! The server: one axum router serving the Leptos pages and assets, the `/ws` hub,
+//! `/healthz` and `/metrics`. Compiled only with the `ssr` feature.
+//!
+//! - [`config`]: settings from `Leptos.toml` and the environment.
+//! - [`hub`]: rooms, presence, and the fan-out of frames.
+//! - [`connection`]: one WebSocket's lifecycle (reader, writer, limits, heartbeats).
+//! - [`store`]: message history in SQLite.
+//! - [`limits`]: token bucket and connection caps.
+//! - [`metrics`]: Prometheus counters.
+//! - [`shutdown`]: SIGTERM / Ctrl-C.
+//!
+//! [`serve`] takes an already-bound listener, so tests run a real server on `127.0.0.1:0`.
+
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod limits;
+pub mod metrics;
+pub mod shutdown;
+pub mod store;
+
+use crate::app::{App, shell};
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRef, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use config::Config;
+use hub::Hub;
+use leptos::config::LeptosOptions;
+use leptos::prelude::provide_context;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use limits::{ConnectionLimits, Refusal};
+use metrics::Metrics;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Tungstenite reads into a buffer of this size; its default (128 KiB) would be allocated up
+/// front for every connection. Frames larger than this are simply read in several goes.
+const READ_BUFFER: usize = 4 * 1024;
+/// Frames are buffered up to this size before being written; `flush` writes regardless, so
+/// this only has to hold one batch in the common case.
+const WRITE_BUFFER: usize = 8 * 1024;
+
+/// Shared by every request handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub hub: Arc<Hub>,
+    limits: Arc<ConnectionLimits>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves until `shutdown` resolves, then closes every WebSocket with 1001 and waits (up to
+/// the configured grace period) for them to finish.
+pub async fn serve(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let metrics = Arc::new(Metrics::default());
+    let hub_config = Arc::new(config.hub);
+    let hub = Arc::new(Hub::open(hub_config.clone(), metrics.clone())?);
+    let (stop, stopped) = watch::channel(false);
+    let state = AppState {
+        leptos_options: config.site.clone(),
+        hub: hub.clone(),
+        limits: ConnectionLimits::new(
+            hub_config.max_connections,
+            hub_config.max_connections_per_ip,
+        ),
+        shutdown: stopped,
+    };
+    let routes = generate_route_list(App);
+    let context_hub = hub.clone();
+    let app = Router::new()
+        .route("/ws", get(upgrade))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(prometheus))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || provide_context(context_hub.clone()),
+            {
+                let options = config.site.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .with_state(state);
+
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing WebSocket connections");
+        let _ = stop.send(true);
+    })
+    .await?;
+
+    // HTTP has stopped accepting. Upgraded WebSockets are not tracked by axum: each writer
+    // saw the stop signal and is sending 1001; wait for them to finish.
+    let deadline = Instant::now() + Duration::from_millis(hub_config.shutdown_grace_ms);
+    while metrics
+        .connections_open
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// `GET /ws`: refuses cross-site and over-limit upgrades before upgrading.
+async fn upgrade(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let hub = &state.hub;
+    let metrics = &hub.metrics;
+    let count = |c: &std::sync::atomic::AtomicU64| {
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    };
+    if !origin_allowed(&headers, &hub.config.allowed_origins) {
+        count(&metrics.rejected_upgrades_origin);
+        return (
+            StatusCode::FORBIDDEN,
+            "cross-origin WebSocket connections are not allowed\n",
+        )
+            .into_response();
+    }
+    if *state.shutdown.borrow() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down\n",
+        )
+            .into_response();
+    }
+    let slot = match state.limits.try_acquire(peer.ip()) {
+        Ok(slot) => slot,
+        Err(Refusal::Full) => {
+            count(&metrics.rejected_upgrades_capacity);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(header::RETRY_AFTER, "10")],
+                "the server is at its connection limit\n",
+            )
+                .into_response();
+        }
+        Err(Refusal::PerIp) => {
+            count(&metrics.rejected_upgrades_per_ip);
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "10")],
+                "too many connections from your address\n",
+            )
+                .into_response();
+        }
+    };
+    let hub = state.hub.clone();
+    let max = hub.config.max_frame_bytes;
+    ws.read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_frame_size(max)
+        .max_message_size(max)
+        .on_upgrade(move |socket| connection::serve(socket, hub, slot, state.shutdown))
+}
+
+/// Cross-site WebSocket hijacking defence. Browsers always send `Origin`; it must be this site
+/// (same host and port as the request) or on the allow-list. Non-browser clients send none.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
+    {
+        return true;
+    }
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    let open = state
+        .hub
+        .metrics
+        .connections_open
+        .load(std::sync::atomic::Ordering::Relaxed);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"status\":\"ok\",\"connections\":{open}}}\n"),
+    )
+        .into_response()
+}
+
+async fn prometheus(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.hub.metrics.render(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::origin_allowed;
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn origins() {
+        let allow = vec!["https://chat.example.com".to_string()];
+        assert!(origin_allowed(&headers(None, "a:1"), &allow));
+        assert!(origin_allowed(&headers(Some("http://a:1"), "a:1"), &allow));
+        assert!(origin_allowed(
+            &headers(Some("https://chat.example.com"), "b"),
+            &allow
+        ));
+        assert!(!origin_allowed(
+            &headers(Some("http://evil.io"), "a:1"),
+            &allow
+        ));
+        assert!(!origin_allowed(&headers(Some("http://a:2"), "a:1"), &allow));
+        assert!(!origin_allowed(&headers(Some("null"), "a:1"), &allow));
+    }
+}
