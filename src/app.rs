@@ -100,7 +100,7 @@ fn ChatPage() -> impl IntoView {
                         <Suspense fallback=|| view! { <p class="loading">"Loading messages…"</p> }>
                             {move || Suspend::new(async move {
                                 let (initial, has_more) = history.await.unwrap_or_default();
-                                view! { <MessageList initial has_more /> }
+                                view! { <MessageList initial has_more /> }.into_any()
                             })}
                         </Suspense>
                         <Show when=move || chat.me.get().is_some() fallback=|| view! { <JoinForm /> }>
@@ -112,4 +112,5 @@ fn ChatPage() -> impl IntoView {
             </Show>
         </div>
     }
+    .into_any()
 }

@@ -12,6 +12,9 @@
 //! - `server` (feature `ssr` only): configuration, the hub, connections, storage, limits,
 //!   metrics and shutdown. It never reaches the WASM bundle.
 
+// Leptos views are deeply nested types; the default limit (128) is too low for the chat page.
+#![recursion_limit = "256"]
+
 pub mod app;
 pub mod client;
 pub mod components;

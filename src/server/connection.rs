@@ -54,18 +54,20 @@ pub async fn serve(
     let mut writer = tokio::spawn(write_loop(sink, out_rx, shutdown, hub.clone()));
 
     let mut session = None;
-    tokio::select! {
-        _ = &mut writer => {}
-        () = read_loop(stream, &out, &hub, conn, &mut session) => {
-            // Let the writer send what is queued (an error, a close frame), then stop it.
-            drop(out);
-            if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
-                writer.abort();
-            }
-        }
-    }
+    let reader_ended = tokio::select! {
+        _ = &mut writer => false,
+        () = read_loop(stream, &out, &hub, conn, &mut session) => true,
+    };
+    // Leaving first also drops the room's handle on our queue, so the writer sees it close.
     if let Some(s) = session {
         hub.rooms.leave(&s.room, &s.user, conn);
+    }
+    if reader_ended {
+        // Let the writer send what is queued (an error, a close frame), then stop it.
+        drop(out);
+        if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
+            writer.abort();
+        }
     }
     metrics.connections_open.fetch_sub(1, Relaxed);
     drop(slot);

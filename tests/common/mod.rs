@@ -1,0 +1,369 @@
+//! Test harness: a real hubbub server on 127.0.0.1:0 (in-process, or the real binary as a
+//! child process when a test needs to kill it), and real WebSocket clients.
+#![allow(dead_code)]
+
+use futures::{SinkExt, StreamExt};
+use hubbub::protocol::{ClientFrame, ServerFrame};
+use hubbub::server::config::{Config, HubConfig};
+use leptos::config::LeptosOptions;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a frame it expects.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// An in-process server with its own temporary database.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Settings for tests: generous rate limits so tests are not throttled by accident.
+pub fn test_config(dir: &Path) -> HubConfig {
+    HubConfig {
+        database: dir.join("chat.db"),
+        rate_per_sec: 1_000.0,
+        rate_burst: 1_000.0,
+        ..HubConfig::default()
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with(|_| {}).await
+    }
+
+    pub async fn with(adjust: impl FnOnce(&mut HubConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut hub = test_config(dir.path());
+        adjust(&mut hub);
+        Self::start_in(dir, hub).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, hub: HubConfig) -> Self {
+        let site = LeptosOptions::builder()
+            .output_name("hubbub")
+            .site_root(dir.path().to_string_lossy().to_string())
+            .build();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            hubbub::server::serve(listener, Config { site, hub }, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server failed");
+        });
+        TestServer {
+            addr,
+            dir,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url()).await
+    }
+
+    /// A client that has joined as `name` (email `name@example.com`), welcome consumed.
+    pub async fn joined(&self, name: &str) -> Client {
+        let mut c = self.client().await;
+        c.join(name).await;
+        c
+    }
+
+    /// Asks the server to shut down (as SIGTERM would) and waits until it has.
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(WAIT, &mut self.task)
+            .await
+            .expect("shutdown took too long")
+            .unwrap();
+        self.dir
+    }
+
+    /// `GET path` over plain HTTP/1.1; returns (status, body).
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr, path, &[]).await
+    }
+}
+
+/// A bare HTTP/1.1 GET, enough for `/metrics` and `/healthz`.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Reads a metric's value from the `/metrics` text.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not found in:\n{text}"))
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A real WebSocket client.
+pub struct Client {
+    pub ws: Ws,
+    /// Every text frame received, raw, for privacy checks.
+    pub raw: Vec<String>,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Ending {
+    Close(u16, String),
+    /// The TCP connection ended without a close frame.
+    Dropped,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        Client {
+            ws,
+            raw: Vec::new(),
+        }
+    }
+
+    /// Connects with extra request headers; returns the HTTP status on refusal.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Client, u16> {
+        let mut request = url.into_client_request().unwrap();
+        for (k, v) in headers {
+            let name = tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+            request.headers_mut().insert(name, v.parse().unwrap());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(Client {
+                ws,
+                raw: Vec::new(),
+            }),
+            Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
+            Err(e) => panic!("unexpected connect error: {e}"),
+        }
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_json(&mut self, value: Value) {
+        self.send_text(&value.to_string()).await;
+    }
+
+    pub async fn send(&mut self, frame: &ClientFrame) {
+        self.send_text(&serde_json::to_string(frame).unwrap()).await;
+    }
+
+    pub async fn join(&mut self, name: &str) -> ServerFrame {
+        self.join_as(name, &format!("{name}@example.com"), None)
+            .await
+    }
+
+    pub async fn join_as(&mut self, name: &str, email: &str, since: Option<u64>) -> ServerFrame {
+        self.send(&ClientFrame::Join {
+            username: name.into(),
+            email: email.into(),
+            room: None,
+            since,
+        })
+        .await;
+        let welcome = self.recv().await;
+        assert!(
+            matches!(welcome, ServerFrame::Welcome { .. }),
+            "expected welcome, got {welcome:?}"
+        );
+        welcome
+    }
+
+    pub async fn say(&mut self, text: &str) {
+        self.send_json(json!({"type": "message", "text": text}))
+            .await;
+    }
+
+    /// The next text frame as JSON (pings and pongs are skipped).
+    pub async fn recv_json(&mut self) -> Value {
+        serde_json::from_str(&self.recv_text().await).unwrap()
+    }
+
+    pub async fn recv(&mut self) -> ServerFrame {
+        let text = self.recv_text().await;
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad frame {text}: {e}"))
+    }
+
+    pub async fn recv_text(&mut self) -> String {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("timed out waiting for a frame");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    self.raw.push(t.to_string());
+                    return t.to_string();
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next chat message, skipping join/leave notices.
+    pub async fn recv_message(&mut self) -> hubbub::protocol::ChatMessage {
+        loop {
+            match self.recv().await {
+                ServerFrame::Message(m) => return m,
+                ServerFrame::Joined { .. } | ServerFrame::Left { .. } => continue,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next error frame's code, as the wire spells it.
+    pub async fn recv_error(&mut self) -> String {
+        let v = self.recv_json().await;
+        assert_eq!(v["type"], "error", "expected an error frame, got {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+        v["code"].as_str().unwrap().to_string()
+    }
+
+    /// Proves the connection is still open and in order: ping, expect pong.
+    pub async fn assert_alive(&mut self) {
+        self.send_json(json!({"type": "ping"})).await;
+        loop {
+            match self.recv().await {
+                ServerFrame::Pong => return,
+                ServerFrame::Joined { .. } | ServerFrame::Left { .. } => continue,
+                other => panic!("expected pong, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the connection ends; returns the close code, skipping any other frames.
+    pub async fn ending(&mut self) -> Ending {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Err(_) => panic!("connection did not end"),
+                Ok(Some(Ok(Message::Close(Some(frame))))) => {
+                    return Ending::Close(frame.code.into(), frame.reason.to_string());
+                }
+                Ok(Some(Ok(Message::Close(None)))) => return Ending::Close(1005, String::new()),
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(_)) | None) => return Ending::Dropped,
+            }
+        }
+    }
+
+    /// The close code the server sent (fails if it just dropped the connection).
+    pub async fn close_code(&mut self) -> u16 {
+        match self.ending().await {
+            Ending::Close(code, _) => code,
+            Ending::Dropped => panic!("connection dropped without a close frame"),
+        }
+    }
+
+    /// Asserts that nothing but pings arrives for `d`.
+    pub async fn assert_quiet(&mut self, d: Duration) {
+        let until = tokio::time::Instant::now() + d;
+        loop {
+            match tokio::time::timeout_at(until, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("expected silence, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// The real `hubbub` binary as a child process, for restarts and `kill -9`.
+pub struct Process {
+    pub child: tokio::process::Child,
+    pub addr: SocketAddr,
+}
+
+/// Writes a Leptos.toml for a child server using `db`.
+pub fn write_config(dir: &Path, db: &Path) -> PathBuf {
+    let path = dir.join("Leptos.toml");
+    let text = format!(
+        "[site]\noutput-name = \"hubbub\"\nsite-addr = \"127.0.0.1:0\"\nsite-root = {root:?}\n\
+         [hub]\ndatabase = {db:?}\n",
+        root = dir.to_string_lossy(),
+        db = db.to_string_lossy(),
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Process {
+    /// Starts the binary with `config` (and optional fixed address) and waits for it to listen.
+    pub async fn start(config: &Path, addr: Option<SocketAddr>) -> Process {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubbub"));
+        cmd.env("HUBBUB_CONFIG", config)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(addr) = addr {
+            cmd.env("LEPTOS_SITE_ADDR", addr.to_string());
+        } else {
+            cmd.env_remove("LEPTOS_SITE_ADDR");
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("server did not start")
+            .unwrap()
+            .expect("server exited before listening");
+        let addr = line
+            .strip_prefix("hubbub listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .parse()
+            .unwrap();
+        Process { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// `kill -9`: no shutdown code runs.
+    pub async fn kill9(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+}

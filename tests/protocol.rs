@@ -1,0 +1,287 @@
+//! The wire protocol end to end: every frame and error of docs/protocol.md, against a real
+//! server with real WebSocket clients.
+
+mod common;
+
+use common::*;
+use futures::SinkExt;
+use hubbub::protocol::{ServerFrame, User};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+
+fn md5_hex(s: &str) -> String {
+    format!("{:x}", md5::compute(s.as_bytes()))
+}
+
+#[tokio::test]
+async fn welcome_names_you_with_the_hash_of_your_normalised_email() {
+    let server = TestServer::start().await;
+    let mut alice = server.client().await;
+    alice
+        .send_json(json!({"type":"join","username":"  alice ","email":"  Alice@Example.COM "}))
+        .await;
+    let v = alice.recv_json().await;
+    assert_eq!(v["type"], "welcome");
+    let avatar = md5_hex("alice@example.com");
+    assert_eq!(v["you"], json!({"username": "alice", "avatar": avatar}));
+    assert_eq!(
+        v["online"],
+        json!([{"username": "alice", "avatar": avatar}])
+    );
+    assert_eq!(v["history"], json!([]));
+    assert_eq!(v["room"], "general");
+}
+
+#[tokio::test]
+async fn messages_reach_everyone_in_the_room_in_order_with_increasing_ids() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Interleave senders; both must see one and the same order.
+    for i in 0..10 {
+        alice.say(&format!("a{i}")).await;
+        bob.say(&format!("b{i}")).await;
+    }
+    let mut seen_by_alice = Vec::new();
+    let mut seen_by_bob = Vec::new();
+    for _ in 0..20 {
+        seen_by_alice.push(alice.recv_message().await);
+        seen_by_bob.push(bob.recv_message().await);
+    }
+    assert_eq!(seen_by_alice, seen_by_bob);
+    assert!(seen_by_alice.windows(2).all(|w| w[0].id < w[1].id));
+    for m in &seen_by_alice {
+        assert!(
+            m.ts >= before && m.ts < before + 60_000,
+            "ts {} is server time",
+            m.ts
+        );
+    }
+    // Each sender's own messages keep their order.
+    let texts = |who: char| -> Vec<String> {
+        seen_by_alice
+            .iter()
+            .filter(|m| m.text.starts_with(who))
+            .map(|m| m.text.clone())
+            .collect()
+    };
+    assert_eq!(
+        texts('a'),
+        (0..10).map(|i| format!("a{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        texts('b'),
+        (0..10).map(|i| format!("b{i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        seen_by_alice[0].from,
+        User {
+            username: "alice".into(),
+            avatar: md5_hex("alice@example.com")
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_message_frame_has_the_documented_shape() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    alice.say("hello :robot:").await;
+    let v = alice.recv_json().await;
+    assert_eq!(v["type"], "message");
+    assert!(v["id"].as_u64().unwrap() >= 1);
+    assert!(v["ts"].as_i64().unwrap() > 1_700_000_000_000);
+    assert_eq!(v["from"]["username"], "alice");
+    // Stored and sent as typed: the shortcode is rendered by the client.
+    assert_eq!(v["text"], "hello :robot:");
+    assert_eq!(v.as_object().unwrap().len(), 5, "{v}");
+}
+
+#[tokio::test]
+async fn join_and_leave_are_announced() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let bob = server.joined("bob").await;
+    let v = alice.recv_json().await;
+    assert_eq!(v["type"], "joined");
+    assert_eq!(v["user"]["username"], "bob");
+    drop(bob);
+    let v = alice.recv_json().await;
+    assert_eq!(v["type"], "left");
+    assert_eq!(v["user"]["username"], "bob");
+    // And the online list of the next joiner no longer has bob.
+    let mut carol = server.client().await;
+    let welcome = carol.join("carol").await;
+    let ServerFrame::Welcome { online, .. } = welcome else {
+        unreachable!()
+    };
+    let names: Vec<_> = online.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["alice", "carol"]);
+}
+
+#[tokio::test]
+async fn the_email_never_reaches_another_client() {
+    let server = TestServer::start().await;
+    let mut bob = server.joined("bob").await;
+    let mut alice = server.client().await;
+    alice
+        .join_as("alice", "Secret.Alice@Example.com", None)
+        .await;
+    alice.say("hi").await;
+    bob.recv_message().await;
+    bob.assert_alive().await;
+    let everything = bob.raw.join("\n").to_lowercase();
+    assert!(everything.contains("alice"));
+    assert!(!everything.contains("secret.alice"), "{everything}");
+    assert!(!everything.contains("example.com"), "{everything}");
+}
+
+#[tokio::test]
+async fn hostile_text_is_relayed_intact() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    let hostile = "<img src=x onerror=alert(1)> </script>\"'&amp; \u{202e} 🤖 \\u0000";
+    alice.say(hostile).await;
+    assert_eq!(bob.recv_message().await.text, hostile);
+}
+
+#[tokio::test]
+async fn bad_frames_get_an_error_and_the_connection_stays_open() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.send_text("this is not json").await;
+    assert_eq!(c.recv_error().await, "bad_frame");
+    c.send_json(json!({"type": "shout", "text": "hi"})).await;
+    assert_eq!(c.recv_error().await, "bad_frame");
+    c.send_json(json!({"type": "message"})).await;
+    assert_eq!(c.recv_error().await, "bad_frame");
+    c.ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(c.recv_error().await, "bad_frame");
+    c.assert_alive().await;
+}
+
+#[tokio::test]
+async fn messages_before_joining_are_refused() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    c.say("hello?").await;
+    assert_eq!(c.recv_error().await, "not_joined");
+    c.join("late").await;
+}
+
+#[tokio::test]
+async fn joining_twice_is_refused() {
+    let server = TestServer::start().await;
+    let mut c = server.joined("alice").await;
+    c.send_json(json!({"type":"join","username":"alice2","email":"a@b.io"}))
+        .await;
+    assert_eq!(c.recv_error().await, "already_joined");
+    c.assert_alive().await;
+}
+
+#[tokio::test]
+async fn usernames_are_validated() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    for bad in ["", "   ", &"x".repeat(33), "bell\u{7}", "new\nline"] {
+        c.send_json(json!({"type":"join","username": bad,"email":"a@b.io"}))
+            .await;
+        assert_eq!(c.recv_error().await, "invalid_username", "{bad:?}");
+    }
+    // 32 characters (not bytes) is fine.
+    c.join_as(&"é".repeat(32), "a@b.io", None).await;
+}
+
+#[tokio::test]
+async fn emails_are_validated() {
+    let server = TestServer::start().await;
+    let mut c = server.client().await;
+    for bad in [
+        "",
+        "alice",
+        "alice@",
+        "@example.com",
+        "a b@example.com",
+        "alice@localhost",
+    ] {
+        c.send_json(json!({"type":"join","username":"alice","email": bad}))
+            .await;
+        assert_eq!(c.recv_error().await, "invalid_email", "{bad:?}");
+    }
+    c.assert_alive().await;
+}
+
+#[tokio::test]
+async fn usernames_are_unique_case_insensitively_among_those_online() {
+    let server = TestServer::start().await;
+    let alice = server.joined("Alice").await;
+    let mut other = server.client().await;
+    other
+        .send_json(json!({"type":"join","username":"aLiCe","email":"someone@else.io"}))
+        .await;
+    assert_eq!(other.recv_error().await, "username_taken");
+    drop(alice);
+    // Once she has left, the name is free again.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    other.join_as("aLiCe", "someone@else.io", None).await;
+}
+
+#[tokio::test]
+async fn the_same_person_rejoining_takes_their_name_back() {
+    let server = TestServer::start().await;
+    let mut old = server.joined("alice").await;
+    let mut watcher = server.joined("bob").await;
+    let mut new = server.client().await;
+    // Same name, same email (any case): the new connection wins, the old one is told why.
+    new.join_as("ALICE", "Alice@example.com", None).await;
+    assert_eq!(old.close_code().await, 4003);
+    new.say("back").await;
+    assert_eq!(watcher.recv_message().await.text, "back");
+    // No "left" for alice: she never left. (Only bob's own join would be before this.)
+    watcher.assert_alive().await;
+    assert!(
+        !watcher.raw.iter().any(|f| f.contains("\"left\"")),
+        "{:?}",
+        watcher.raw
+    );
+}
+
+#[tokio::test]
+async fn empty_and_too_long_messages_are_refused() {
+    let server = TestServer::start().await;
+    let mut c = server.joined("alice").await;
+    c.say("").await;
+    assert_eq!(c.recv_error().await, "empty_message");
+    c.say(" \n\t ").await;
+    assert_eq!(c.recv_error().await, "empty_message");
+    c.say(&"é".repeat(2001)).await;
+    assert_eq!(c.recv_error().await, "message_too_long");
+    c.say(&"é".repeat(2000)).await;
+    assert_eq!(c.recv_message().await.text.chars().count(), 2000);
+}
+
+#[tokio::test]
+async fn rooms_are_isolated() {
+    let server = TestServer::start().await;
+    let mut general = server.joined("alice").await;
+    let mut dev = server.client().await;
+    dev.send_json(json!({"type":"join","username":"alice","email":"x@y.io","room":"dev-team"}))
+        .await;
+    assert_eq!(dev.recv_json().await["room"], "dev-team");
+    dev.say("only for dev").await;
+    assert_eq!(dev.recv_message().await.text, "only for dev");
+    general
+        .assert_quiet(std::time::Duration::from_millis(300))
+        .await;
+    dev.send_json(json!({"type":"join","username":"x","email":"x@y.io","room":"Bad Room"}))
+        .await;
+    let mut bad = server.client().await;
+    bad.send_json(json!({"type":"join","username":"x","email":"x@y.io","room":"Bad Room"}))
+        .await;
+    assert_eq!(bad.recv_error().await, "invalid_room");
+}
