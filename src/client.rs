@@ -258,6 +258,7 @@ mod socket {
     use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
     use gloo_timers::future::TimeoutFuture;
     use leptos::prelude::*;
+    use wasm_bindgen::JsCast;
 
     /// What the page asks of the socket task.
     pub enum Command {
@@ -265,6 +266,11 @@ mod socket {
         Flush,
         /// Ask for the page before the oldest message shown.
         LoadOlder(u64),
+        /// The browser says the network went away (`offline` event): the socket may not
+        /// notice for a long time, so drop it now and wait for `Online`.
+        Offline,
+        /// The network is back: reconnect now instead of at the end of the backoff.
+        Online,
     }
 
     const FIRST_RETRY_MS: f64 = 500.0;
@@ -278,6 +284,20 @@ mod socket {
             return;
         }
         let (tx, rx) = unbounded();
+        for (event, online) in [("offline", false), ("online", true)] {
+            let tx = tx.clone();
+            let listener = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
+                let _ = tx.unbounded_send(if online {
+                    Command::Online
+                } else {
+                    Command::Offline
+                });
+            });
+            let _ =
+                window().add_event_listener_with_callback(event, listener.as_ref().unchecked_ref());
+            // The page lives as long as the chat does: keep the listener for good.
+            listener.forget();
+        }
         chat.commands.set_value(Some(tx));
         chat.status.set(Status::Connecting);
         leptos::task::spawn_local(run(chat, identity, rx));
@@ -339,6 +359,11 @@ mod socket {
     async fn run(chat: Chat, identity: Identity, mut commands: UnboundedReceiver<Command>) {
         let mut attempt: i32 = 0;
         loop {
+            if !window().navigator().on_line() {
+                chat.status.set(Status::Reconnecting { retry_in_ms: 0 });
+                wait_for_online(&mut commands).await;
+                chat.status.set(Status::Connecting);
+            }
             let ended = match WebSocket::open(&ws_url()) {
                 Ok(ws) => session(chat, ws, &identity, &mut commands).await,
                 Err(_) => Ended::Lost { welcomed: false },
@@ -363,10 +388,28 @@ mod socket {
             chat.status.set(Status::Reconnecting {
                 retry_in_ms: delay as u32,
             });
-            TimeoutFuture::new(delay as u32).await;
+            let mut sleep = TimeoutFuture::new(delay as u32).fuse();
+            loop {
+                select! {
+                    () = sleep => break,
+                    command = commands.next() => match command {
+                        Some(Command::Online) => break,
+                        None => return,
+                        Some(_) => {}
+                    },
+                }
+            }
             chat.status.set(Status::Connecting);
         }
         chat.commands.set_value(None);
+    }
+
+    async fn wait_for_online(commands: &mut UnboundedReceiver<Command>) {
+        while let Some(command) = commands.next().await {
+            if let Command::Online = command {
+                return;
+            }
+        }
     }
 
     async fn session(
@@ -436,6 +479,7 @@ mod socket {
                             return Ended::Lost { welcomed };
                         }
                     }
+                    Some(Command::Offline) => return Ended::Lost { welcomed },
                     Some(_) => {}
                     None => return Ended::Stop("closed".into()),
                 },

@@ -54,9 +54,10 @@ pub async fn serve(
     let mut writer = tokio::spawn(write_loop(sink, out_rx, shutdown, hub.clone()));
 
     let mut session = None;
+    let mut stream = stream;
     let reader_ended = tokio::select! {
         _ = &mut writer => false,
-        () = read_loop(stream, &out, &hub, conn, &mut session) => true,
+        () = read_loop(&mut stream, &out, &hub, conn, &mut session) => true,
     };
     // Leaving first also drops the room's handle on our queue, so the writer sees it close.
     if let Some(s) = session {
@@ -68,6 +69,17 @@ pub async fn serve(
         if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
             writer.abort();
         }
+        // Closing handshake: wait (briefly) for the client's close reply, discarding what it
+        // still sends. Dropping the socket with unread data would make the kernel answer with
+        // a reset, and the client could lose our close frame and its reason.
+        let _ = timeout(CLOSE_TIMEOUT, async {
+            while let Some(Ok(message)) = stream.next().await {
+                if let Message::Close(_) = message {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     metrics.connections_open.fetch_sub(1, Relaxed);
     drop(slot);
@@ -80,7 +92,7 @@ enum Next {
 }
 
 async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
     conn: u64,
@@ -116,6 +128,15 @@ async fn read_loop(
             Ok(Some(Ok(message))) => message,
         };
         hub.metrics.frames_in.fetch_add(1, Relaxed);
+        if message_len(&message) > config.max_frame_bytes {
+            let _ = out
+                .send(Outbound::Close(
+                    close::TOO_BIG,
+                    "frame exceeds the size limit",
+                ))
+                .await;
+            return;
+        }
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -363,6 +384,14 @@ async fn forward(out: &mpsc::Sender<Outbound>, item: Outbound) -> Next {
     }
 }
 
+fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
+    }
+}
+
 /// Whether a read error is tungstenite refusing an oversized frame or message.
 fn is_too_big(error: axum::Error) -> bool {
     use tokio_tungstenite::tungstenite::Error as WsError;
@@ -462,6 +491,19 @@ async fn write_loop(
             }
         }
         if let Some((code, reason)) = closing {
+            // Room messages already broadcast were accepted from someone: deliver what is
+            // ready before saying goodbye (a lagging reader has nothing ready to take).
+            let mut tail = Vec::new();
+            while let Some(Ok(frame)) = room.as_mut().map(|rx| rx.try_recv()) {
+                tail.push(Message::Text(frame));
+            }
+            let _ = timeout(CLOSE_TIMEOUT, async {
+                for message in tail {
+                    sink.feed(message).await?;
+                }
+                sink.flush().await
+            })
+            .await;
             let frame = CloseFrame {
                 code,
                 reason: reason.into(),

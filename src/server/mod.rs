@@ -181,7 +181,10 @@ async fn upgrade(
         }
     };
     let hub = state.hub.clone();
-    let max = hub.config.max_frame_bytes;
+    // The connection enforces `max_frame_bytes` itself, after reading the whole frame, so it
+    // can answer with a clean 1009. Tungstenite's own cap is only a backstop against memory
+    // abuse: hitting it means abandoning a half-read frame, which can reset the connection.
+    let max = hub.config.max_frame_bytes.saturating_mul(4);
     ws.read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_frame_size(max)

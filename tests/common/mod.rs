@@ -287,6 +287,22 @@ impl Client {
         }
     }
 
+    /// The next text frame as JSON, or the close code if the connection ends first.
+    pub async fn ending_or_frame(&mut self) -> Result<Value, u16> {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Err(_) => panic!("neither a frame nor the end arrived"),
+                Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str(&t).unwrap()),
+                Ok(Some(Ok(Message::Close(frame)))) => {
+                    return Err(frame.map_or(1005, |f| f.code.into()));
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("dropped without a close frame: {e}"),
+                Ok(None) => panic!("dropped without a close frame"),
+            }
+        }
+    }
+
     /// The close code the server sent (fails if it just dropped the connection).
     pub async fn close_code(&mut self) -> u16 {
         match self.ending().await {

@@ -1,0 +1,144 @@
+import { expect, test } from "@playwright/test";
+import { Hubbub } from "./server";
+import { join, md5, messages, online, openChat, say } from "./helpers";
+
+let server: Hubbub;
+test.beforeAll(async () => {
+  server = await Hubbub.start();
+});
+test.afterAll(async () => {
+  await server.stop();
+});
+
+test("two people join and chat both ways, with emoji", async ({ browser }) => {
+  const alice = await openChat(browser, server.url);
+  const bob = await openChat(browser, server.url);
+  await join(alice, "alice");
+  await join(bob, "bob");
+
+  await say(alice, "hello from alice :robot:"); // Enter sends
+  await expect(messages(bob).getByText("hello from alice 🤖")).toBeVisible();
+  await expect(messages(alice).getByText("hello from alice 🤖")).toBeVisible();
+
+  await bob.getByRole("textbox", { name: "Message" }).fill("hi alice :tada:");
+  await bob.getByRole("button", { name: "Send" }).click(); // and so does the button
+  await expect(messages(alice).getByText("hi alice 🎉")).toBeVisible();
+  // Each message shows who sent it.
+  const item = messages(alice).getByRole("listitem").filter({ hasText: "hi alice 🎉" });
+  await expect(item).toContainText("bob");
+  await expect(item.locator("time")).toHaveText(/^\d\d:\d\d$/);
+});
+
+test("the join form explains what is wrong, inline", async ({ browser }) => {
+  const page = await openChat(browser, server.url);
+  let dialogs = 0;
+  page.on("dialog", () => dialogs++);
+  await page.getByRole("button", { name: "Join chat" }).click();
+  await expect(page.getByText("Enter your email address.")).toBeVisible();
+  await expect(page.getByText("Choose a username.")).toBeVisible();
+  await expect(page.getByLabel("Email")).toHaveAttribute("aria-invalid", "true");
+
+  await page.getByLabel("Email").fill("not-an-email");
+  await page.getByLabel("Username").fill("x".repeat(33));
+  await page.getByRole("button", { name: "Join chat" }).click();
+  await expect(page.getByText("Enter an email like name@example.com.")).toBeVisible();
+  await expect(page.getByText("Usernames are at most 32 characters.")).toBeVisible();
+
+  // The server's verdict (name taken) shows under the field too.
+  const first = await openChat(browser, server.url);
+  await join(first, "Carol");
+  await page.getByLabel("Email").fill("other-carol@example.com");
+  await page.getByLabel("Username").fill("carol");
+  await page.getByRole("button", { name: "Join chat" }).click();
+  await expect(page.getByText(/already in this room/)).toBeVisible();
+  await expect(page.getByRole("textbox", { name: "Message" })).toHaveCount(0);
+  expect(dialogs).toBe(0);
+});
+
+test("avatars use the Gravatar hash and fall back to initials offline", async ({ browser }) => {
+  const page = await openChat(browser, server.url);
+  await join(page, "Dora Explorer", "  Dora@Example.com ");
+  await say(page, "look at my avatar");
+  const item = messages(page).getByRole("listitem").filter({ hasText: "look at my avatar" });
+  const img = item.locator(".avatar img");
+  await expect(img).toHaveAttribute("src", new RegExp(md5("dora@example.com")));
+  // No internet here: the image fails, and the initials badge shows instead of a broken image.
+  await expect(img).toBeHidden();
+  await expect(item.locator(".avatar .initials")).toHaveText("DE");
+  await expect(item.locator(".avatar .initials")).toBeVisible();
+});
+
+test("user text is shown as text, never run as HTML", async ({ browser }) => {
+  const alice = await openChat(browser, server.url);
+  const bob = await openChat(browser, server.url);
+  let dialogs = 0;
+  bob.on("dialog", () => dialogs++);
+  await join(alice, "mallory");
+  await join(bob, "victim");
+  const hostile = "<img src=x onerror=alert(1)><b>bold?</b>";
+  await say(alice, hostile);
+  await expect(messages(bob).getByText(hostile)).toBeVisible();
+  await expect(messages(bob).locator("b")).toHaveCount(0);
+  expect(dialogs).toBe(0);
+});
+
+test("joins and leaves are announced and the online list follows", async ({ browser }) => {
+  const local = await Hubbub.start(); // an empty room
+  try {
+    const alice = await openChat(browser, local.url);
+    await join(alice, "alice");
+    await expect(alice.getByTestId("online-count")).toHaveText("1");
+    const bob = await openChat(browser, local.url);
+    await join(bob, "bob");
+    await expect(messages(alice).getByText("bob joined")).toBeVisible();
+    await expect(alice.getByTestId("online-count")).toHaveText("2");
+    await expect(online(alice).getByText("bob")).toBeVisible();
+    await expect(online(bob).getByText("alice")).toBeVisible();
+    await bob.context().close();
+    await expect(messages(alice).getByText("bob left")).toBeVisible();
+    await expect(alice.getByTestId("online-count")).toHaveText("1");
+    await expect(online(alice).getByText("bob")).toHaveCount(0);
+  } finally {
+    await local.stop();
+  }
+});
+
+test("the list follows new messages unless the reader scrolled up", async ({ browser }) => {
+  const local = await Hubbub.start();
+  try {
+    const reader = await openChat(browser, local.url);
+    const writer = await openChat(browser, local.url);
+    await reader.setViewportSize({ width: 800, height: 500 });
+    await join(reader, "reader");
+    await join(writer, "writer");
+    for (let i = 1; i <= 30; i++) await say(writer, `line ${i}`);
+    const last = messages(reader).getByText("line 30", { exact: true });
+    await expect(last).toBeInViewport();
+
+    // Scrolled up: not yanked down; a "new messages" control appears instead.
+    await reader.locator(".scroller").evaluate((el) => (el.scrollTop = 0));
+    await expect(messages(reader).getByText("line 1", { exact: true })).toBeInViewport();
+    await say(writer, "line 31");
+    const jump = reader.getByRole("button", { name: /1 new message/ });
+    await expect(jump).toBeVisible();
+    await expect(messages(reader).getByText("line 1", { exact: true })).toBeInViewport();
+    await jump.click();
+    await expect(messages(reader).getByText("line 31", { exact: true })).toBeInViewport();
+    await expect(jump).toHaveCount(0);
+  } finally {
+    await local.stop();
+  }
+});
+
+test("works on a phone-sized screen", async ({ browser }) => {
+  const context = await browser.newContext({ viewport: { width: 375, height: 700 }, isMobile: true });
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await join(page, "phone");
+  await say(page, "from my phone");
+  await expect(messages(page).getByText("from my phone")).toBeInViewport();
+  await expect(page.getByRole("button", { name: "Send" })).toBeInViewport();
+  // Nothing wider than the screen.
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  expect(overflow).toBeLessThanOrEqual(0);
+});

@@ -1,0 +1,29 @@
+import { Browser, expect, Page } from "@playwright/test";
+import { createHash } from "node:crypto";
+
+export const md5 = (s: string) => createHash("md5").update(s.trim().toLowerCase()).digest("hex");
+
+/** Opens the chat in a fresh browser context (its own storage: a different person). */
+export async function openChat(browser: Browser, url: string): Promise<Page> {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(url);
+  return page;
+}
+
+/** Fills the join form the way a person would, and waits until the chat is ready. */
+export async function join(page: Page, username: string, email = `${username}@example.com`) {
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Username").fill(username);
+  await page.getByRole("button", { name: "Join chat" }).click();
+  await expect(page.getByRole("textbox", { name: "Message" })).toBeVisible();
+}
+
+export async function say(page: Page, text: string) {
+  const input = page.getByRole("textbox", { name: "Message" });
+  await input.fill(text);
+  await input.press("Enter");
+}
+
+export const messages = (page: Page) => page.getByRole("log", { name: "Messages" });
+export const online = (page: Page) => page.getByRole("list", { name: "People online" });

@@ -1,0 +1,258 @@
+//! The hub under abuse: slow consumers, oversize frames, floods, cross-site upgrades,
+//! connection caps, heartbeats, shutdown and metrics. Real server, real sockets.
+
+mod common;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use std::time::Duration;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A joined client with a tiny receive buffer that never reads: the kind that stalls
+/// naive broadcast loops.
+async fn stalled_client(server: &TestServer, name: &str) -> Client {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(stream);
+    let (ws, _) = tokio_tungstenite::client_async(server.url(), stream)
+        .await
+        .unwrap();
+    let mut c = Client {
+        ws,
+        raw: Vec::new(),
+    };
+    c.join(name).await;
+    c
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_dropped_and_nobody_else_notices() {
+    let server = TestServer::with(|c| {
+        c.room_queue = 64;
+        c.write_timeout_ms = 500;
+        c.rate_per_sec = 1e9;
+        c.rate_burst = 1e9;
+    })
+    .await;
+    let mut fast = server.joined("fast").await;
+    let mut stalled = stalled_client(&server, "stalled").await;
+    let sender = server.joined("sender").await;
+    // The sender reads (and discards) its own echoes, or it would be a stalled reader too.
+    let (mut sender, mut echoes) = sender.ws.split();
+    tokio::spawn(async move { while echoes.next().await.is_some() {} });
+    // The fast reader reads all the time, on its own task, until "done".
+    let reader = tokio::spawn(async move {
+        let mut texts = Vec::new();
+        loop {
+            let m = fast.recv_message().await;
+            if m.text == "done" {
+                return (fast, texts);
+            }
+            texts.push(m.text);
+        }
+    });
+    let text = "x".repeat(1000);
+    let mut sent = 0;
+    // Keep talking until the server has given up on the stalled reader.
+    for _round in 0..50 {
+        for _ in 0..100 {
+            let frame = json!({"type": "message", "text": format!("{sent} {text}")});
+            sender.send(Message::text(frame.to_string())).await.unwrap();
+            sent += 1;
+        }
+        let (_, metrics) = server.get("/metrics").await;
+        if metric(&metrics, "hubbub_slow_consumer_drops_total") >= 1.0 {
+            break;
+        }
+    }
+    let done = json!({"type": "message", "text": "done"});
+    sender.send(Message::text(done.to_string())).await.unwrap();
+    let (_, texts) = reader.await.unwrap();
+    // Everything, in order, for the one that reads.
+    assert_eq!(texts.len(), sent);
+    for (i, t) in texts.iter().enumerate() {
+        assert!(
+            t.starts_with(&format!("{i} ")),
+            "message {i} is {}",
+            &t[..8]
+        );
+    }
+    let (_, metrics) = server.get("/metrics").await;
+    assert_eq!(
+        metric(&metrics, "hubbub_slow_consumer_drops_total"),
+        1.0,
+        "after {sent} messages"
+    );
+    // When it finally reads, it finds frames it had buffered, then the end of the connection:
+    // the 4000 close frame, or a plain drop when even that could not be written.
+    match stalled.ending().await {
+        Ending::Close(code, _) => assert_eq!(code, 4000),
+        Ending::Dropped => {}
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_the_connection_with_1009() {
+    let server = TestServer::with(|c| c.max_frame_bytes = 8 * 1024).await;
+    let mut c = server.joined("big").await;
+    c.say(&"y".repeat(9 * 1024)).await;
+    assert_eq!(c.close_code().await, 1009);
+}
+
+#[tokio::test]
+async fn a_flood_is_rate_limited_then_closed() {
+    let server = TestServer::with(|c| {
+        c.rate_per_sec = 1.0;
+        c.rate_burst = 5.0;
+        c.max_strikes = 3;
+    })
+    .await;
+    let mut flooder = server.joined("flooder").await;
+    let mut bystander = server.joined("bystander").await;
+    for i in 0..20 {
+        flooder
+            .send_json(json!({"type": "message", "text": format!("spam {i}"), "client_id": format!("c{i}")}))
+            .await;
+    }
+    let (mut delivered, mut limited) = (0, 0);
+    let code = loop {
+        match flooder.ending_or_frame().await {
+            Err(code) => break code,
+            Ok(v) if v["type"] == "message" => delivered += 1,
+            Ok(v) if v["type"] == "error" => {
+                assert_eq!(v["code"], "rate_limited", "{v}");
+                assert!(
+                    v["client_id"].as_str().is_some(),
+                    "names the refused message: {v}"
+                );
+                limited += 1;
+            }
+            Ok(_) => {}
+        }
+    };
+    assert_eq!(code, 4001);
+    assert_eq!(delivered, 5, "the burst is delivered");
+    assert_eq!(
+        limited, 3,
+        "then each refused message is named, until the close"
+    );
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(metric(&metrics, "hubbub_rate_limited_frames_total") >= 4.0);
+    // The bystander saw exactly the accepted burst.
+    for i in 0..5 {
+        assert_eq!(bystander.recv_message().await.text, format!("spam {i}"));
+    }
+}
+
+#[tokio::test]
+async fn cross_site_upgrades_are_refused() {
+    let server =
+        TestServer::with(|c| c.allowed_origins = vec!["https://chat.example.org".into()]).await;
+    let url = server.url();
+    let evil = Client::connect_with(&url, &[("Origin", "https://evil.example")]).await;
+    assert_eq!(evil.err(), Some(403));
+    let own = format!("http://{}", server.addr);
+    assert!(
+        Client::connect_with(&url, &[("Origin", &own)])
+            .await
+            .is_ok()
+    );
+    assert!(
+        Client::connect_with(&url, &[("Origin", "https://chat.example.org")])
+            .await
+            .is_ok()
+    );
+    // No Origin at all: a non-browser client.
+    assert!(Client::connect_with(&url, &[]).await.is_ok());
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(
+        metrics.contains("hubbub_rejected_upgrades_total{reason=\"origin\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn connections_are_capped_per_ip_and_in_total() {
+    let server = TestServer::with(|c| c.max_connections_per_ip = 2).await;
+    let a = server.client().await;
+    let _b = server.client().await;
+    assert_eq!(
+        Client::connect_with(&server.url(), &[]).await.err(),
+        Some(429)
+    );
+    drop(a);
+    eventually_connects(&server).await;
+
+    let server = TestServer::with(|c| c.max_connections = 1).await;
+    let a = server.client().await;
+    assert_eq!(
+        Client::connect_with(&server.url(), &[]).await.err(),
+        Some(503)
+    );
+    drop(a);
+    eventually_connects(&server).await;
+}
+
+/// A freed slot is given back as soon as the server has noticed the close.
+async fn eventually_connects(server: &TestServer) {
+    for _ in 0..100 {
+        if Client::connect_with(&server.url(), &[]).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the slot was never given back");
+}
+
+#[tokio::test]
+async fn silent_connections_are_dropped_and_live_ones_kept() {
+    let server = TestServer::with(|c| {
+        c.ping_interval_ms = 100;
+        c.idle_timeout_ms = 600;
+    })
+    .await;
+    // Not joined: idle detection does not depend on joining (and no notices interfere).
+    let mut silent = server.client().await;
+    let mut live = server.client().await;
+    // Reading answers the server's pings (the WebSocket layer replies with pongs).
+    live.assert_quiet(Duration::from_millis(1500)).await;
+    live.assert_alive().await;
+    // The silent one never read, so never answered a ping.
+    assert_eq!(silent.close_code().await, 4002);
+}
+
+#[tokio::test]
+async fn shutdown_says_goodbye_with_1001() {
+    let server = TestServer::start().await;
+    let mut a = server.joined("a").await;
+    let mut b = server.client().await; // not even joined
+    let done = tokio::spawn(server.shutdown());
+    assert_eq!(a.close_code().await, 1001);
+    assert_eq!(b.close_code().await, 1001);
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .expect("shutdown finishes within a few seconds")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn health_and_metrics_are_served() {
+    let server = TestServer::start().await;
+    let mut a = server.joined("a").await;
+    let _b = server.joined("b").await;
+    a.say("count me").await;
+    a.recv_message().await;
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    let (status, m) = server.get("/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metric(&m, "hubbub_connections"), 2.0);
+    assert_eq!(metric(&m, "hubbub_messages_stored_total"), 1.0);
+    assert_eq!(metric(&m, "hubbub_deliveries_total"), 2.0);
+    assert_eq!(metric(&m, "hubbub_broadcast_latency_seconds_count"), 1.0);
+    assert!(metric(&m, "hubbub_frames_in_total") >= 3.0);
+}
