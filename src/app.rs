@@ -99,7 +99,10 @@ fn ChatPage() -> impl IntoView {
                     <section class="conversation" aria-label="Conversation">
                         <Suspense fallback=|| view! { <p class="loading">"Loading messages…"</p> }>
                             {move || Suspend::new(async move {
-                                let (initial, has_more) = history.await.unwrap_or_default();
+                                let (initial, has_more) = history.await.unwrap_or_else(|e| {
+                                    chat.alert.set(Some(format!("Could not load the history: {e}")));
+                                    Default::default()
+                                });
                                 view! { <MessageList initial has_more /> }.into_any()
                             })}
                         </Suspense>

@@ -1,1 +1,438 @@
-fn main() {}
+//! `hubbub-load`: a load generator for hubbub (and for the two seed servers it replaced).
+//!
+//! Opens N WebSocket clients in one room, lets S of them send (at a fixed rate, or closed-loop:
+//! each sender sends its next message when its previous one came back), optionally keeps some
+//! clients that never read, and reports deliveries per second, delivery latency percentiles,
+//! lost messages and, given the server's pid, its RSS per connection and CPU per delivery.
+//!
+//! ```text
+//! hubbub-load --url ws://127.0.0.1:3000/ws --clients 1000 --senders 10 --rate 10 --seconds 20 --pid 1234
+//! hubbub-load --url ... --clients 1000 --senders 20 --closed-loop --seconds 20
+//! hubbub-load --url ... --clients 10000 --senders 0 --seconds 5 --pid 1234   # idle memory
+//! hubbub-load --url ... --clients 1000 --senders 10 --rate 10 --stalled 10
+//! hubbub-load --protocol seed001 --url ws://127.0.0.1:18001/ws ...
+//! ```
+//!
+//! Latency is measured from the sender's clock to the receiver's, both in this process.
+//! Everything runs on one machine with the server: numbers include the generator's own CPU
+//! use, which is the same handicap for every server measured in one run.
+
+use clap::{Parser, ValueEnum};
+use futures::{SinkExt, StreamExt};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Protocol {
+    /// hubbub's protocol: join, then `message` frames.
+    Hubbub,
+    /// Seed 000 (the tutorial): JSON `{email, username, message}` relayed to everyone.
+    Seed000,
+    /// Seed 001 (the minimal hub): any text frame relayed to everyone.
+    Seed001,
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "Load generator for hubbub's /ws hub")]
+struct Args {
+    /// WebSocket URL(s); clients are spread over them round-robin (cluster nodes).
+    #[arg(long, required = true)]
+    url: Vec<String>,
+    #[arg(long, value_enum, default_value = "hubbub")]
+    protocol: Protocol,
+    /// Clients that connect and read.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    /// How many of the clients also send.
+    #[arg(long, default_value_t = 10)]
+    senders: usize,
+    /// Messages per second per sender (fixed load).
+    #[arg(long, default_value_t = 10.0)]
+    rate: f64,
+    /// Closed loop instead of a fixed rate: each sender waits for its own message to come back.
+    #[arg(long)]
+    closed_loop: bool,
+    /// Extra clients that join but never read a byte.
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
+    /// How long to send, after everyone is connected.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Message text length in bytes (padding after the header).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Room to join (hubbub protocol).
+    #[arg(long, default_value = "load")]
+    room: String,
+    /// The server's pid, to report its RSS per connection and CPU per delivery.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// A label for the report line.
+    #[arg(long, default_value = "")]
+    label: String,
+}
+
+/// Log-scaled latency histogram (about 2% resolution), shared by all receivers.
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+    max_us: AtomicU64,
+}
+
+const GROWTH: f64 = 1.02;
+
+impl Histogram {
+    fn new() -> Self {
+        Histogram {
+            buckets: (0..1200).map(|_| AtomicU64::new(0)).collect(),
+            max_us: AtomicU64::new(0),
+        }
+    }
+    fn record(&self, us: u64) {
+        let i = (((us + 1) as f64).ln() / GROWTH.ln()) as usize;
+        self.buckets[i.min(self.buckets.len() - 1)].fetch_add(1, Relaxed);
+        self.max_us.fetch_max(us, Relaxed);
+    }
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        let total = self.count();
+        if total == 0 {
+            return f64::NAN;
+        }
+        let target = (total as f64 * p).ceil() as u64;
+        let mut seen = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            seen += b.load(Relaxed);
+            if seen >= target {
+                return GROWTH.powi(i as i32 + 1) - 1.0;
+            }
+        }
+        self.max_us.load(Relaxed) as f64
+    }
+}
+
+struct Shared {
+    args: Args,
+    start: Instant,
+    latency: Histogram,
+    /// Messages received by reading clients (one per recipient).
+    delivered: AtomicU64,
+    /// Messages sent, all senders together.
+    sent: AtomicU64,
+    /// Only deliveries of messages sent inside the measured window count for latency.
+    measuring: AtomicBool,
+    /// Readers whose connection ended early (dropped by the server, or an error).
+    disconnected: AtomicU64,
+    /// One notifier per sender, poked when its own message comes back (closed loop).
+    echoes: Vec<Notify>,
+}
+
+/// The text a sender puts in a message: who, which, and when (µs since start).
+fn payload(shared: &Shared, sender: usize, seq: u64) -> String {
+    let us = shared.start.elapsed().as_micros();
+    let mut text = format!("lg {sender} {seq} {us} ");
+    while text.len() < shared.args.size {
+        text.push('.');
+    }
+    text
+}
+
+fn frame(shared: &Shared, i: usize, text: String) -> String {
+    match shared.args.protocol {
+        Protocol::Hubbub => serde_json::json!({"type": "message", "text": text}).to_string(),
+        Protocol::Seed000 => serde_json::json!({
+            "email": format!("lg{i}@load.test"),
+            "username": format!("lg{i}"),
+            "message": text,
+        })
+        .to_string(),
+        Protocol::Seed001 => text,
+    }
+}
+
+/// Pulls the payload text out of a received frame.
+fn received_text(protocol: Protocol, frame: &str) -> Option<String> {
+    match protocol {
+        Protocol::Seed001 => Some(frame.to_string()),
+        Protocol::Hubbub | Protocol::Seed000 => {
+            let v: serde_json::Value = serde_json::from_str(frame).ok()?;
+            let key = if protocol == Protocol::Hubbub {
+                if v["type"] != "message" {
+                    return None;
+                }
+                "text"
+            } else {
+                "message"
+            };
+            v[key].as_str().map(str::to_string)
+        }
+    }
+}
+
+async fn connect(shared: &Shared, i: usize) -> Result<Ws, String> {
+    let urls = &shared.args.url;
+    let url = &urls[i % urls.len()];
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .map_err(|e| format!("client {i}: connect {url}: {e}"))?;
+    if shared.args.protocol == Protocol::Hubbub {
+        let join = serde_json::json!({
+            "type": "join", "username": format!("lg{i}"),
+            "email": format!("lg{i}@load.test"), "room": shared.args.room,
+        });
+        ws.send(Message::text(join.to_string()))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => break,
+                Some(Ok(Message::Text(t))) if t.contains("\"error\"") => {
+                    return Err(format!("client {i}: join refused: {t}"));
+                }
+                Some(Ok(_)) => continue,
+                other => return Err(format!("client {i}: no welcome: {other:?}")),
+            }
+        }
+    }
+    Ok(ws)
+}
+
+/// Reads until the end, recording every load message's latency.
+async fn read_loop(shared: Arc<Shared>, mut rx: futures::stream::SplitStream<Ws>) {
+    while let Some(message) = rx.next().await {
+        let Ok(Message::Text(t)) = message else {
+            if message.is_err() {
+                break;
+            }
+            continue;
+        };
+        let Some(text) = received_text(shared.args.protocol, &t) else {
+            continue;
+        };
+        let mut parts = text.split(' ');
+        if parts.next() != Some("lg") {
+            continue;
+        }
+        let sender: usize = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(usize::MAX);
+        let _seq = parts.next();
+        let sent_us: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let now_us = shared.start.elapsed().as_micros() as u64;
+        if shared.measuring.load(Relaxed) {
+            shared.delivered.fetch_add(1, Relaxed);
+            shared.latency.record(now_us.saturating_sub(sent_us));
+        }
+        if let Some(n) = shared.echoes.get(sender) {
+            n.notify_one();
+        }
+    }
+    shared.disconnected.fetch_add(1, Relaxed);
+}
+
+async fn send_loop(
+    shared: Arc<Shared>,
+    sender: usize,
+    client: usize,
+    mut tx: futures::stream::SplitSink<Ws, Message>,
+    until: Instant,
+) {
+    let mut seq = 0u64;
+    let mut ticker =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / shared.args.rate.max(0.001)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Spread fixed-rate senders over the first interval instead of sending in lockstep.
+    if !shared.args.closed_loop {
+        let offset = ticker
+            .period()
+            .mul_f64(sender as f64 / shared.args.senders.max(1) as f64);
+        tokio::time::sleep(offset).await;
+    }
+    while Instant::now() < until {
+        if shared.args.closed_loop {
+            // Wait for the previous message to come back (or give up after a second).
+            if seq > 0 {
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(1), shared.echoes[sender].notified())
+                        .await;
+            }
+        } else {
+            ticker.tick().await;
+        }
+        let text = payload(&shared, sender, seq);
+        if tx
+            .send(Message::text(frame(&shared, client, text)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        shared.sent.fetch_add(1, Relaxed);
+        seq += 1;
+    }
+    // Keep the connection open so the last messages come back.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+/// (RSS in KiB, CPU ticks) of a process, from /proc.
+fn proc_stats(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches(" kB")
+        .trim()
+        .parse()
+        .ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some((rss, ticks))
+}
+
+/// Clock ticks per second for /proc CPU times (USER_HZ): 100 on Linux.
+const TICKS_PER_SEC: f64 = 100.0;
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if args.senders > args.clients {
+        eprintln!("--senders cannot exceed --clients");
+        std::process::exit(2);
+    }
+    let senders = args.senders;
+    let shared = Arc::new(Shared {
+        echoes: (0..senders).map(|_| Notify::new()).collect(),
+        args,
+        start: Instant::now(),
+        latency: Histogram::new(),
+        delivered: AtomicU64::new(0),
+        sent: AtomicU64::new(0),
+        measuring: AtomicBool::new(false),
+        disconnected: AtomicU64::new(0),
+    });
+    let args = &shared.args;
+    let pid = args.pid;
+    let before = pid.and_then(proc_stats);
+
+    // Connect one at a time: seed 000 crashes when clients connect concurrently.
+    let connect_started = Instant::now();
+    let mut sinks = Vec::with_capacity(args.clients);
+    for i in 0..args.clients {
+        let ws = match connect(&shared, i).await {
+            Ok(ws) => ws,
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        };
+        let (tx, rx) = ws.split();
+        tokio::spawn(read_loop(shared.clone(), rx));
+        sinks.push(tx);
+    }
+    let mut stalled = Vec::with_capacity(args.stalled);
+    for i in 0..args.stalled {
+        match connect(&shared, args.clients + i).await {
+            Ok(ws) => stalled.push(ws), // never polled again
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let connect_secs = connect_started.elapsed().as_secs_f64();
+    // Let the server settle (join notices, allocations) before measuring memory and CPU.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let connected = pid.and_then(proc_stats);
+
+    shared.measuring.store(true, Relaxed);
+    let window_start = Instant::now();
+    let until = window_start + Duration::from_secs_f64(args.seconds);
+    for (sender, tx) in sinks.drain(..senders).enumerate() {
+        tokio::spawn(send_loop(shared.clone(), sender, sender, tx, until));
+    }
+    tokio::time::sleep_until(until.into()).await;
+    let sent_in_window = shared.sent.load(Relaxed);
+    let cpu_end = pid.and_then(proc_stats);
+    // Give the last messages time to arrive, then count what is missing.
+    let drain_deadline = Instant::now() + Duration::from_secs(5);
+    let readers = args.clients as u64;
+    loop {
+        let expected =
+            shared.sent.load(Relaxed) * (readers - shared.disconnected.load(Relaxed).min(readers));
+        if shared.delivered.load(Relaxed) >= expected || Instant::now() > drain_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let window = args.seconds;
+    let delivered = shared.delivered.load(Relaxed);
+    let sent = shared.sent.load(Relaxed);
+    let dropped_readers = shared.disconnected.load(Relaxed);
+    let expected = sent * readers;
+    let lost = expected.saturating_sub(delivered);
+    let h = &shared.latency;
+    let ms = |us: f64| us / 1000.0;
+    let label = if args.label.is_empty() {
+        format!("{:?}", args.protocol).to_lowercase()
+    } else {
+        args.label.clone()
+    };
+    println!(
+        "{label}: clients={} senders={} stalled={} mode={} seconds={window}",
+        args.clients,
+        senders,
+        args.stalled,
+        if args.closed_loop {
+            "closed-loop".to_string()
+        } else {
+            format!("{}/s/sender", args.rate)
+        },
+    );
+    println!(
+        "  connect: {:.1}s for {} clients",
+        connect_secs,
+        args.clients + args.stalled
+    );
+    println!(
+        "  sent={sent} (in window {sent_in_window}) delivered={delivered} lost={lost} readers_disconnected={dropped_readers}"
+    );
+    println!("  deliveries/s={:.0}", delivered as f64 / window);
+    println!(
+        "  latency_ms p50={:.2} p99={:.2} p999={:.2} max={:.2}",
+        ms(h.percentile(0.50)),
+        ms(h.percentile(0.99)),
+        ms(h.percentile(0.999)),
+        ms(h.max_us.load(Relaxed) as f64)
+    );
+    if let (Some((rss0, _)), Some((rss1, cpu1)), Some((_, cpu2))) = (before, connected, cpu_end) {
+        let conns = (args.clients + args.stalled).max(1) as f64;
+        let cpu_secs = (cpu2.saturating_sub(cpu1)) as f64 / TICKS_PER_SEC;
+        println!(
+            "  server: rss_before={rss0}KiB rss_connected={rss1}KiB rss_per_conn={:.2}KiB cpu_s={cpu_secs:.2} deliveries_per_cpu_s={:.0} cpu_us_per_delivery={:.2}",
+            (rss1 as f64 - rss0 as f64) / conns,
+            if cpu_secs > 0.0 {
+                delivered as f64 / cpu_secs
+            } else {
+                f64::NAN
+            },
+            if delivered > 0 {
+                cpu_secs * 1e6 / delivered as f64
+            } else {
+                f64::NAN
+            },
+        );
+    }
+    drop(stalled);
+    std::process::exit(0);
+}

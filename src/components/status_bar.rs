@@ -17,9 +17,9 @@ pub fn StatusBar() -> impl IntoView {
         Status::Stopped(reason) => format!("Disconnected. {reason}"),
     };
     let kind = move || match chat.status.get() {
-        Status::Online => "status online",
-        Status::Idle => "status idle",
-        _ => "status offline",
+        Status::Online => "status is-online",
+        Status::Idle => "status is-idle",
+        _ => "status is-offline",
     };
     view! {
         <span class=kind role="status">{label}</span>

@@ -143,7 +143,11 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let room = room.to_string();
-        let before = before.unwrap_or(u64::MAX).min(upto.saturating_add(1));
+        // SQLite integers are i64: clamp, or u64::MAX would become -1 and match nothing.
+        let before = before
+            .unwrap_or(u64::MAX)
+            .min(upto.saturating_add(1))
+            .min(i64::MAX as u64);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, ts, username, avatar, text, client_id FROM messages \
@@ -179,7 +183,12 @@ impl Store {
             )?;
             let rows = stmt
                 .query_map(
-                    params![room, since as i64, upto as i64, limit as i64],
+                    params![
+                        room,
+                        since.min(i64::MAX as u64) as i64,
+                        upto.min(i64::MAX as u64) as i64,
+                        limit as i64
+                    ],
                     row_to_message,
                 )?
                 .collect::<Result<_, _>>()?;

@@ -116,13 +116,36 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
-    let text = String::from_utf8_lossy(&response).to_string();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no end of headers");
+    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let mut body = response[split + 4..].to_vec();
+    if head.contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, String::from_utf8_lossy(&body).to_string())
+}
+
+/// Decodes an HTTP/1.1 chunked body (SSR pages are streamed).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_hex = String::from_utf8_lossy(&raw[..line_end]).to_string();
+        let size = usize::from_str_radix(size_hex.split(';').next().unwrap().trim(), 16).unwrap();
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = &raw[size + 2..];
+    }
 }
 
 /// Reads a metric's value from the `/metrics` text.
@@ -335,7 +358,7 @@ pub fn write_config(dir: &Path, db: &Path) -> PathBuf {
     let path = dir.join("Leptos.toml");
     let text = format!(
         "[site]\noutput-name = \"hubbub\"\nsite-addr = \"127.0.0.1:0\"\nsite-root = {root:?}\n\
-         [hub]\ndatabase = {db:?}\n",
+         [hub]\ndatabase = {db:?}\nrate-per-sec = 1000.0\nrate-burst = 1000.0\n",
         root = dir.to_string_lossy(),
         db = db.to_string_lossy(),
     );

@@ -1,0 +1,230 @@
+//! No message lost: stored history, resume with `since`, `client_id` de-duplication, paging,
+//! restarts (including `kill -9` of the real binary) and start-up failures.
+
+mod common;
+
+use common::*;
+use hubbub::protocol::{ChatMessage, ServerFrame};
+use serde_json::json;
+
+fn history_of(welcome: ServerFrame) -> (Vec<ChatMessage>, bool) {
+    match welcome {
+        ServerFrame::Welcome {
+            history, has_more, ..
+        } => (history, has_more),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+fn texts(messages: &[ChatMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.text.as_str()).collect()
+}
+
+#[tokio::test]
+async fn joining_delivers_the_recent_history() {
+    let server = TestServer::with(|c| c.history_limit = 5).await;
+    let mut alice = server.joined("alice").await;
+    for i in 0..8 {
+        alice.say(&format!("m{i}")).await;
+        alice.recv_message().await;
+    }
+    let mut bob = server.client().await;
+    let (history, has_more) = history_of(bob.join("bob").await);
+    assert_eq!(texts(&history), ["m3", "m4", "m5", "m6", "m7"]);
+    assert!(has_more);
+}
+
+#[tokio::test]
+async fn scrolling_up_pages_through_older_messages() {
+    let server = TestServer::with(|c| c.history_limit = 3).await;
+    let mut alice = server.joined("alice").await;
+    for i in 0..7 {
+        alice.say(&format!("m{i}")).await;
+        alice.recv_message().await;
+    }
+    let mut bob = server.client().await;
+    let (history, _) = history_of(bob.join("bob").await);
+    assert_eq!(texts(&history), ["m4", "m5", "m6"]);
+    let mut before = history[0].id;
+    let mut pages = Vec::new();
+    loop {
+        bob.send_json(json!({"type": "history", "before": before}))
+            .await;
+        let ServerFrame::History { messages, has_more } = bob.recv().await else {
+            panic!("expected history")
+        };
+        before = messages[0].id;
+        pages.push(texts(&messages).join(","));
+        if !has_more {
+            break;
+        }
+    }
+    assert_eq!(pages, ["m1,m2,m3", "m0"]);
+}
+
+#[tokio::test]
+async fn since_returns_exactly_the_missed_messages() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    alice.say("seen 1").await;
+    alice.say("seen 2").await;
+    bob.recv_message().await;
+    let last_seen = bob.recv_message().await.id;
+    alice.recv_message().await;
+    alice.recv_message().await;
+    drop(bob);
+    for i in 0..3 {
+        alice.say(&format!("missed {i}")).await;
+    }
+    for _ in 0..3 {
+        alice.recv_message().await;
+    }
+    let mut back = server.client().await;
+    let (history, has_more) = history_of(
+        back.join_as("bob", "bob@example.com", Some(last_seen))
+            .await,
+    );
+    assert_eq!(texts(&history), ["missed 0", "missed 1", "missed 2"]);
+    assert!(has_more, "older messages exist before the resumed ones");
+    // Live again: new messages arrive normally, once.
+    alice.say("live").await;
+    assert_eq!(back.recv_message().await.text, "live");
+    // A client that is up to date gets nothing.
+    let latest = history.last().unwrap().id + 1; // "live"
+    let mut fresh = server.client().await;
+    let (history, _) = history_of(fresh.join_as("carol", "c@example.com", Some(latest)).await);
+    assert!(history.is_empty(), "{history:?}");
+}
+
+#[tokio::test]
+async fn a_repeated_client_id_is_stored_and_broadcast_once() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    let send = json!({"type": "message", "text": "only once", "client_id": "abc-1"});
+    alice.send_json(send.clone()).await;
+    let first = alice.recv_message().await;
+    assert_eq!(
+        first.client_id.as_deref(),
+        Some("abc-1"),
+        "echoed to the sender"
+    );
+    // The retry after a reconnect: same user, same client_id, new connection.
+    drop(alice);
+    let mut alice = server.client().await;
+    alice.join("alice").await;
+    alice.send_json(send).await;
+    let again = alice.recv_message().await;
+    assert_eq!(again, first, "the sender learns it was already delivered");
+    // Everyone else saw it once.
+    assert_eq!(bob.recv_message().await, first);
+    bob.assert_alive().await;
+    assert_eq!(
+        bob.raw.iter().filter(|f| f.contains("only once")).count(),
+        1
+    );
+    // Another user may use the same client_id for their own message.
+    bob.send_json(json!({"type": "message", "text": "bob's", "client_id": "abc-1"}))
+        .await;
+    assert_eq!(bob.recv_message().await.text, "bob's");
+}
+
+#[tokio::test]
+async fn history_survives_a_graceful_restart() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    alice.say("before restart").await;
+    let before = alice.recv_message().await;
+    let dir = server.shutdown().await;
+    let hub = test_config(dir.path());
+    let server = TestServer::start_in(dir, hub).await;
+    let mut bob = server.client().await;
+    let (history, _) = history_of(bob.join("bob").await);
+    assert_eq!(history, vec![before.clone()]);
+    bob.say("after restart").await;
+    assert!(
+        bob.recv_message().await.id > before.id,
+        "ids keep increasing"
+    );
+}
+
+#[tokio::test]
+async fn acknowledged_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("chat.db"));
+    let server = Process::start(&config, None).await;
+    let mut alice = Client::connect(&server.url()).await;
+    alice.join("alice").await;
+    let mut acknowledged = Vec::new();
+    for i in 0..50 {
+        alice.say(&format!("m{i}")).await;
+    }
+    // The echo of a message is its acknowledgement: it is stored before it is broadcast.
+    for _ in 0..50 {
+        acknowledged.push(alice.recv_message().await);
+    }
+    let addr = server.addr;
+    server.kill9().await;
+    let server = Process::start(&config, Some(addr)).await;
+    let mut bob = Client::connect(&server.url()).await;
+    let (history, _) = history_of(bob.join_as("bob", "b@example.com", Some(0)).await);
+    assert_eq!(history, acknowledged);
+}
+
+#[tokio::test]
+async fn the_server_page_contains_the_recent_history_escaped() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    alice.say("server rendered :wave:").await;
+    alice.say("<script>alert(1)</script>").await;
+    alice.recv_message().await;
+    alice.recv_message().await;
+    let (status, page) = server.get("/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("server rendered 👋"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert(1)"));
+    // Another room's page does not show it.
+    let (status, page) = server.get("/r/elsewhere").await;
+    assert_eq!(status, 200);
+    assert!(!page.contains("server rendered"));
+}
+
+async fn start_failure(db: &std::path::Path) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), db);
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubbub"))
+        .env("HUBBUB_CONFIG", &config)
+        .output()
+        .await
+        .unwrap();
+    assert!(!output.status.success(), "started with a bad database");
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+#[tokio::test]
+async fn a_corrupt_database_fails_at_start_up_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("corrupt.db");
+    std::fs::write(&db, vec![0x5a; 64 * 1024]).unwrap();
+    let stderr = start_failure(&db).await;
+    assert!(
+        stderr.contains("cannot open the message database"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("corrupt.db"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_unwritable_database_path_fails_at_start_up_with_a_clear_message() {
+    let stderr = start_failure(std::path::Path::new("/proc/hubbub/nope.db")).await;
+    assert!(
+        stderr.contains("cannot open the message database"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("/proc/hubbub/nope.db"), "{stderr}");
+}
