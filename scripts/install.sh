@@ -54,4 +54,17 @@ npm_install() {
 npm_install tools
 npm_install end2end
 
+# The emoji font, copied into public/ (which cargo-leptos serves) with its CSS rewritten:
+# only woff2, a family name of our own, and the visitor's own emoji font preferred.
+emoji_src=tools/node_modules/@fontsource/noto-color-emoji
+emoji_dst=public/fonts/emoji
+if [ ! -f "$emoji_dst/emoji.css" ] || [ "$emoji_src/package.json" -nt "$emoji_dst/emoji.css" ]; then
+  say "copying the emoji web font to $emoji_dst"
+  mkdir -p "$emoji_dst"
+  cp "$emoji_src"/files/*-400-normal.woff2 "$emoji_dst"/
+  sed -e "s/font-family: 'Noto Color Emoji'/font-family: 'hubbub emoji'/" \
+      -e "s#src: url(./files/\([^)]*\.woff2\)) format('woff2'), url([^)]*) format('woff');#src: local('Noto Color Emoji'), local('Apple Color Emoji'), local('Segoe UI Emoji'), url(/fonts/emoji/\1) format('woff2');#" \
+      "$emoji_src/index.css" > "$emoji_dst/emoji.css"
+fi
+
 say "everything is installed"

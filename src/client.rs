@@ -21,6 +21,8 @@ pub enum Status {
     Reconnecting {
         retry_in_ms: u32,
     },
+    /// The browser reports no network; reconnecting as soon as it is back.
+    Offline,
     /// Will not reconnect by itself (e.g. the same user joined from another tab).
     Stopped(String),
 }
@@ -360,7 +362,7 @@ mod socket {
         let mut attempt: i32 = 0;
         loop {
             if !window().navigator().on_line() {
-                chat.status.set(Status::Reconnecting { retry_in_ms: 0 });
+                chat.status.set(Status::Offline);
                 wait_for_online(&mut commands).await;
                 chat.status.set(Status::Connecting);
             }

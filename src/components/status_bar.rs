@@ -14,6 +14,7 @@ pub fn StatusBar() -> impl IntoView {
         Status::Reconnecting { retry_in_ms } => {
             format!("Reconnecting in {}s…", retry_in_ms.div_ceil(1000))
         }
+        Status::Offline => "Offline: waiting for the network…".into(),
         Status::Stopped(reason) => format!("Disconnected. {reason}"),
     };
     let kind = move || match chat.status.get() {
