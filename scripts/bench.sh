@@ -60,4 +60,8 @@ FIXED=(--clients 1000 --senders 10 --rate 10 --seconds 20)
 for s in hubbub seed001 seed000; do case_run "1000 clients, fixed load" "$s" "${FIXED[@]}"; done
 for s in hubbub seed001 seed000; do case_run "1000 clients, closed loop" "$s" --clients 1000 --senders 10 --closed-loop --seconds 20; done
 for s in hubbub seed001 seed000; do case_run "10000 idle connections" "$s" --clients 10000 --senders 0 --seconds 2; done
-for s in hubbub seed001 seed000; do case_run "1000 clients + 10 stalled, fixed load" "$s" "${FIXED[@]}" --stalled 10; done
+# Stalled readers: bigger messages and tiny receive buffers, so not reading backs up into the
+# server within seconds; compared with the same load without them.
+STALL=(--clients 1000 --senders 10 --rate 10 --seconds 20 --size 512)
+for s in hubbub seed001 seed000; do case_run "1000 clients, 512-byte messages (clean)" "$s" "${STALL[@]}"; done
+for s in hubbub seed001 seed000; do case_run "1000 clients + 10 stalled, 512-byte messages" "$s" "${STALL[@]}" --stalled 10; done

@@ -80,6 +80,8 @@ pub struct Chat {
     pub entries: RwSignal<Vec<Entry>>,
     pub outbox: RwSignal<Vec<Pending>>,
     pub online: RwSignal<Vec<User>>,
+    /// How many are online (large rooms list only some of them in `online`).
+    pub online_count: RwSignal<usize>,
     /// A refusal of the join, shown under the matching form field.
     pub join_error: RwSignal<Option<(Field, String)>>,
     /// A problem that is not about one field or message (shown as a banner).
@@ -101,6 +103,7 @@ impl Chat {
             entries: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(Vec::new()),
             online: RwSignal::new(Vec::new()),
+            online_count: RwSignal::new(0),
             join_error: RwSignal::new(None),
             alert: RwSignal::new(None),
             has_more: RwSignal::new(false),
@@ -155,6 +158,7 @@ impl Chat {
             ServerFrame::Welcome {
                 you,
                 online,
+                online_count,
                 history,
                 has_more,
                 ..
@@ -162,6 +166,7 @@ impl Chat {
                 let first_join = self.me.get_untracked().is_none();
                 self.me.set(Some(you));
                 self.online.set(online);
+                self.online_count.set(online_count);
                 if first_join || self.first_id().is_none() {
                     self.has_more.set(has_more);
                 }
@@ -186,17 +191,22 @@ impl Chat {
             }
             ServerFrame::Joined { user } => {
                 let name = user.username.clone();
-                self.online.update(|o| {
-                    if !o.iter().any(|u| u.username == user.username) {
+                let listed = self
+                    .online
+                    .with_untracked(|o| o.iter().any(|u| u.username == name));
+                if !listed {
+                    self.online.update(|o| {
                         o.push(user);
                         o.sort_by_key(|u| u.username.to_lowercase());
-                    }
-                });
+                    });
+                    self.online_count.update(|n| *n += 1);
+                }
                 self.notice(format!("{name} joined"));
             }
             ServerFrame::Left { user } => {
                 self.online
                     .update(|o| o.retain(|u| u.username != user.username));
+                self.online_count.update(|n| *n = n.saturating_sub(1));
                 self.notice(format!("{} left", user.username));
             }
             ServerFrame::Error {

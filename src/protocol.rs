@@ -93,7 +93,11 @@ pub enum ServerFrame {
     Welcome {
         you: User,
         room: String,
+        /// Who is online, alphabetically; in rooms larger than the server's presence limit,
+        /// only the first ones (see `online_count`).
         online: Vec<User>,
+        /// How many people are online in the room, including any not listed in `online`.
+        online_count: usize,
         /// Oldest first: the recent history, or everything after `since`.
         history: Vec<ChatMessage>,
         /// Whether older messages exist before `history[0]`.

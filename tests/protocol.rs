@@ -285,3 +285,28 @@ async fn rooms_are_isolated() {
         .await;
     assert_eq!(bad.recv_error().await, "invalid_room");
 }
+
+#[tokio::test]
+async fn large_rooms_stop_announcing_joins_but_count_everyone() {
+    let server = TestServer::with(|c| c.presence_limit = 2).await;
+    let mut a = server.joined("a").await;
+    let _b = server.joined("b").await;
+    assert_eq!(
+        a.recv_json().await["type"],
+        "joined",
+        "small rooms announce joins"
+    );
+    let mut c = server.client().await;
+    c.send_json(json!({"type":"join","username":"c","email":"c@example.com"}))
+        .await;
+    let welcome = c.recv_json().await;
+    assert_eq!(welcome["online_count"], 3);
+    assert_eq!(welcome["online"].as_array().unwrap().len(), 2, "{welcome}");
+    // Past the limit, nobody is told about the third join.
+    a.assert_alive().await;
+    assert!(
+        !a.raw.iter().any(|f| f.contains("\"username\":\"c\"")),
+        "{:?}",
+        a.raw
+    );
+}

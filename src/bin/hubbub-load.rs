@@ -177,12 +177,43 @@ fn received_text(protocol: Protocol, frame: &str) -> Option<String> {
     }
 }
 
-async fn connect(shared: &Shared, i: usize) -> Result<Ws, String> {
+/// Connects client `i`; a stalled one gets a tiny receive buffer, so that not reading
+/// backs up into the server quickly instead of into megabytes of kernel buffers.
+async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String> {
     let urls = &shared.args.url;
     let url = &urls[i % urls.len()];
-    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+    let fail = |e: &dyn std::fmt::Display| format!("client {i}: connect {url}: {e}");
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .ok_or_else(|| fail(&"bad URL"))?;
+    let addr = tokio::net::lookup_host(authority)
         .await
-        .map_err(|e| format!("client {i}: connect {url}: {e}"))?;
+        .map_err(|e| fail(&e))?
+        .next()
+        .ok_or_else(|| fail(&"no address"))?;
+    let stream = if stalled {
+        // On loopback the MSS is ~64 KiB and the kernel sizes the server's send buffer for it
+        // (megabytes): a client that never reads would take minutes to push back. Advertising
+        // an Ethernet MSS and a small window makes it push back as it would over a network.
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            None,
+        )
+        .map_err(|e| fail(&e))?;
+        socket.set_tcp_mss(1460).map_err(|e| fail(&e))?;
+        socket.set_recv_buffer_size(4096).map_err(|e| fail(&e))?;
+        socket.connect(&addr.into()).map_err(|e| fail(&e))?;
+        socket.set_nonblocking(true).map_err(|e| fail(&e))?;
+        TcpStream::from_std(socket.into()).map_err(|e| fail(&e))?
+    } else {
+        TcpStream::connect(addr).await.map_err(|e| fail(&e))?
+    };
+    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+        .await
+        .map_err(|e| fail(&e))?;
     if shared.args.protocol == Protocol::Hubbub {
         let join = serde_json::json!({
             "type": "join", "username": format!("lg{i}"),
@@ -205,8 +236,9 @@ async fn connect(shared: &Shared, i: usize) -> Result<Ws, String> {
     Ok(ws)
 }
 
-/// Reads until the end, recording every load message's latency.
-async fn read_loop(shared: Arc<Shared>, mut rx: futures::stream::SplitStream<Ws>) {
+/// Reads until the end, recording every load message's latency. Client `me` is also sender
+/// `me` when `me < senders`: its own echo releases its next message in closed-loop mode.
+async fn read_loop(shared: Arc<Shared>, me: usize, mut rx: futures::stream::SplitStream<Ws>) {
     while let Some(message) = rx.next().await {
         let Ok(Message::Text(t)) = message else {
             if message.is_err() {
@@ -232,7 +264,9 @@ async fn read_loop(shared: Arc<Shared>, mut rx: futures::stream::SplitStream<Ws>
             shared.delivered.fetch_add(1, Relaxed);
             shared.latency.record(now_us.saturating_sub(sent_us));
         }
-        if let Some(n) = shared.echoes.get(sender) {
+        if sender == me
+            && let Some(n) = shared.echoes.get(sender)
+        {
             n.notify_one();
         }
     }
@@ -283,6 +317,19 @@ async fn send_loop(
     tokio::time::sleep(Duration::from_secs(3600)).await;
 }
 
+/// `hubbub_slow_consumer_drops_total` from the server's `/metrics`.
+async fn slow_consumer_drops(addr: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await.ok()?;
+    body.lines()
+        .find_map(|l| l.strip_prefix("hubbub_slow_consumer_drops_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// (RSS in KiB, CPU ticks) of a process, from /proc.
 fn proc_stats(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -329,7 +376,7 @@ async fn main() {
     let connect_started = Instant::now();
     let mut sinks = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
-        let ws = match connect(&shared, i).await {
+        let ws = match connect(&shared, i, false).await {
             Ok(ws) => ws,
             Err(e) => {
                 eprintln!("{e}");
@@ -337,12 +384,12 @@ async fn main() {
             }
         };
         let (tx, rx) = ws.split();
-        tokio::spawn(read_loop(shared.clone(), rx));
+        tokio::spawn(read_loop(shared.clone(), i, rx));
         sinks.push(tx);
     }
     let mut stalled = Vec::with_capacity(args.stalled);
     for i in 0..args.stalled {
-        match connect(&shared, args.clients + i).await {
+        match connect(&shared, args.clients + i, true).await {
             Ok(ws) => stalled.push(ws), // never polled again
             Err(e) => {
                 eprintln!("{e}");
@@ -360,6 +407,29 @@ async fn main() {
     let until = window_start + Duration::from_secs_f64(args.seconds);
     for (sender, tx) in sinks.drain(..senders).enumerate() {
         tokio::spawn(send_loop(shared.clone(), sender, sender, tx, until));
+    }
+    // hubbub counts the slow consumers it drops: note when all stalled clients are gone.
+    let stalled_gone = Arc::new(AtomicU64::new(0));
+    if args.stalled > 0 && args.protocol == Protocol::Hubbub {
+        let metrics_addr = args.url[0]
+            .split("://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default()
+            .to_string();
+        let (gone, want) = (stalled_gone.clone(), args.stalled as f64);
+        tokio::spawn(async move {
+            loop {
+                if slow_consumer_drops(&metrics_addr)
+                    .await
+                    .is_some_and(|n| n >= want)
+                {
+                    gone.store(window_start.elapsed().as_millis() as u64 + 1, Relaxed);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
     }
     tokio::time::sleep_until(until.into()).await;
     let sent_in_window = shared.sent.load(Relaxed);
@@ -433,6 +503,29 @@ async fn main() {
             },
         );
     }
-    drop(stalled);
+    if args.stalled > 0 {
+        // A stalled client the server dropped has its buffered frames, then an end; one it
+        // still holds is simply silent.
+        let mut ended = 0;
+        for ws in &mut stalled {
+            let finished = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(m)) = ws.next().await {
+                    if let Message::Close(_) = m {
+                        break;
+                    }
+                }
+            })
+            .await;
+            ended += finished.is_ok() as usize;
+        }
+        let when = match stalled_gone.load(Relaxed) {
+            0 => "n/a".to_string(),
+            ms => format!("{:.2}s", (ms - 1) as f64 / 1000.0),
+        };
+        println!(
+            "  stalled: dropped_by_server={ended}/{} all_dropped_after={when}",
+            args.stalled
+        );
+    }
     std::process::exit(0);
 }

@@ -7,7 +7,7 @@ use leptos::prelude::*;
 #[component]
 pub fn OnlineList() -> impl IntoView {
     let chat = expect_context::<Chat>();
-    let count = move || chat.online.with(Vec::len);
+    let count = move || chat.online_count.get();
     view! {
         <aside class="online" aria-labelledby="online-title">
             <h2 id="online-title">

@@ -33,6 +33,10 @@ pub struct HubConfig {
     pub max_frame_bytes: usize,
     /// Longest message text in characters (the protocol's hard ceiling is 2,000).
     pub max_message_chars: usize,
+    /// Rooms up to this size announce every join and leave and list everyone online in
+    /// `welcome`. Larger rooms stop the notices and list only this many: announcing each of
+    /// N joins to N people is O(N²) traffic, and nobody reads 10,000 join notices.
+    pub presence_limit: usize,
     /// Frames a room keeps for its slowest reader; falling further behind disconnects.
     pub room_queue: usize,
     /// Frames waiting for one connection outside room broadcasts (welcome, errors, pongs).
@@ -67,6 +71,7 @@ impl Default for HubConfig {
             resume_limit: 1_000,
             max_frame_bytes: 16 * 1024,
             max_message_chars: crate::protocol::MAX_MESSAGE_CHARS,
+            presence_limit: 50,
             room_queue: 1_024,
             direct_queue: 64,
             write_timeout_ms: 5_000,

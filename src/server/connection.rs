@@ -172,10 +172,28 @@ async fn read_loop(
                 email,
                 room,
                 since,
-            } => join(out, hub, conn, session, &username, &email, room, since).await,
+                // Boxed: joining and posting are rare next to waiting, and their large state
+                // would otherwise sit in every idle connection's reader.
+            } => {
+                Box::pin(join(
+                    out, hub, conn, session, &username, &email, room, since,
+                ))
+                .await
+            }
             ClientFrame::Message { text, client_id } => match session {
                 None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
-                Some(s) => post(out, hub, s, &mut bucket, &mut strikes, text, client_id).await,
+                Some(s) => {
+                    Box::pin(post(
+                        out,
+                        hub,
+                        s,
+                        &mut bucket,
+                        &mut strikes,
+                        text,
+                        client_id,
+                    ))
+                    .await
+                }
             },
             ClientFrame::History { before } => match session {
                 None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
@@ -253,6 +271,7 @@ async fn join(
         you: user,
         room,
         online: joined.online,
+        online_count: joined.online_count,
         history,
         has_more,
         heartbeat_ms: hub.config.ping_interval_ms,
@@ -419,14 +438,20 @@ async fn write_loop(
     let metrics = &hub.metrics;
     let write_timeout = Duration::from_millis(hub.config.write_timeout_ms);
     let mut room: Option<broadcast::Receiver<Frame>> = None;
+    // Created once and kept: a fresh `wait_for` per loop would register with (and leave) the
+    // shutdown signal's waiter list, shared by every connection, for every frame sent.
+    let mut stop = std::pin::pin!(async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    });
     let mut ping = tokio::time::interval(Duration::from_millis(hub.config.ping_interval_ms));
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick one interval from now, not immediately
-    let mut batch: Vec<Message> = Vec::with_capacity(MAX_BATCH);
     loop {
+        // A fresh batch each time: idle connections should not hold a big empty buffer.
+        let mut batch: Vec<Message> = Vec::new();
         let step = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stop| *stop) => Step::Close(close::GOING_AWAY, "server is shutting down"),
+            () = &mut stop => Step::Close(close::GOING_AWAY, "server is shutting down"),
             item = queue.recv() => match item {
                 None => Step::Stop,
                 Some(item) => apply(item, &mut room),
@@ -470,13 +495,20 @@ async fn write_loop(
         }
         if !batch.is_empty() {
             let n = batch.len() as u64;
-            let written = timeout(write_timeout, async {
+            let write = async {
                 for message in batch.drain(..) {
                     sink.feed(message).await?;
                 }
                 sink.flush().await
-            })
-            .await;
+            };
+            let mut write = std::pin::pin!(write);
+            // Almost every write completes at once (the socket has room): only a write that
+            // has to wait arms the timer, which keeps a timer-wheel insert and removal off
+            // the path of every delivery.
+            let written = match futures::poll!(write.as_mut()) {
+                std::task::Poll::Ready(result) => Ok(result),
+                std::task::Poll::Pending => timeout(write_timeout, write).await,
+            };
             match written {
                 Ok(Ok(())) => {
                     metrics.frames_out.fetch_add(n, Relaxed);

@@ -65,7 +65,9 @@ pub struct Joined {
     pub rx: broadcast::Receiver<Frame>,
     /// Every message with an id up to this one was delivered before `rx` subscribed.
     pub watermark: u64,
+    /// Alphabetical, at most the presence limit.
     pub online: Vec<User>,
+    pub online_count: usize,
 }
 
 /// The rooms of this node.
@@ -76,15 +78,17 @@ pub struct Rooms {
     rooms: Mutex<HashMap<String, Room>>,
     watermark: AtomicU64,
     room_queue: usize,
+    presence_limit: usize,
     metrics: Arc<Metrics>,
 }
 
 impl Rooms {
-    pub fn new(room_queue: usize, watermark: u64, metrics: Arc<Metrics>) -> Self {
+    pub fn new(config: &HubConfig, watermark: u64, metrics: Arc<Metrics>) -> Self {
         Rooms {
             rooms: Mutex::new(HashMap::new()),
             watermark: AtomicU64::new(watermark),
-            room_queue: room_queue.max(1),
+            room_queue: config.room_queue.max(1),
+            presence_limit: config.presence_limit,
             metrics,
         }
     }
@@ -130,10 +134,11 @@ impl Rooms {
                 ));
             }
             Some(_) => return Err(NameTaken),
-            None => {
+            None if r.members.len() < self.presence_limit => {
                 let _ =
                     r.tx.send(encode(&ServerFrame::Joined { user: user.clone() }));
             }
+            None => {}
         }
         r.members.insert(
             key,
@@ -143,12 +148,19 @@ impl Rooms {
                 outbound,
             },
         );
-        let mut online: Vec<User> = r.members.values().map(|m| m.user.clone()).collect();
-        online.sort_by_key(|u| u.username.to_lowercase());
+        // Keys are the lower-cased names: sorting them sorts case-insensitively.
+        let mut members: Vec<(&String, &Member)> = r.members.iter().collect();
+        members.sort_unstable_by_key(|(key, _)| *key);
+        let online = members
+            .into_iter()
+            .take(self.presence_limit)
+            .map(|(_, m)| m.user.clone())
+            .collect();
         Ok(Joined {
             rx: r.tx.subscribe(),
             watermark: self.watermark.load(Ordering::SeqCst),
             online,
+            online_count: r.members.len(),
         })
     }
 
@@ -159,8 +171,10 @@ impl Rooms {
         let mut rooms = self.lock();
         let Some(r) = rooms.get_mut(room) else { return };
         if r.members.get(&key).is_some_and(|m| m.conn == conn) {
+            if r.members.len() <= self.presence_limit {
+                let _ = r.tx.send(encode(&ServerFrame::Left { user: user.clone() }));
+            }
             r.members.remove(&key);
-            let _ = r.tx.send(encode(&ServerFrame::Left { user: user.clone() }));
         }
         if r.members.is_empty() {
             rooms.remove(room);
@@ -192,7 +206,7 @@ impl Hub {
                 }
             }),
         )?;
-        let rooms = Arc::new(Rooms::new(config.room_queue, last_id, metrics.clone()));
+        let rooms = Arc::new(Rooms::new(&config, last_id, metrics.clone()));
         let _ = slot.set(rooms.clone());
         Ok(Hub {
             rooms,

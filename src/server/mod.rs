@@ -39,9 +39,10 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Tungstenite reads into a buffer of this size; its default (128 KiB) would be allocated up
-/// front for every connection. Frames larger than this are simply read in several goes.
-const READ_BUFFER: usize = 4 * 1024;
+/// Tungstenite reads into a buffer of this size, allocated and zeroed up front for every
+/// connection (its default is 128 KiB). Chat frames are a few hundred bytes; a larger frame
+/// is read in several goes and grows the buffer as needed.
+const READ_BUFFER: usize = 512;
 /// Frames are buffered up to this size before being written; `flush` writes regardless, so
 /// this only has to hold one batch in the common case.
 const WRITE_BUFFER: usize = 8 * 1024;
