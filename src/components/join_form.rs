@@ -79,44 +79,61 @@ pub fn JoinForm() -> impl IntoView {
     view! {
         <form class="join" on:submit=submit novalidate>
             <h2>"Join the conversation"</h2>
-            <div class="field">
-                <label for="join-email">"Email"</label>
-                <input
-                    id="join-email"
-                    type="email"
-                    autocomplete="email"
-                    placeholder="you@example.com"
-                    aria-invalid=move || email_error.get().is_some().to_string()
-                    aria-describedby="join-email-error"
-                    prop:value=email
-                    on:input=move |ev| {
-                        email.set(event_target_value(&ev));
-                        email_error.set(None);
-                    }
-                />
-                <p id="join-email-error" class="field-error">{move || email_error.get()}</p>
-            </div>
-            <div class="field">
-                <label for="join-username">"Username"</label>
-                <input
-                    id="join-username"
-                    type="text"
-                    autocomplete="nickname"
-                    placeholder="ada"
-                    aria-invalid=move || username_error.get().is_some().to_string()
-                    aria-describedby="join-username-error"
-                    prop:value=username
-                    on:input=move |ev| {
-                        username.set(event_target_value(&ev));
-                        username_error.set(None);
-                    }
-                />
-                <p id="join-username-error" class="field-error">{move || username_error.get()}</p>
-            </div>
+            <FormField
+                id="join-email"
+                label="Email"
+                kind="email"
+                autocomplete="email"
+                placeholder="you@example.com"
+                value=email
+                error=email_error
+            />
+            <FormField
+                id="join-username"
+                label="Username"
+                kind="text"
+                autocomplete="nickname"
+                placeholder="ada"
+                value=username
+                error=username_error
+            />
             <p class="hint">"Your email only picks your Gravatar picture. Nobody else sees it."</p>
             <button type="submit" disabled=busy>
                 {move || if busy() { "Joining…" } else { "Join chat" }}
             </button>
         </form>
+    }
+}
+
+/// A labelled input with its inline error underneath (announced via `aria-describedby`).
+#[component]
+fn FormField(
+    id: &'static str,
+    label: &'static str,
+    kind: &'static str,
+    autocomplete: &'static str,
+    placeholder: &'static str,
+    value: RwSignal<String>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let error_id = format!("{id}-error");
+    view! {
+        <div class="field">
+            <label for=id>{label}</label>
+            <input
+                id=id
+                type=kind
+                autocomplete=autocomplete
+                placeholder=placeholder
+                aria-invalid=move || error.get().is_some().to_string()
+                aria-describedby=error_id.clone()
+                prop:value=value
+                on:input=move |ev| {
+                    value.set(event_target_value(&ev));
+                    error.set(None);
+                }
+            />
+            <p id=error_id class="field-error">{move || error.get()}</p>
+        </div>
     }
 }

@@ -114,51 +114,40 @@ async fn read_loop(
                 return;
             }
             Ok(None) => return,
+            // Tungstenite's own (larger) cap: the frame could not even be read.
             Ok(Some(Err(e))) => {
                 if is_too_big(e) {
-                    let _ = out
-                        .send(Outbound::Close(
-                            close::TOO_BIG,
-                            "frame exceeds the size limit",
-                        ))
-                        .await;
+                    too_big(out).await;
                 }
                 return;
             }
             Ok(Some(Ok(message))) => message,
         };
         hub.metrics.frames_in.fetch_add(1, Relaxed);
-        if message_len(&message) > config.max_frame_bytes {
-            let _ = out
-                .send(Outbound::Close(
-                    close::TOO_BIG,
-                    "frame exceeds the size limit",
-                ))
-                .await;
-            return;
-        }
-        let text = match message {
-            Message::Text(text) => text,
+        let parsed = match message {
+            Message::Text(text) if text.len() > config.max_frame_bytes => {
+                too_big(out).await;
+                return;
+            }
+            Message::Binary(data) if data.len() > config.max_frame_bytes => {
+                too_big(out).await;
+                return;
+            }
+            Message::Text(text) => serde_json::from_str::<ClientFrame>(&text)
+                .map_err(|e| format!("not a valid frame: {e}")),
             Message::Binary(_) => {
-                let bad = Invalid {
-                    code: ErrorCode::BadFrame,
-                    message: "binary frames are not supported: send JSON text frames".into(),
-                };
-                if let Next::Stop = strike(out, hub, &mut strikes, bad, None).await {
-                    return;
-                }
-                continue;
+                Err("binary frames are not supported: send JSON text frames".to_string())
             }
             Message::Close(_) => return,
             // Pings are answered by the WebSocket layer; pongs only prove liveness.
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        let frame = match serde_json::from_str::<ClientFrame>(&text) {
+        let frame = match parsed {
             Ok(frame) => frame,
-            Err(e) => {
+            Err(message) => {
                 let bad = Invalid {
                     code: ErrorCode::BadFrame,
-                    message: format!("not a valid frame: {e}"),
+                    message,
                 };
                 if let Next::Stop = strike(out, hub, &mut strikes, bad, None).await {
                     return;
@@ -403,12 +392,14 @@ async fn forward(out: &mpsc::Sender<Outbound>, item: Outbound) -> Next {
     }
 }
 
-fn message_len(message: &Message) -> usize {
-    match message {
-        Message::Text(t) => t.len(),
-        Message::Binary(b) => b.len(),
-        _ => 0,
-    }
+/// Closes with 1009: the frame is over `max-frame-bytes`.
+async fn too_big(out: &mpsc::Sender<Outbound>) {
+    let _ = out
+        .send(Outbound::Close(
+            close::TOO_BIG,
+            "frame exceeds the size limit",
+        ))
+        .await;
 }
 
 /// Whether a read error is tungstenite refusing an oversized frame or message.
