@@ -226,9 +226,19 @@ async fn usernames_are_unique_case_insensitively_among_those_online() {
         .await;
     assert_eq!(other.recv_error().await, "username_taken");
     drop(alice);
-    // Once she has left, the name is free again.
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    other.join_as("aLiCe", "someone@else.io", None).await;
+    // Once the server has seen her leave, the name is free again.
+    for attempt in 0.. {
+        other
+            .send_json(json!({"type":"join","username":"aLiCe","email":"someone@else.io"}))
+            .await;
+        let v = other.recv_json().await;
+        if v["type"] == "welcome" {
+            break;
+        }
+        assert_eq!(v["code"], "username_taken", "{v}");
+        assert!(attempt < 100, "the name was never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
