@@ -229,6 +229,7 @@ async fn shutdown_says_goodbye_with_1001() {
     let server = TestServer::start().await;
     let mut a = server.joined("a").await;
     let mut b = server.client().await; // not even joined
+    let started = std::time::Instant::now();
     let done = tokio::spawn(server.shutdown());
     assert_eq!(a.close_code().await, 1001);
     assert_eq!(b.close_code().await, 1001);
@@ -236,6 +237,13 @@ async fn shutdown_says_goodbye_with_1001() {
         .await
         .expect("shutdown finishes within a few seconds")
         .unwrap();
+    // Well inside the 3 s grace period: nothing (connections, the store's last writes) had
+    // to be given up on.
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

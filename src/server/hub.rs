@@ -14,7 +14,7 @@
 
 use super::config::HubConfig;
 use super::metrics::Metrics;
-use super::store::{Appended, Draft, Store, StoreError};
+use super::store::{Appended, Draft, Finished, Store, StoreError};
 use crate::protocol::{ChatMessage, ServerFrame, User};
 use axum::extract::ws::Utf8Bytes;
 use std::collections::HashMap;
@@ -192,13 +192,17 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Opens the history database and wires its commits to the rooms.
-    pub fn open(config: Arc<HubConfig>, metrics: Arc<Metrics>) -> Result<Hub, StoreError> {
+    /// Opens the history database and wires its commits to the rooms. `Finished` tells when
+    /// the store has written everything, once the last handle to the hub is gone.
+    pub fn open(
+        config: Arc<HubConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Result<(Hub, Finished), StoreError> {
         // The store is created before the rooms it feeds, so the commit hook reaches them
         // through a slot filled right after.
         let slot: Arc<std::sync::OnceLock<Arc<Rooms>>> = Arc::default();
         let hook = slot.clone();
-        let (store, last_id) = Store::open(
+        let opened = Store::open(
             &config.database,
             Box::new(move |room, message| {
                 if let Some(rooms) = hook.get() {
@@ -206,15 +210,16 @@ impl Hub {
                 }
             }),
         )?;
-        let rooms = Arc::new(Rooms::new(&config, last_id, metrics.clone()));
+        let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
         let _ = slot.set(rooms.clone());
-        Ok(Hub {
+        let hub = Hub {
             rooms,
-            store,
+            store: opened.store,
             config,
             metrics,
             next_conn: AtomicU64::new(1),
-        })
+        };
+        Ok((hub, opened.finished))
     }
 
     pub fn next_conn_id(&self) -> ConnId {

@@ -79,7 +79,8 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::default());
     let hub_config = Arc::new(config.hub);
-    let hub = Arc::new(Hub::open(hub_config.clone(), metrics.clone())?);
+    let (hub, store_finished) = Hub::open(hub_config.clone(), metrics.clone())?;
+    let hub = Arc::new(hub);
     let (stop, stopped) = watch::channel(false);
     let state = AppState {
         leptos_options: config.site.clone(),
@@ -121,7 +122,8 @@ pub async fn serve(
 
     // HTTP has stopped accepting. Upgraded WebSockets are not tracked by axum: each writer
     // saw the stop signal and is sending 1001; wait for them to finish.
-    let deadline = Instant::now() + Duration::from_millis(hub_config.shutdown_grace_ms);
+    let grace = Duration::from_millis(hub_config.shutdown_grace_ms);
+    let deadline = Instant::now() + grace;
     while metrics
         .connections_open
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -129,6 +131,16 @@ pub async fn serve(
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Finish in-flight work: with the connections gone, this was the last handle to the hub,
+    // so the store writes what is queued and stops. Exiting before that could cut a message
+    // the server had accepted off half-way through its transaction.
+    drop(hub);
+    let stored = tokio::task::spawn_blocking(move || store_finished.wait(grace))
+        .await
+        .unwrap_or(false);
+    if !stored {
+        tracing::warn!("shutdown: the message store was still writing after {grace:?}");
     }
     Ok(())
 }

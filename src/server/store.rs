@@ -64,6 +64,29 @@ struct Job {
     reply: oneshot::Sender<Result<Appended, String>>,
 }
 
+/// What [`Store::open`] gives back.
+pub struct Opened {
+    pub store: Store,
+    /// The highest message id already stored.
+    pub last_id: u64,
+    pub finished: Finished,
+}
+
+/// Signals that the writer thread has stored everything queued and stopped. It stops when the
+/// last [`Store`] handle is dropped; waiting for it is how shutdown makes sure no accepted
+/// message is cut off half-written by the process exiting.
+pub struct Finished(std::sync::mpsc::Receiver<()>);
+
+impl Finished {
+    /// Waits (blocking) up to `timeout`; false if the writer is still busy.
+    pub fn wait(self, timeout: std::time::Duration) -> bool {
+        !matches!(
+            self.0.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+}
+
 /// Handle to the history database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -74,7 +97,7 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database at `path` and starts the writer thread. Fails here,
     /// at start-up, when the file is corrupt or the path cannot be written.
-    pub fn open(path: &Path, on_commit: OnCommit) -> Result<(Store, u64), StoreError> {
+    pub fn open(path: &Path, on_commit: OnCommit) -> Result<Opened, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_owned(),
             source,
@@ -103,20 +126,25 @@ impl Store {
         reader.execute_batch(READER_PRAGMAS).map_err(open_err)?;
 
         let (jobs, rx) = mpsc::channel(QUEUE);
+        let (finished_tx, finished) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("hubbub-store".into())
-            .spawn(move || write_loop(writer, rx, on_commit))
+            .spawn(move || {
+                write_loop(writer, rx, on_commit);
+                let _ = finished_tx.send(());
+            })
             .map_err(|e| StoreError::Open {
                 path: path.to_owned(),
                 source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
             })?;
-        Ok((
-            Store {
+        Ok(Opened {
+            store: Store {
                 jobs,
                 reader: Arc::new(Mutex::new(reader)),
             },
             last_id,
-        ))
+            finished: Finished(finished),
+        })
     }
 
     /// Stores a message and, once committed, broadcasts it through `on_commit`.
