@@ -12,6 +12,7 @@ use crate::protocol::{ChatMessage, DEFAULT_ROOM, validate_room};
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{Route, Router, Routes},
     hooks::use_params_map,
     path,
@@ -47,8 +48,10 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="leptos" href="/pkg/hubbub.css" />
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"There is nothing here."</p> }>
-                <Route path=path!("/") view=ChatPage />
-                <Route path=path!("/r/:room") view=ChatPage />
+                // Async: the response waits for the history, so it is in the HTML itself, not
+                // streamed in after a fallback (which only a script could swap in).
+                <Route path=path!("/") view=ChatPage ssr=SsrMode::Async />
+                <Route path=path!("/r/:room") view=ChatPage ssr=SsrMode::Async />
             </Routes>
         </Router>
     }
@@ -62,7 +65,8 @@ pub async fn recent_messages(room: String) -> Result<(Vec<ChatMessage>, bool), S
     let hub = use_context::<std::sync::Arc<Hub>>()
         .ok_or_else(|| ServerFnError::new("the hub is not available"))?;
     hub.store
-        .page(&room, None, u64::MAX, hub.config.history_limit)
+        // No viewer: the page everyone can load shows public messages only.
+        .page(&room, None, None, u64::MAX, hub.config.history_limit)
         .await
         .map_err(|e| ServerFnError::new(e.to_string()))
 }

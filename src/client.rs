@@ -53,6 +53,8 @@ impl Entry {
 pub struct Pending {
     pub client_id: String,
     pub text: String,
+    /// The recipient, for a private message.
+    pub to: Option<String>,
     /// Set when the server refused it (the reason, for the user).
     pub failed: Option<String>,
 }
@@ -89,6 +91,9 @@ pub struct Chat {
     /// Whether older messages exist above the first one shown.
     pub has_more: RwSignal<bool>,
     pub loading_older: RwSignal<bool>,
+    /// What is typed in the message box (the online list can start a `/msg` there).
+    pub draft: RwSignal<String>,
+    synced_to: StoredValue<Option<u64>>,
     notices: StoredValue<u64>,
     #[cfg(feature = "hydrate")]
     commands: StoredValue<Option<futures::channel::mpsc::UnboundedSender<socket::Command>>>,
@@ -108,20 +113,24 @@ impl Chat {
             alert: RwSignal::new(None),
             has_more: RwSignal::new(false),
             loading_older: RwSignal::new(false),
+            draft: RwSignal::new(String::new()),
+            synced_to: StoredValue::new(None),
             notices: StoredValue::new(0),
             #[cfg(feature = "hydrate")]
             commands: StoredValue::new(None),
         }
     }
 
-    /// The newest message id shown, for `since` on reconnect.
-    pub fn last_id(&self) -> Option<u64> {
-        self.entries.with_untracked(|entries| {
-            entries.iter().rev().find_map(|e| match e {
-                Entry::Message(m) => Some(m.id),
-                Entry::Notice { .. } => None,
-            })
-        })
+    /// Where to resume after a reconnect (`since`): the newest id received over the socket.
+    /// Not the newest shown: the server-rendered history is public messages only, so it may
+    /// hide this user's older private messages, which the first `welcome` brings.
+    pub fn synced_to(&self) -> Option<u64> {
+        self.synced_to.get_value()
+    }
+
+    fn synced(&self, id: u64) {
+        self.synced_to
+            .update_value(|s| *s = Some(s.map_or(id, |s| s.max(id))));
     }
 
     /// The oldest message id shown, for paging back.
@@ -167,6 +176,9 @@ impl Chat {
                 self.me.set(Some(you));
                 self.online.set(online);
                 self.online_count.set(online_count);
+                if let Some(last) = history.last() {
+                    self.synced(last.id);
+                }
                 if first_join || self.first_id().is_none() {
                     self.has_more.set(has_more);
                 }
@@ -176,6 +188,7 @@ impl Chat {
                 self.status.set(Status::Online);
             }
             ServerFrame::Message(message) => {
+                self.synced(message.id);
                 let mine = self
                     .me
                     .with_untracked(|me| me.as_ref() == Some(&message.from));
@@ -237,6 +250,34 @@ impl Chat {
             ServerFrame::Pong => {}
         }
         None
+    }
+}
+
+/// What the message box holds: `/msg <name> <text>` is a private message to `name`.
+#[derive(Debug, PartialEq)]
+pub enum Compose<'a> {
+    Public(&'a str),
+    Private {
+        to: &'a str,
+        text: &'a str,
+    },
+    /// `/msg` without a name or without a text.
+    IncompletePrivate,
+}
+
+pub fn parse_compose(typed: &str) -> Compose<'_> {
+    let Some(rest) = typed.trim_start().strip_prefix("/msg") else {
+        return Compose::Public(typed);
+    };
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return Compose::Public(typed); // "/message", say
+    }
+    match rest.trim_start().split_once(char::is_whitespace) {
+        Some((to, text)) if !text.trim().is_empty() => Compose::Private {
+            to,
+            text: text.trim(),
+        },
+        _ => Compose::IncompletePrivate,
     }
 }
 
@@ -316,12 +357,14 @@ mod socket {
     }
 
     /// Puts a message in the outbox (shown as pending) and asks the task to send it.
-    pub fn send_message(chat: Chat, text: String) {
+    /// `to`: a username, for a private message.
+    pub fn send_message(chat: Chat, text: String, to: Option<String>) {
         let client_id = new_client_id();
         chat.outbox.update(|o| {
             o.push(Pending {
                 client_id,
                 text,
+                to,
                 failed: None,
             })
         });
@@ -436,7 +479,7 @@ mod socket {
             username: identity.username.clone(),
             email: identity.email.clone(),
             room: Some(chat.room.get_untracked()),
-            since: chat.last_id(),
+            since: chat.synced_to(),
         };
         if send(&mut tx, &join).await.is_err() {
             return Ended::Lost { welcomed: false };
@@ -525,6 +568,7 @@ mod socket {
             let frame = ClientFrame::Message {
                 text: p.text,
                 client_id: Some(p.client_id.clone()),
+                to: p.to,
             };
             send(tx, &frame).await?;
             sent.push(p.client_id);
@@ -568,11 +612,28 @@ mod tests {
             },
             text: id.to_string(),
             client_id: None,
+            to: None,
         }
     }
 
     fn ids(entries: &[Entry]) -> Vec<String> {
         entries.iter().map(Entry::key).collect()
+    }
+
+    #[test]
+    fn msg_commands() {
+        assert_eq!(parse_compose("hello"), Compose::Public("hello"));
+        assert_eq!(parse_compose("/message"), Compose::Public("/message"));
+        assert_eq!(
+            parse_compose("/msg bob  hi there "),
+            Compose::Private {
+                to: "bob",
+                text: "hi there"
+            }
+        );
+        assert_eq!(parse_compose("/msg bob"), Compose::IncompletePrivate);
+        assert_eq!(parse_compose("/msg bob   "), Compose::IncompletePrivate);
+        assert_eq!(parse_compose("/msg"), Compose::IncompletePrivate);
     }
 
     #[test]

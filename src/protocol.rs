@@ -57,6 +57,9 @@ pub struct ChatMessage {
     /// The sender's own id for this message, echoed so its outbox can mark it delivered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Set on a private message: the one other person who sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<User>,
 }
 
 /// Frames a client sends.
@@ -77,6 +80,9 @@ pub enum ClientFrame {
         text: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         client_id: Option<String>,
+        /// A username in the room: makes the message private to the two of you.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
     },
     /// Ask for the page of messages older than `before` (scrolling up).
     History { before: u64 },
@@ -141,6 +147,8 @@ pub enum ErrorCode {
     EmptyMessage,
     MessageTooLong,
     InvalidClientId,
+    /// The `to` of a private message is not online in the room (or is the sender).
+    RecipientNotOnline,
     RateLimited,
     /// The server could not store the message; it was not delivered to anyone.
     Unavailable,
@@ -309,6 +317,7 @@ mod tests {
             },
             text: "hello :robot:".into(),
             client_id: None,
+            to: None,
         });
         assert_eq!(
             serde_json::to_string(&msg).unwrap(),

@@ -1,6 +1,6 @@
 //! The message input: sends on Enter or the Send button; says inline why it will not send.
 
-use crate::client::Chat;
+use crate::client::{Chat, Compose, parse_compose};
 use crate::protocol::{ErrorCode, validate_text};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -8,12 +8,20 @@ use leptos::prelude::*;
 #[component]
 pub fn Composer() -> impl IntoView {
     let chat = expect_context::<Chat>();
-    let text = RwSignal::new(String::new());
+    let text = chat.draft;
     let error = RwSignal::new(None::<String>);
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let typed = text.get_untracked();
-        match validate_text(&typed) {
+        let (body, to) = match parse_compose(&typed) {
+            Compose::Public(body) => (body.to_string(), None),
+            Compose::Private { to, text } => (text.to_string(), Some(to.to_string())),
+            Compose::IncompletePrivate => {
+                error.set(Some("Write /msg, a name, then your message.".into()));
+                return;
+            }
+        };
+        match validate_text(&body) {
             // An empty Enter is not worth a scolding.
             Err(e) if e.code == ErrorCode::EmptyMessage => {}
             Err(e) => error.set(Some(e.message)),
@@ -21,9 +29,9 @@ pub fn Composer() -> impl IntoView {
                 error.set(None);
                 text.set(String::new());
                 #[cfg(feature = "hydrate")]
-                crate::client::send_message(chat, typed);
+                crate::client::send_message(chat, body, to);
                 #[cfg(not(feature = "hydrate"))]
-                let _ = (chat, typed);
+                let _ = (body, to);
             }
         }
     };
@@ -34,7 +42,7 @@ pub fn Composer() -> impl IntoView {
                 id="composer-input"
                 type="text"
                 autocomplete="off"
-                placeholder="Write a message… :tada: works"
+                placeholder="Write a message… (/msg name text: private)"
                 aria-invalid=move || error.get().is_some().to_string()
                 aria-describedby="composer-error"
                 prop:value=text

@@ -130,12 +130,17 @@ fn MessageItem(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView 
     let from = message.from.clone();
     let mine = move || chat.me.with(|me| me.as_ref() == Some(&from));
     let ts = message.ts;
+    let private = message.to.clone().map(|to| {
+        let label = format!("private, to {}", to.username);
+        view! { <span class="private-label">{label}</span> }
+    });
     view! {
-        <li class="message" class:mine=mine data-id=message.id>
+        <li class="message" class:mine=mine class:private=message.to.is_some() data-id=message.id>
             <Avatar user=message.from.clone() />
             <div class="bubble">
                 <div class="meta">
                     <span class="author">{message.from.username.clone()}</span>
+                    {private}
                     <time>{move || clock(ts, hydrated.get())}</time>
                 </div>
                 <p class="text">{replace_shortcodes(&message.text)}</p>
@@ -158,9 +163,12 @@ fn PendingItem(pending: Pending) -> impl IntoView {
         let _ = &client_id;
     };
     view! {
-        <li class="message mine pending" class:failed=is_failed>
+        <li class="message mine pending" class:failed=is_failed class:private=pending.to.is_some()>
             {me.map(|user| view! { <Avatar user /> })}
             <div class="bubble">
+                {pending.to.clone().map(|to| view! {
+                    <div class="meta"><span class="private-label">{format!("private, to {to}")}</span></div>
+                })}
                 <p class="text">{replace_shortcodes(&pending.text)}</p>
                 {match failed {
                     None => view! { <span class="state">"Sending…"</span> }.into_any(),

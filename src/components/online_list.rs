@@ -20,11 +20,25 @@ pub fn OnlineList() -> impl IntoView {
                     <For each=move || chat.online.get() key=|u| u.username.clone() let:user>
                         {
                             let is_me = chat.me.get_untracked().as_ref() == Some(&user);
+                            let name = user.username.clone();
+                            let write_privately = move |_| {
+                                chat.draft.set(format!("/msg {name} "));
+                                focus_composer();
+                            };
+                            let label = format!("Message {} privately", user.username);
                             view! {
                                 <li>
                                     <Avatar user=user.clone() />
                                     <span class="name">{user.username.clone()}</span>
-                                    {is_me.then_some(view! { <span class="you">" (you)"</span> })}
+                                    {if is_me {
+                                        view! { <span class="you">" (you)"</span> }.into_any()
+                                    } else {
+                                        view! {
+                                            <button class="dm" aria-label=label.clone() title=label on:click=write_privately>
+                                                "✉"
+                                            </button>
+                                        }.into_any()
+                                    }}
                                 </li>
                             }
                         }
@@ -32,5 +46,21 @@ pub fn OnlineList() -> impl IntoView {
                 </ul>
             </Show>
         </aside>
+    }
+}
+
+/// Puts the keyboard in the message box, with the cursor after what is there.
+fn focus_composer() {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        if let Some(input) = document()
+            .get_element_by_id("composer-input")
+            .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
+        {
+            let _ = input.focus();
+            let end = input.value().len() as u32;
+            let _ = input.set_selection_range(end, end);
+        }
     }
 }

@@ -10,7 +10,7 @@
 //! queue behind (`Lagged`), or a batch could not be written within the write timeout.
 //! Whichever half ends first ends the other; the leave notice is sent once, afterwards.
 
-use super::hub::{Frame, Hub, Outbound, encode};
+use super::hub::{Delivery, Hub, Outbound, encode};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::store::Draft;
 use crate::protocol::{
@@ -29,6 +29,12 @@ use tokio::time::{MissedTickBehavior, timeout};
 const MAX_BATCH: usize = 256;
 /// Time given to a close frame (or to the writer to drain) before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How fast this connection sends, and how many refused frames it has sent in a row.
+struct Pace {
+    bucket: TokenBucket,
+    strikes: u32,
+}
 
 /// Who this connection is, once joined.
 struct Session {
@@ -100,8 +106,10 @@ async fn read_loop(
 ) {
     let config = &hub.config;
     let idle = Duration::from_millis(config.idle_timeout_ms);
-    let mut bucket = TokenBucket::new(config.rate_per_sec, config.rate_burst);
-    let mut strikes = 0u32;
+    let mut pace = Pace {
+        bucket: TokenBucket::new(config.rate_per_sec, config.rate_burst),
+        strikes: 0,
+    };
     loop {
         let message = match timeout(idle, stream.next()).await {
             Err(_) => {
@@ -149,7 +157,7 @@ async fn read_loop(
                     code: ErrorCode::BadFrame,
                     message,
                 };
-                if let Next::Stop = strike(out, hub, &mut strikes, bad, None).await {
+                if let Next::Stop = strike(out, hub, &mut pace.strikes, bad, None).await {
                     return;
                 }
                 continue;
@@ -169,26 +177,25 @@ async fn read_loop(
                 ))
                 .await
             }
-            ClientFrame::Message { text, client_id } => match session {
+            ClientFrame::Message {
+                text,
+                client_id,
+                to,
+            } => match session {
                 None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
-                Some(s) => {
-                    Box::pin(post(
-                        out,
-                        hub,
-                        s,
-                        &mut bucket,
-                        &mut strikes,
-                        text,
-                        client_id,
-                    ))
-                    .await
-                }
+                Some(s) => Box::pin(post(out, hub, s, &mut pace, text, client_id, to)).await,
             },
             ClientFrame::History { before } => match session {
                 None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
                 Some(s) => match hub
                     .store
-                    .page(&s.room, Some(before), u64::MAX, config.history_limit)
+                    .page(
+                        &s.room,
+                        Some(&s.sender_key),
+                        Some(before),
+                        u64::MAX,
+                        config.history_limit,
+                    )
                     .await
                 {
                     Ok((messages, has_more)) => {
@@ -246,13 +253,17 @@ async fn join(
         );
         return send_error(out, ErrorCode::UsernameTaken, &message, None).await;
     };
-    let sender_key = format!("{}\n{}", user.username.to_lowercase(), user.avatar);
+    let sender_key = identity_key(&user);
     *session = Some(Session {
         room: room.clone(),
         user: user.clone(),
-        sender_key,
+        sender_key: sender_key.clone(),
     });
-    let (history, has_more) = match hub.welcome_history(&room, since, joined.watermark).await {
+    let name_key = user.username.to_lowercase();
+    let (history, has_more) = match hub
+        .welcome_history(&room, &sender_key, since, joined.watermark)
+        .await
+    {
         Ok(found) => found,
         Err(e) => return unavailable(out, e, None).await,
     };
@@ -268,17 +279,17 @@ async fn join(
     if let Next::Stop = send(out, &welcome).await {
         return Next::Stop;
     }
-    forward(out, Outbound::Subscribe(joined.rx)).await
+    forward(out, Outbound::Subscribe(joined.rx, name_key)).await
 }
 
 async fn post(
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
     session: &Session,
-    bucket: &mut TokenBucket,
-    strikes: &mut u32,
+    pace: &mut Pace,
     text: String,
     client_id: Option<String>,
+    to: Option<String>,
 ) -> Next {
     let received = Instant::now();
     let checked = protocol::validate_text(&text).and_then(|()| {
@@ -299,21 +310,39 @@ async fn post(
     if let Err(invalid) = checked {
         return send_error(out, invalid.code, &invalid.message, client_id).await;
     }
-    if !bucket.try_take(received) {
+    if !pace.bucket.try_take(received) {
         hub.metrics.rate_limited_frames.fetch_add(1, Relaxed);
         let slow_down = Invalid {
             code: ErrorCode::RateLimited,
             message: "you are sending too fast; this message was not sent".into(),
         };
-        return strike(out, hub, strikes, slow_down, client_id).await;
+        return strike(out, hub, &mut pace.strikes, slow_down, client_id).await;
     }
-    *strikes = 0;
+    pace.strikes = 0;
+    // A private message goes to someone online in this room, other than the sender.
+    let to = match to {
+        None => None,
+        Some(name) => match hub.rooms.member(&session.room, name.trim()) {
+            Some(user) if user != session.user => {
+                let key = identity_key(&user);
+                Some((user, key))
+            }
+            _ => {
+                let message = format!(
+                    "“{}” is not online in this room; nothing was sent",
+                    name.trim()
+                );
+                return send_error(out, ErrorCode::RecipientNotOnline, &message, client_id).await;
+            }
+        },
+    };
     let draft = Draft {
         room: session.room.clone(),
         from: session.user.clone(),
         sender_key: session.sender_key.clone(),
         text,
         client_id: client_id.clone(),
+        to,
     };
     match hub.post(draft).await {
         // A repeat of a message already stored: it was broadcast the first time; tell only
@@ -327,6 +356,12 @@ async fn post(
         }
         Err(e) => unavailable(out, e, client_id).await,
     }
+}
+
+/// Who a user is for storage: the name (any case) with the email's hash. It is what makes a
+/// repeated `client_id` "the same sender" and whom a private message belongs to.
+fn identity_key(user: &User) -> String {
+    format!("{}\n{}", user.username.to_lowercase(), user.avatar)
 }
 
 /// Answers a bad or refused frame and counts it; too many in a row close the connection.
@@ -428,7 +463,7 @@ async fn write_loop(
 ) {
     let metrics = &hub.metrics;
     let write_timeout = Duration::from_millis(hub.config.write_timeout_ms);
-    let mut room: Option<broadcast::Receiver<Frame>> = None;
+    let mut room: Option<Following> = None;
     // Created once and kept: a fresh `wait_for` per loop would register with (and leave) the
     // shutdown signal's waiter list, shared by every connection, for every frame sent.
     let mut stop = std::pin::pin!(async move {
@@ -447,8 +482,8 @@ async fn write_loop(
                 None => Step::Stop,
                 Some(item) => apply(item, &mut room),
             },
-            frame = recv_room(&mut room) => match frame {
-                Ok(frame) => Step::Write(Message::Text(frame)),
+            delivery = recv_room(&mut room) => match delivery {
+                Ok(delivery) => visible(&room, delivery).map_or(Step::Idle, Step::Write),
                 Err(broadcast::error::RecvError::Lagged(_)) => slow_consumer(metrics),
                 Err(broadcast::error::RecvError::Closed) => Step::Stop,
             },
@@ -474,8 +509,8 @@ async fn write_loop(
                 }
                 continue;
             }
-            match room.as_mut().map(|rx| rx.try_recv()) {
-                Some(Ok(frame)) => batch.push(Message::Text(frame)),
+            match room.as_mut().map(|r| r.rx.try_recv()) {
+                Some(Ok(delivery)) => batch.extend(visible(&room, delivery)),
                 Some(Err(broadcast::error::TryRecvError::Lagged(_))) => {
                     if let Step::Close(code, reason) = slow_consumer(metrics) {
                         closing = Some((code, reason));
@@ -517,8 +552,8 @@ async fn write_loop(
             // Room messages already broadcast were accepted from someone: deliver what is
             // ready before saying goodbye (a lagging reader has nothing ready to take).
             let mut tail = Vec::new();
-            while let Some(Ok(frame)) = room.as_mut().map(|rx| rx.try_recv()) {
-                tail.push(Message::Text(frame));
+            while let Some(Ok(delivery)) = room.as_mut().map(|r| r.rx.try_recv()) {
+                tail.extend(visible(&room, delivery));
             }
             let _ = timeout(CLOSE_TIMEOUT, async {
                 for message in tail {
@@ -537,11 +572,24 @@ async fn write_loop(
     }
 }
 
-fn apply(item: Outbound, room: &mut Option<broadcast::Receiver<Frame>>) -> Step {
+/// The room a writer forwards, and whose user it forwards for.
+struct Following {
+    rx: broadcast::Receiver<Delivery>,
+    /// This connection's user, lower-cased: private messages to others are skipped.
+    me: String,
+}
+
+/// The message to write for a delivery, if this connection's user may see it.
+fn visible(room: &Option<Following>, delivery: Delivery) -> Option<Message> {
+    let me = room.as_ref().map_or("", |r| r.me.as_str());
+    delivery.is_for(me).then(|| Message::Text(delivery.frame))
+}
+
+fn apply(item: Outbound, room: &mut Option<Following>) -> Step {
     match item {
         Outbound::Frame(frame) => Step::Write(Message::Text(frame)),
-        Outbound::Subscribe(rx) => {
-            *room = Some(rx);
+        Outbound::Subscribe(rx, me) => {
+            *room = Some(Following { rx, me });
             Step::Idle
         }
         Outbound::Close(code, reason) => Step::Close(code, reason),
@@ -553,11 +601,9 @@ fn slow_consumer(metrics: &super::metrics::Metrics) -> Step {
     Step::Close(close::SLOW_CONSUMER, "too slow: fell behind the room")
 }
 
-async fn recv_room(
-    room: &mut Option<broadcast::Receiver<Frame>>,
-) -> Result<Frame, broadcast::error::RecvError> {
+async fn recv_room(room: &mut Option<Following>) -> Result<Delivery, broadcast::error::RecvError> {
     match room {
-        Some(rx) => rx.recv().await,
+        Some(r) => r.rx.recv().await,
         None => std::future::pending().await,
     }
 }

@@ -25,12 +25,40 @@ use tokio::sync::{broadcast, mpsc};
 /// A serialised frame, shared by all its recipients.
 pub type Frame = Utf8Bytes;
 
+/// What travels on a room's channel: a frame, and who may see it. Private messages share the
+/// room's channel, so they keep their place in the room's id order (resuming with `since`
+/// relies on that); each connection's writer skips the ones not addressed to its user, so
+/// nobody else ever receives them, not even their existence.
+#[derive(Clone)]
+pub struct Delivery {
+    pub frame: Frame,
+    /// The lower-cased names of the sender and the recipient; `None`: everyone in the room.
+    pub audience: Option<Arc<(String, String)>>,
+}
+
+impl Delivery {
+    fn public(frame: Frame) -> Self {
+        Delivery {
+            frame,
+            audience: None,
+        }
+    }
+
+    /// Whether the user with lower-cased name `key` may see this.
+    pub fn is_for(&self, key: &str) -> bool {
+        self.audience
+            .as_ref()
+            .is_none_or(|a| a.0 == key || a.1 == key)
+    }
+}
+
 /// What a connection's writer task is asked to do, in order.
 pub enum Outbound {
     /// Send this frame.
     Frame(Frame),
-    /// Start forwarding a room's broadcasts (sent right after `welcome`).
-    Subscribe(broadcast::Receiver<Frame>),
+    /// Start forwarding a room's broadcasts (sent right after `welcome`) to the user with this
+    /// lower-cased name.
+    Subscribe(broadcast::Receiver<Delivery>, String),
     /// Send a close frame and stop.
     Close(u16, &'static str),
 }
@@ -51,7 +79,7 @@ struct Member {
 }
 
 struct Room {
-    tx: broadcast::Sender<Frame>,
+    tx: broadcast::Sender<Delivery>,
     /// Keyed by the lower-cased username: names are unique case-insensitively.
     members: HashMap<String, Member>,
 }
@@ -62,7 +90,7 @@ pub struct NameTaken;
 
 /// A successful join: everything the connection needs to send `welcome` and follow the room.
 pub struct Joined {
-    pub rx: broadcast::Receiver<Frame>,
+    pub rx: broadcast::Receiver<Delivery>,
     /// Every message with an id up to this one was delivered before `rx` subscribed.
     pub watermark: u64,
     /// Alphabetical, at most the presence limit.
@@ -99,10 +127,19 @@ impl Rooms {
 
     /// Sends a stored message to the room's local connections and advances the watermark.
     pub fn deliver_message(&self, room: &str, message: &ChatMessage) {
-        let frame = encode(&ServerFrame::Message(message.clone()));
+        let audience = message.to.as_ref().map(|to| {
+            Arc::new((
+                message.from.username.to_lowercase(),
+                to.username.to_lowercase(),
+            ))
+        });
+        let delivery = Delivery {
+            frame: encode(&ServerFrame::Message(message.clone())),
+            audience,
+        };
         let rooms = self.lock();
         if let Some(r) = rooms.get(room) {
-            let recipients = r.tx.send(frame).unwrap_or(0);
+            let recipients = r.tx.send(delivery).unwrap_or(0);
             self.metrics
                 .deliveries
                 .fetch_add(recipients as u64, Ordering::Relaxed);
@@ -135,8 +172,8 @@ impl Rooms {
             }
             Some(_) => return Err(NameTaken),
             None if r.members.len() < self.presence_limit => {
-                let _ =
-                    r.tx.send(encode(&ServerFrame::Joined { user: user.clone() }));
+                let joined = encode(&ServerFrame::Joined { user: user.clone() });
+                let _ = r.tx.send(Delivery::public(joined));
             }
             None => {}
         }
@@ -164,6 +201,15 @@ impl Rooms {
         })
     }
 
+    /// Who is online in `room` under this name (case-insensitive), for private messages.
+    pub fn member(&self, room: &str, username: &str) -> Option<User> {
+        let rooms = self.lock();
+        let r = rooms.get(room)?;
+        r.members
+            .get(&username.to_lowercase())
+            .map(|m| m.user.clone())
+    }
+
     /// Removes the connection's user from the room, if that connection still holds the name,
     /// and tells the others. An empty room is forgotten.
     pub fn leave(&self, room: &str, user: &User, conn: ConnId) {
@@ -172,7 +218,8 @@ impl Rooms {
         let Some(r) = rooms.get_mut(room) else { return };
         if r.members.get(&key).is_some_and(|m| m.conn == conn) {
             if r.members.len() <= self.presence_limit {
-                let _ = r.tx.send(encode(&ServerFrame::Left { user: user.clone() }));
+                let left = encode(&ServerFrame::Left { user: user.clone() });
+                let _ = r.tx.send(Delivery::public(left));
             }
             r.members.remove(&key);
         }
@@ -237,27 +284,31 @@ impl Hub {
 
     /// The history for `welcome`: everything after `since` (capped by `resume_limit`), or the
     /// last `history_limit` messages; never past the join's watermark.
+    /// `viewer` is the joining user's key: their private messages are included.
     pub async fn welcome_history(
         &self,
         room: &str,
+        viewer: &str,
         since: Option<u64>,
         watermark: u64,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let store = &self.store;
         match since {
             Some(since) => {
-                let messages = self
-                    .store
-                    .after(room, since, watermark, self.config.resume_limit)
+                let limit = self.config.resume_limit;
+                let messages = store
+                    .after(room, Some(viewer), since, watermark, limit)
                     .await?;
                 // Older history exists if anything precedes what we send.
                 let first = messages.first().map_or(since.saturating_add(1), |m| m.id);
-                let (older, _) = self.store.page(room, Some(first), watermark, 1).await?;
+                let (older, _) = store
+                    .page(room, Some(viewer), Some(first), watermark, 1)
+                    .await?;
                 Ok((messages, !older.is_empty()))
             }
             None => {
-                self.store
-                    .page(room, None, watermark, self.config.history_limit)
-                    .await
+                let limit = self.config.history_limit;
+                store.page(room, Some(viewer), None, watermark, limit).await
             }
         }
     }

@@ -31,6 +31,8 @@ pub struct Draft {
     pub sender_key: String,
     pub text: String,
     pub client_id: Option<String>,
+    /// A private message's recipient, and their identity key (as `sender_key`).
+    pub to: Option<(User, String)>,
 }
 
 /// The result of an append.
@@ -105,6 +107,7 @@ impl Store {
         let writer = Connection::open(path).map_err(open_err)?;
         writer
             .execute_batch(SCHEMA)
+            .and_then(|()| migrate(&writer))
             .and_then(|()| writer.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)))
             .and_then(|check| {
                 if check == "ok" {
@@ -166,11 +169,13 @@ impl Store {
     pub async fn page(
         &self,
         room: &str,
+        viewer: Option<&str>,
         before: Option<u64>,
         upto: u64,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let room = room.to_string();
+        let viewer = viewer.map(str::to_string);
         // SQLite integers are i64: clamp, or u64::MAX would become -1 and match nothing.
         let before = before
             .unwrap_or(u64::MAX)
@@ -178,12 +183,13 @@ impl Store {
             .min(i64::MAX as u64);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, ts, username, avatar, text, client_id FROM messages \
-                 WHERE room = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                "SELECT id, ts, username, avatar, text, client_id, to_username, to_avatar \
+                 FROM messages WHERE room = ?1 AND id < ?2 AND (recipient_key IS NULL \
+                 OR recipient_key = ?4 OR sender_key = ?4) ORDER BY id DESC LIMIT ?3",
             )?;
             let mut rows: Vec<ChatMessage> = stmt
                 .query_map(
-                    params![room, before as i64, limit as i64 + 1],
+                    params![room, before as i64, limit as i64 + 1, viewer],
                     row_to_message,
                 )?
                 .collect::<Result<_, _>>()?;
@@ -199,15 +205,18 @@ impl Store {
     pub async fn after(
         &self,
         room: &str,
+        viewer: Option<&str>,
         since: u64,
         upto: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         let room = room.to_string();
+        let viewer = viewer.map(str::to_string);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT id, ts, username, avatar, text, client_id FROM messages \
-                 WHERE room = ?1 AND id > ?2 AND id <= ?3 ORDER BY id ASC LIMIT ?4",
+                "SELECT id, ts, username, avatar, text, client_id, to_username, to_avatar \
+                 FROM messages WHERE room = ?1 AND id > ?2 AND id <= ?3 AND (recipient_key \
+                 IS NULL OR recipient_key = ?5 OR sender_key = ?5) ORDER BY id ASC LIMIT ?4",
             )?;
             let rows = stmt
                 .query_map(
@@ -215,7 +224,8 @@ impl Store {
                         room,
                         since.min(i64::MAX as u64) as i64,
                         upto.min(i64::MAX as u64) as i64,
-                        limit as i64
+                        limit as i64,
+                        viewer
                     ],
                     row_to_message,
                 )?
@@ -254,9 +264,29 @@ CREATE TABLE IF NOT EXISTS messages (
     client_id  TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
+-- Private messages (schema version 1): the recipient, and who they are (as sender_key).
+-- Added with ALTER TABLE below for databases created before.
 CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
     ON messages (sender_key, client_id) WHERE client_id IS NOT NULL;
 ";
+
+/// Brings an older database up to the current schema (tracked in `PRAGMA user_version`).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        let columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('messages')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for column in ["to_username", "to_avatar", "recipient_key"] {
+            if !columns.iter().any(|c| c == column) {
+                conn.execute_batch(&format!("ALTER TABLE messages ADD COLUMN {column} TEXT"))?;
+            }
+        }
+        conn.execute_batch("PRAGMA user_version = 1")?;
+    }
+    Ok(())
+}
 
 const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;";
 
@@ -270,6 +300,10 @@ fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         },
         text: row.get(4)?,
         client_id: row.get(5)?,
+        to: match (row.get::<_, Option<String>>(6)?, row.get(7)?) {
+            (Some(username), Some(avatar)) => Some(User { username, avatar }),
+            _ => None,
+        },
     })
 }
 
@@ -314,12 +348,13 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<(Ch
     let mut out = Vec::with_capacity(batch.len());
     {
         let mut find = tx.prepare_cached(
-            "SELECT id, ts, username, avatar, text, client_id FROM messages \
-             WHERE sender_key = ?1 AND client_id = ?2",
+            "SELECT id, ts, username, avatar, text, client_id, to_username, to_avatar \
+             FROM messages WHERE sender_key = ?1 AND client_id = ?2",
         )?;
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
+             to_username, to_avatar, recipient_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         for Job { draft: d, .. } in batch {
             if let Some(client_id) = &d.client_id
@@ -338,7 +373,10 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<(Ch
                 d.from.avatar,
                 d.text,
                 d.sender_key,
-                d.client_id
+                d.client_id,
+                d.to.as_ref().map(|(u, _)| &u.username),
+                d.to.as_ref().map(|(u, _)| &u.avatar),
+                d.to.as_ref().map(|(_, key)| key),
             ])?;
             out.push((
                 ChatMessage {
@@ -347,6 +385,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<(Ch
                     from: d.from.clone(),
                     text: d.text.clone(),
                     client_id: d.client_id.clone(),
+                    to: d.to.as_ref().map(|(u, _)| u.clone()),
                 },
                 false,
             ));

@@ -1,0 +1,48 @@
+import { expect, test } from "@playwright/test";
+import { Hubbub } from "./server";
+import { join, messages, online, openChat, say } from "./helpers";
+
+test("a private message is seen by exactly one other person", async ({ browser }) => {
+  const server = await Hubbub.start();
+  try {
+    const alice = await openChat(browser, server.url);
+    const bob = await openChat(browser, server.url);
+    const carol = await openChat(browser, server.url);
+    await join(alice, "alice");
+    await join(bob, "bob");
+    await join(carol, "carol");
+
+    // From the online list, with the keyboard ready in the message box.
+    await expect(online(alice).getByText("bob")).toBeVisible();
+    await alice.getByRole("button", { name: "Message bob privately" }).click();
+    await expect(alice.getByRole("textbox", { name: "Message" })).toHaveValue("/msg bob ");
+    await alice.keyboard.type("just between us");
+    await alice.keyboard.press("Enter");
+    // And typed as a command.
+    await say(alice, "/msg bob second secret");
+    await say(alice, "hello everyone");
+
+    for (const page of [alice, bob]) {
+      const item = messages(page).getByRole("listitem").filter({ hasText: "just between us" });
+      await expect(item).toContainText("private, to bob");
+      await expect(messages(page).getByText("second secret")).toBeVisible();
+    }
+    await expect(messages(carol).getByText("hello everyone")).toBeVisible();
+    await expect(messages(carol).getByText("just between us")).toHaveCount(0);
+    await expect(messages(carol).getByText("second secret")).toHaveCount(0);
+
+    // Still there for bob after a reload; still absent for carol.
+    await bob.reload();
+    await expect(messages(bob).getByText("just between us")).toBeVisible();
+    await carol.reload();
+    await expect(messages(carol).getByText("hello everyone")).toBeVisible();
+    await expect(messages(carol).getByText("just between us")).toHaveCount(0);
+
+    // Someone not online: a clear refusal, shown on the message.
+    await say(alice, "/msg nobody are you there?");
+    const refused = messages(alice).getByRole("listitem").filter({ hasText: "are you there?" });
+    await expect(refused).toContainText("is not online in this room");
+  } finally {
+    await server.stop();
+  }
+});
