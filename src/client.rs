@@ -93,8 +93,13 @@ pub struct Chat {
     pub loading_older: RwSignal<bool>,
     /// What is typed in the message box (the online list can start a `/msg` there).
     pub draft: RwSignal<String>,
+    /// Who is typing right now (never this user), in the order they started.
+    pub typing: RwSignal<Vec<String>>,
     synced_to: StoredValue<Option<u64>>,
     notices: StoredValue<u64>,
+    /// When this page last told the server it is typing (ms since the epoch).
+    #[cfg(feature = "hydrate")]
+    typing_sent: StoredValue<f64>,
     #[cfg(feature = "hydrate")]
     commands: StoredValue<Option<futures::channel::mpsc::UnboundedSender<socket::Command>>>,
 }
@@ -114,8 +119,11 @@ impl Chat {
             has_more: RwSignal::new(false),
             loading_older: RwSignal::new(false),
             draft: RwSignal::new(String::new()),
+            typing: RwSignal::new(Vec::new()),
             synced_to: StoredValue::new(None),
             notices: StoredValue::new(0),
+            #[cfg(feature = "hydrate")]
+            typing_sent: StoredValue::new(0.0),
             #[cfg(feature = "hydrate")]
             commands: StoredValue::new(None),
         }
@@ -155,6 +163,17 @@ impl Chat {
         });
     }
 
+    fn set_typing(&self, username: &str, active: bool) {
+        let listed = self
+            .typing
+            .with_untracked(|t| t.iter().any(|u| u == username));
+        if active && !listed {
+            self.typing.update(|t| t.push(username.to_string()));
+        } else if !active && listed {
+            self.typing.update(|t| t.retain(|u| u != username));
+        }
+    }
+
     fn notice(&self, text: String) {
         let key = self.notices.get_value() + 1;
         self.notices.set_value(key);
@@ -189,6 +208,7 @@ impl Chat {
             }
             ServerFrame::Message(message) => {
                 self.synced(message.id);
+                self.set_typing(&message.from.username, false);
                 let mine = self
                     .me
                     .with_untracked(|me| me.as_ref() == Some(&message.from));
@@ -220,6 +240,7 @@ impl Chat {
                 self.online
                     .update(|o| o.retain(|u| u.username != user.username));
                 self.online_count.update(|n| *n = n.saturating_sub(1));
+                self.set_typing(&user.username, false);
                 self.notice(format!("{} left", user.username));
             }
             ServerFrame::Error {
@@ -247,9 +268,25 @@ impl Chat {
                     }
                 }
             }
+            ServerFrame::Typing { user, active } => {
+                let me = self.me.with_untracked(|me| me.as_ref() == Some(&user));
+                if !me {
+                    self.set_typing(&user.username, active);
+                }
+            }
             ServerFrame::Pong => {}
         }
         None
+    }
+}
+
+/// "alice is typing…", "alice and bob are typing…", "3 people are typing…", or nothing.
+pub fn typing_line(names: &[String]) -> Option<String> {
+    match names {
+        [] => None,
+        [one] => Some(format!("{one} is typing…")),
+        [a, b] => Some(format!("{a} and {b} are typing…")),
+        more => Some(format!("{} people are typing…", more.len())),
     }
 }
 
@@ -300,7 +337,7 @@ fn insert_message(entries: &mut Vec<Entry>, m: ChatMessage) {
 }
 
 #[cfg(feature = "hydrate")]
-pub use socket::{connect, load_older, send_message};
+pub use socket::{connect, load_older, send_message, typing};
 
 #[cfg(feature = "hydrate")]
 mod socket {
@@ -319,6 +356,8 @@ mod socket {
         Flush,
         /// Ask for the page before the oldest message shown.
         LoadOlder(u64),
+        /// Tell the room this user is typing.
+        Typing,
         /// The browser says the network went away (`offline` event): the socket may not
         /// notice for a long time, so drop it now and wait for `Online`.
         Offline,
@@ -369,6 +408,17 @@ mod socket {
             })
         });
         command(chat, Command::Flush);
+    }
+
+    /// Called on every keystroke; tells the server at most every two seconds (it ends the
+    /// "typing" state itself a few seconds after the last one).
+    pub fn typing(chat: Chat) {
+        const EVERY_MS: f64 = 2_000.0;
+        let now = js_sys::Date::now();
+        if now - chat.typing_sent.get_value() >= EVERY_MS {
+            chat.typing_sent.set_value(now);
+            command(chat, Command::Typing);
+        }
     }
 
     pub fn load_older(chat: Chat) {
@@ -529,6 +579,11 @@ mod socket {
                             return Ended::Lost { welcomed };
                         }
                     }
+                    Some(Command::Typing) if welcomed => {
+                        if send(&mut tx, &ClientFrame::Typing).await.is_err() {
+                            return Ended::Lost { welcomed };
+                        }
+                    }
                     Some(Command::LoadOlder(before)) if welcomed => {
                         if send(&mut tx, &ClientFrame::History { before }).await.is_err() {
                             return Ended::Lost { welcomed };
@@ -618,6 +673,21 @@ mod tests {
 
     fn ids(entries: &[Entry]) -> Vec<String> {
         entries.iter().map(Entry::key).collect()
+    }
+
+    #[test]
+    fn typing_lines() {
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(typing_line(&[]), None);
+        assert_eq!(typing_line(&names(&["al"])).unwrap(), "al is typing…");
+        assert_eq!(
+            typing_line(&names(&["al", "bo"])).unwrap(),
+            "al and bo are typing…"
+        );
+        assert_eq!(
+            typing_line(&names(&["a", "b", "c"])).unwrap(),
+            "3 people are typing…"
+        );
     }
 
     #[test]

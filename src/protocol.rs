@@ -89,6 +89,8 @@ pub enum ClientFrame {
     /// Application-level heartbeat; the server answers `pong`. Browsers cannot see
     /// WebSocket pings, so this is how the page notices a dead server.
     Ping,
+    /// "I am typing": send every couple of seconds while typing. Never stored.
+    Typing,
 }
 
 /// Frames the server sends.
@@ -122,6 +124,12 @@ pub enum ServerFrame {
     },
     Left {
         user: User,
+    },
+    /// Someone started (`active`) or stopped typing. The server ends it by itself when no
+    /// `typing` arrives for a few seconds, and when that person sends a message or leaves.
+    Typing {
+        user: User,
+        active: bool,
     },
     Error {
         code: ErrorCode,

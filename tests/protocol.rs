@@ -320,3 +320,46 @@ async fn large_rooms_stop_announcing_joins_but_count_everyone() {
         a.raw
     );
 }
+
+#[tokio::test]
+async fn typing_is_announced_once_expires_on_the_server_and_is_never_stored() {
+    let server = TestServer::with(|c| c.typing_timeout_ms = 300).await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    alice.recv_json().await; // bob joined
+    for _ in 0..3 {
+        alice.send_json(json!({"type": "typing"})).await;
+    }
+    let v = bob.recv_json().await;
+    assert_eq!(
+        (v["type"].as_str(), v["active"].as_bool()),
+        (Some("typing"), Some(true)),
+        "{v}"
+    );
+    assert_eq!(v["user"]["username"], "alice");
+    // Nothing more until the server ends it by itself.
+    let v = bob.recv_json().await;
+    assert_eq!(
+        (v["type"].as_str(), v["active"].as_bool()),
+        (Some("typing"), Some(false)),
+        "{v}"
+    );
+
+    // Sending a message ends it too, before the message arrives.
+    alice.send_json(json!({"type": "typing"})).await;
+    assert_eq!(bob.recv_json().await["active"], true);
+    alice.say("done typing").await;
+    assert_eq!(bob.recv_json().await["active"], false);
+    assert_eq!(bob.recv_message().await.text, "done typing");
+
+    // Never stored: a newcomer's history has the message only.
+    let mut carol = server.client().await;
+    let ServerFrame::Welcome { history, .. } = carol.join("carol").await else {
+        unreachable!()
+    };
+    assert_eq!(history.len(), 1);
+    // And typing before joining is refused like any frame that needs a room.
+    let mut stranger = server.client().await;
+    stranger.send_json(json!({"type": "typing"})).await;
+    assert_eq!(stranger.recv_error().await, "not_joined");
+}

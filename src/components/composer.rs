@@ -1,6 +1,6 @@
 //! The message input: sends on Enter or the Send button; says inline why it will not send.
 
-use crate::client::{Chat, Compose, parse_compose};
+use crate::client::{Chat, Compose, parse_compose, typing_line};
 use crate::protocol::{ErrorCode, validate_text};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -49,10 +49,13 @@ pub fn Composer() -> impl IntoView {
                 on:input=move |ev| {
                     text.set(event_target_value(&ev));
                     error.set(None);
+                    #[cfg(feature = "hydrate")]
+                    crate::client::typing(chat);
                 }
             />
             <button type="submit">"Send"</button>
             <p id="composer-error" class="field-error" aria-live="polite">{move || error.get()}</p>
+            <p class="typing" aria-live="polite">{move || chat.typing.with(|t| typing_line(t))}</p>
         </form>
     }
 }

@@ -37,6 +37,8 @@ pub struct HubConfig {
     /// `welcome`. Larger rooms stop the notices and list only this many: announcing each of
     /// N joins to N people is O(N²) traffic, and nobody reads 10,000 join notices.
     pub presence_limit: usize,
+    /// "Is typing" ends this long after the last `typing` frame.
+    pub typing_timeout_ms: u64,
     /// Frames a room keeps for its slowest reader; falling further behind disconnects.
     pub room_queue: usize,
     /// Frames waiting for one connection outside room broadcasts (welcome, errors, pongs).
@@ -72,6 +74,7 @@ impl Default for HubConfig {
             max_frame_bytes: 16 * 1024,
             max_message_chars: crate::protocol::MAX_MESSAGE_CHARS,
             presence_limit: 50,
+            typing_timeout_ms: 5_000,
             room_queue: 1_024,
             direct_queue: 64,
             write_timeout_ms: 5_000,

@@ -42,6 +42,17 @@ struct Session {
     user: User,
     /// Name and avatar: what makes a repeated `client_id` "the same user".
     sender_key: String,
+    /// While the room is told this user is typing: when that ends unless renewed.
+    typing_until: Option<tokio::time::Instant>,
+}
+
+impl Session {
+    /// Tells the room this user stopped typing, if it was told they were.
+    fn stop_typing(&mut self, hub: &Hub) {
+        if self.typing_until.take().is_some() {
+            hub.rooms.typing(&self.room, &self.user, false);
+        }
+    }
 }
 
 /// Runs the connection to its end. `slot` holds its place in the connection limits until then.
@@ -66,7 +77,8 @@ pub async fn serve(
         () = read_loop(&mut stream, &out, &hub, conn, &mut session) => true,
     };
     // Leaving first also drops the room's handle on our queue, so the writer sees it close.
-    if let Some(s) = session {
+    if let Some(mut s) = session {
+        s.stop_typing(&hub);
         hub.rooms.leave(&s.room, &s.user, conn);
     }
     if reader_ended {
@@ -111,7 +123,17 @@ async fn read_loop(
         strikes: 0,
     };
     loop {
-        let message = match timeout(idle, stream.next()).await {
+        let typing_ends = session.as_ref().and_then(|s| s.typing_until);
+        let next = tokio::select! {
+            next = timeout(idle, stream.next()) => next,
+            () = sleep_until(typing_ends) => {
+                if let Some(s) = session.as_mut() {
+                    s.stop_typing(hub);
+                }
+                continue;
+            }
+        };
+        let message = match next {
             Err(_) => {
                 let _ = out
                     .send(Outbound::Close(
@@ -183,7 +205,10 @@ async fn read_loop(
                 to,
             } => match session {
                 None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
-                Some(s) => Box::pin(post(out, hub, s, &mut pace, text, client_id, to)).await,
+                Some(s) => {
+                    s.stop_typing(hub);
+                    Box::pin(post(out, hub, s, &mut pace, text, client_id, to)).await
+                }
             },
             ClientFrame::History { before } => match session {
                 None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
@@ -205,6 +230,18 @@ async fn read_loop(
                 },
             },
             ClientFrame::Ping => send(out, &ServerFrame::Pong).await,
+            ClientFrame::Typing => match session {
+                None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
+                Some(s) => {
+                    // Announced once; repeats only push the end back (a natural throttle).
+                    if s.typing_until.is_none() {
+                        hub.rooms.typing(&s.room, &s.user, true);
+                    }
+                    let timeout = Duration::from_millis(config.typing_timeout_ms);
+                    s.typing_until = Some(tokio::time::Instant::now() + timeout);
+                    Next::Continue
+                }
+            },
         };
         if let Next::Stop = next {
             return;
@@ -258,6 +295,7 @@ async fn join(
         room: room.clone(),
         user: user.clone(),
         sender_key: sender_key.clone(),
+        typing_until: None,
     });
     let name_key = user.username.to_lowercase();
     let (history, has_more) = match hub
@@ -424,6 +462,14 @@ async fn forward(out: &mpsc::Sender<Outbound>, item: Outbound) -> Next {
     match out.send(item).await {
         Ok(()) => Next::Continue,
         Err(_) => Next::Stop, // the writer has ended
+    }
+}
+
+/// Resolves at `deadline`, or never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -201,6 +201,21 @@ impl Rooms {
         })
     }
 
+    /// Tells the room that `user` started or stopped typing. Not stored; rooms above the
+    /// presence limit skip it, like join notices.
+    pub fn typing(&self, room: &str, user: &User, active: bool) {
+        let rooms = self.lock();
+        if let Some(r) = rooms.get(room)
+            && r.members.len() <= self.presence_limit
+        {
+            let frame = encode(&ServerFrame::Typing {
+                user: user.clone(),
+                active,
+            });
+            let _ = r.tx.send(Delivery::public(frame));
+        }
+    }
+
     /// Who is online in `room` under this name (case-insensitive), for private messages.
     pub fn member(&self, room: &str, username: &str) -> Option<User> {
         let rooms = self.lock();
