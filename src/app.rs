@@ -6,9 +6,9 @@
 use crate::client::Chat;
 use crate::components::{
     composer::Composer, join_form::JoinForm, message_list::MessageList, online_list::OnlineList,
-    status_bar::StatusBar,
+    room_list::RoomList, status_bar::StatusBar,
 };
-use crate::protocol::{ChatMessage, DEFAULT_ROOM, validate_room};
+use crate::protocol::{ChatMessage, DEFAULT_ROOM, RoomSummary, validate_room};
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
@@ -71,6 +71,15 @@ pub async fn recent_messages(room: String) -> Result<(Vec<ChatMessage>, bool), S
         .map_err(|e| ServerFnError::new(e.to_string()))
 }
 
+/// The rooms with people online, busiest first.
+#[server]
+pub async fn list_rooms() -> Result<Vec<RoomSummary>, ServerFnError> {
+    use crate::server::hub::Hub;
+    let hub = use_context::<std::sync::Arc<Hub>>()
+        .ok_or_else(|| ServerFnError::new("the hub is not available"))?;
+    Ok(hub.rooms.summaries())
+}
+
 #[component]
 fn ChatPage() -> impl IntoView {
     let params = use_params_map();
@@ -84,7 +93,10 @@ fn ChatPage() -> impl IntoView {
     // Blocking: the response waits for it, so the history is in the HTML itself.
     let history = Resource::new_blocking(move || room.clone(), recent_messages);
 
-    let title = move || format!("#{} · hubbub", chat.room.get());
+    let title = move || match chat.unread.get() {
+        0 => format!("#{} · hubbub", chat.room.get()),
+        n => format!("({n}) #{} · hubbub", chat.room.get()),
+    };
     view! {
         <Title text=title />
         <div class="app">
@@ -116,7 +128,10 @@ fn ChatPage() -> impl IntoView {
                             <Composer />
                         </Show>
                     </section>
-                    <OnlineList />
+                    <aside class="sidebar">
+                        <RoomList />
+                        <OnlineList />
+                    </aside>
                 </main>
             </Show>
         </div>

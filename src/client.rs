@@ -95,6 +95,8 @@ pub struct Chat {
     pub draft: RwSignal<String>,
     /// Who is typing right now (never this user), in the order they started.
     pub typing: RwSignal<Vec<String>>,
+    /// Messages that arrived while the tab was hidden (shown in the title).
+    pub unread: RwSignal<u32>,
     synced_to: StoredValue<Option<u64>>,
     notices: StoredValue<u64>,
     /// When this page last told the server it is typing (ms since the epoch).
@@ -120,6 +122,7 @@ impl Chat {
             loading_older: RwSignal::new(false),
             draft: RwSignal::new(String::new()),
             typing: RwSignal::new(Vec::new()),
+            unread: RwSignal::new(0),
             synced_to: StoredValue::new(None),
             notices: StoredValue::new(0),
             #[cfg(feature = "hydrate")]
@@ -390,6 +393,15 @@ mod socket {
             // The page lives as long as the chat does: keep the listener for good.
             listener.forget();
         }
+        // Back on the tab: everything is read.
+        let seen = wasm_bindgen::closure::Closure::<dyn Fn()>::new(move || {
+            if !document().hidden() {
+                chat.unread.set(0);
+            }
+        });
+        let _ = document()
+            .add_event_listener_with_callback("visibilitychange", seen.as_ref().unchecked_ref());
+        seen.forget();
         chat.commands.set_value(Some(tx));
         chat.status.set(Status::Connecting);
         leptos::task::spawn_local(run(chat, identity, rx));
@@ -408,6 +420,37 @@ mod socket {
             })
         });
         command(chat, Command::Flush);
+    }
+
+    /// A new message while the tab is hidden: count it in the title, and raise a desktop
+    /// notification if it is for this user (a mention or a private message) and the user
+    /// allowed notifications.
+    fn attention(chat: Chat, message: &crate::protocol::ChatMessage) {
+        let me = chat.me.get_untracked();
+        let mine = me.as_ref() == Some(&message.from);
+        let shown = chat.entries.with_untracked(|e| {
+            e.iter()
+                .any(|x| matches!(x, super::Entry::Message(m) if m.id == message.id))
+        });
+        if mine || shown || !document().hidden() {
+            return;
+        }
+        chat.unread.update(|n| *n += 1);
+        let Some(me) = me else { return };
+        let private = message.to.as_ref() == Some(&me);
+        if !(private || crate::text::mentions(&message.text, &me.username)) {
+            return;
+        }
+        if web_sys::Notification::permission() == web_sys::NotificationPermission::Granted {
+            let title = if private {
+                format!("{} (private)", message.from.username)
+            } else {
+                format!("{} mentioned you", message.from.username)
+            };
+            let options = web_sys::NotificationOptions::new();
+            options.set_body(&crate::emoji::replace_shortcodes(&message.text));
+            let _ = web_sys::Notification::new_with_options(&title, &options);
+        }
     }
 
     /// Called on every keystroke; tells the server at most every two seconds (it ends the
@@ -548,6 +591,9 @@ mod socket {
                         let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) else {
                             continue;
                         };
+                        if let ServerFrame::Message(message) = &frame {
+                            attention(chat, message);
+                        }
                         if let ServerFrame::Welcome { heartbeat_ms: hb, .. } = &frame {
                             heartbeat_ms = (*hb as u32).clamp(1_000, 60_000);
                             welcomed = true;

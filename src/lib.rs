@@ -8,7 +8,7 @@
 //!   hydrated in the browser).
 //! - [`components`]: the UI pieces, one per file.
 //! - [`client`]: the browser's chat state and its WebSocket task (reconnect, resume, outbox).
-//! - [`emoji`]: `:shortcode:` to emoji.
+//! - [`emoji`]: `:shortcode:` to emoji; [`text`]: how message text is shown (emoji, mentions).
 //! - `server` (feature `ssr` only): configuration, the hub, connections, storage, limits,
 //!   metrics and shutdown. It never reaches the WASM bundle.
 
@@ -22,6 +22,7 @@ pub mod emoji;
 pub mod protocol;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod text;
 
 /// The browser entry point: attach the app to the server-rendered HTML.
 #[cfg(feature = "hydrate")]

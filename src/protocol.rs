@@ -141,6 +141,13 @@ pub enum ServerFrame {
     Pong,
 }
 
+/// A room with people in it, for the room list (`/api` server function, not a `/ws` frame).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub name: String,
+    pub online: usize,
+}
+
 /// Machine-readable error codes; the `message` next to them is for humans.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -98,6 +98,9 @@ test("scrolling up loads older messages page by page", async ({ browser }) => {
     await expect(messages(writer).getByText("line 25", { exact: true })).toBeVisible();
 
     const reader = await openChat(browser, server.url);
+    // Small enough that the first page overflows: otherwise the list sits at its top, where
+    // it (rightly) fetches older pages by itself before the button can be clicked.
+    await reader.setViewportSize({ width: 800, height: 420 });
     await join(reader, "reader");
     await expect(messages(reader).getByText("line 25", { exact: true })).toBeVisible();
     await expect(messages(reader).getByText("line 15", { exact: true })).toHaveCount(0);

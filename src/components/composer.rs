@@ -10,6 +10,13 @@ pub fn Composer() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let text = chat.draft;
     let error = RwSignal::new(None::<String>);
+    // Just joined: the keyboard goes to the message box.
+    let input = NodeRef::<leptos::html::Input>::new();
+    Effect::new(move || {
+        if let Some(input) = input.get() {
+            let _ = input.focus();
+        }
+    });
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let typed = text.get_untracked();
@@ -40,6 +47,7 @@ pub fn Composer() -> impl IntoView {
             <label for="composer-input" class="visually-hidden">"Message"</label>
             <input
                 id="composer-input"
+                node_ref=input
                 type="text"
                 autocomplete="off"
                 placeholder="Write a message… (/msg name text: private)"

@@ -82,6 +82,7 @@ pub fn JoinForm() -> impl IntoView {
             <FormField
                 id="join-email"
                 label="Email"
+                autofocus=true
                 kind="email"
                 autocomplete="email"
                 placeholder="you@example.com"
@@ -110,6 +111,7 @@ pub fn JoinForm() -> impl IntoView {
 fn FormField(
     id: &'static str,
     label: &'static str,
+    #[prop(optional)] autofocus: bool,
     kind: &'static str,
     autocomplete: &'static str,
     placeholder: &'static str,
@@ -122,6 +124,7 @@ fn FormField(
             <label for=id>{label}</label>
             <input
                 id=id
+                autofocus=autofocus
                 type=kind
                 autocomplete=autocomplete
                 placeholder=placeholder

@@ -7,8 +7,8 @@
 use super::avatar::Avatar;
 use super::clock;
 use crate::client::{Chat, Entry, Pending};
-use crate::emoji::replace_shortcodes;
 use crate::protocol::ChatMessage;
+use crate::text::{Segment, mentions, segments};
 use leptos::html::Div;
 use leptos::prelude::*;
 
@@ -47,9 +47,20 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
             if let Some((first, last, len, pending)) = previous.clone() {
                 let grew_on_top = first != now.0 && last == now.1;
                 let grew_below = last != now.1 || pending < now.3;
+                // Your own message always brings you to the bottom, wherever you were.
+                let last_is_mine = chat.entries.with_untracked(|e| match e.last() {
+                    Some(Entry::Message(m)) => {
+                        chat.me.with_untracked(|me| me.as_ref() == Some(&m.from))
+                    }
+                    _ => false,
+                });
                 if grew_on_top {
                     el.set_scroll_top(el.scroll_top() + el.scroll_height() - height.get_value());
-                } else if grew_below && !at_bottom.get_untracked() && pending >= now.3 {
+                } else if grew_below
+                    && !at_bottom.get_untracked()
+                    && pending >= now.3
+                    && !last_is_mine
+                {
                     unseen.update(|n| *n += now.2.saturating_sub(len).max(1));
                 } else if grew_below {
                     el.set_scroll_top(el.scroll_height());
@@ -130,12 +141,25 @@ fn MessageItem(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView 
     let from = message.from.clone();
     let mine = move || chat.me.with(|me| me.as_ref() == Some(&from));
     let ts = message.ts;
+    let mentions_me = {
+        let text = message.text.clone();
+        move || {
+            chat.me
+                .with(|me| me.as_ref().is_some_and(|me| mentions(&text, &me.username)))
+        }
+    };
     let private = message.to.clone().map(|to| {
         let label = format!("private, to {}", to.username);
         view! { <span class="private-label">{label}</span> }
     });
     view! {
-        <li class="message" class:mine=mine class:private=message.to.is_some() data-id=message.id>
+        <li
+            class="message"
+            class:mine=mine
+            class:private=message.to.is_some()
+            class:mentions-me=mentions_me
+            data-id=message.id
+        >
             <Avatar user=message.from.clone() />
             <div class="bubble">
                 <div class="meta">
@@ -143,10 +167,21 @@ fn MessageItem(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView 
                     {private}
                     <time>{move || clock(ts, hydrated.get())}</time>
                 </div>
-                <p class="text">{replace_shortcodes(&message.text)}</p>
+                <p class="text">{rich_text(&message.text)}</p>
             </div>
         </li>
     }
+}
+
+/// The text with emoji and highlighted `@mentions`, every piece as text (never HTML).
+fn rich_text(text: &str) -> impl IntoView + use<> {
+    segments(text)
+        .into_iter()
+        .map(|segment| match segment {
+            Segment::Text(t) => t.into_any(),
+            Segment::Mention(m) => view! { <span class="mention">{m}</span> }.into_any(),
+        })
+        .collect_view()
 }
 
 #[component]
@@ -169,7 +204,7 @@ fn PendingItem(pending: Pending) -> impl IntoView {
                 {pending.to.clone().map(|to| view! {
                     <div class="meta"><span class="private-label">{format!("private, to {to}")}</span></div>
                 })}
-                <p class="text">{replace_shortcodes(&pending.text)}</p>
+                <p class="text">{rich_text(&pending.text)}</p>
                 {match failed {
                     None => view! { <span class="state">"Sending…"</span> }.into_any(),
                     Some(reason) => view! {

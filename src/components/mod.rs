@@ -6,6 +6,7 @@ pub mod composer;
 pub mod join_form;
 pub mod message_list;
 pub mod online_list;
+pub mod room_list;
 pub mod status_bar;
 
 /// Formats a Unix-ms timestamp as `HH:MM`: in UTC on the server, in the reader's own time

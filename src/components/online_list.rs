@@ -9,7 +9,7 @@ pub fn OnlineList() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let count = move || chat.online_count.get();
     view! {
-        <aside class="online" aria-labelledby="online-title">
+        <section class="online" aria-labelledby="online-title">
             <h2 id="online-title">
                 "Online " <span class="count" data-testid="online-count">{count}</span>
             </h2>
@@ -45,7 +45,7 @@ pub fn OnlineList() -> impl IntoView {
                     </For>
                 </ul>
             </Show>
-        </aside>
+        </section>
     }
 }
 

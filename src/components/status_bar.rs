@@ -24,11 +24,49 @@ pub fn StatusBar() -> impl IntoView {
     };
     view! {
         <span class=kind role="status">{label}</span>
+        <NotificationsButton />
         {move || chat.alert.get().map(|message| view! {
             <p class="alert" role="alert">
                 {message}
                 <button class="dismiss" aria-label="Dismiss" on:click=move |_| chat.alert.set(None)>"×"</button>
             </p>
         })}
+    }
+}
+
+/// Offers desktop notifications (for mentions and private messages while the tab is hidden)
+/// until the user has answered the browser's question. Asking only on a click: browsers
+/// ignore, and users resent, permission prompts nobody asked for.
+#[component]
+fn NotificationsButton() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    // Unknown on the server; the browser fills it in after hydration.
+    let undecided = RwSignal::new(false);
+    #[cfg(feature = "hydrate")]
+    let refresh = move || {
+        undecided
+            .set(web_sys::Notification::permission() == web_sys::NotificationPermission::Default)
+    };
+    #[cfg(feature = "hydrate")]
+    Effect::new(refresh);
+    let ask = move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Ok(promise) = web_sys::Notification::request_permission() {
+            leptos::task::spawn_local(async move {
+                let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+                refresh();
+            });
+        }
+    };
+    view! {
+        <Show when=move || undecided.get() && chat.me.get().is_some()>
+            <button
+                class="notify"
+                title="Desktop notifications for mentions and private messages"
+                on:click=ask
+            >
+                "Notify me"
+            </button>
+        </Show>
     }
 }

@@ -37,7 +37,8 @@ pub struct HubConfig {
     /// `welcome`. Larger rooms stop the notices and list only this many: announcing each of
     /// N joins to N people is O(N²) traffic, and nobody reads 10,000 join notices.
     pub presence_limit: usize,
-    /// "Is typing" ends this long after the last `typing` frame.
+    /// "Is typing" ends this long after the last `typing` frame. Keep it above the browser's
+    /// 2 s resend interval, or a steady typist's indicator flickers.
     pub typing_timeout_ms: u64,
     /// Frames a room keeps for its slowest reader; falling further behind disconnects.
     pub room_queue: usize,

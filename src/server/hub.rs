@@ -216,6 +216,21 @@ impl Rooms {
         }
     }
 
+    /// The rooms with people in them, busiest first, and how many are in each.
+    pub fn summaries(&self) -> Vec<crate::protocol::RoomSummary> {
+        let rooms = self.lock();
+        let mut list: Vec<_> = rooms
+            .iter()
+            .filter(|(_, r)| !r.members.is_empty())
+            .map(|(name, r)| crate::protocol::RoomSummary {
+                name: name.clone(),
+                online: r.members.len(),
+            })
+            .collect();
+        list.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.name.cmp(&b.name)));
+        list
+    }
+
     /// Who is online in `room` under this name (case-insensitive), for private messages.
     pub fn member(&self, room: &str, username: &str) -> Option<User> {
         let rooms = self.lock();
