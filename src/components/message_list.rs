@@ -112,7 +112,10 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
             <Show when=move || chat.entries.with(Vec::is_empty) && chat.outbox.with(Vec::is_empty)>
                 <p class="empty">"No messages yet. Say hello!"</p>
             </Show>
-            <ol class="messages" role="log" aria-label="Messages">
+            // The live region wraps the list (a role on the <ol> itself would take away its
+            // list semantics): screen readers announce each message as it arrives.
+            <div role="log" aria-label="Messages">
+            <ol class="messages">
                 <For each=move || chat.entries.get() key=Entry::key let:entry>
                     {match entry {
                         Entry::Message(m) => view! { <MessageItem message=m hydrated /> }.into_any(),
@@ -123,6 +126,7 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
                     <PendingItem pending />
                 </For>
             </ol>
+            </div>
         </div>
         <Show when=move || { unseen.get() > 0 }>
             <button class="jump" on:click=jump_down>
