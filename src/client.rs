@@ -305,14 +305,26 @@ pub enum Compose<'a> {
     IncompletePrivate,
 }
 
-pub fn parse_compose(typed: &str) -> Compose<'_> {
+/// `online` are the names that can follow `/msg`: the longest one that matches wins, so
+/// "/msg Ada Lovelace hi" reaches "Ada Lovelace". Otherwise the first word is the name.
+pub fn parse_compose<'a>(typed: &'a str, online: &[String]) -> Compose<'a> {
     let Some(rest) = typed.trim_start().strip_prefix("/msg") else {
         return Compose::Public(typed);
     };
     if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
         return Compose::Public(typed); // "/message", say
     }
-    match rest.trim_start().split_once(char::is_whitespace) {
+    let rest = rest.trim_start();
+    let known = online
+        .iter()
+        .filter(|name| {
+            rest.get(..name.len())
+                .is_some_and(|start| start.to_lowercase() == name.to_lowercase())
+                && rest[name.len()..].starts_with(char::is_whitespace)
+        })
+        .max_by_key(|name| name.len())
+        .map(|name| rest.split_at(name.len()));
+    match known.or_else(|| rest.split_once(char::is_whitespace)) {
         Some((to, text)) if !text.trim().is_empty() => Compose::Private {
             to,
             text: text.trim(),
@@ -738,18 +750,19 @@ mod tests {
 
     #[test]
     fn msg_commands() {
-        assert_eq!(parse_compose("hello"), Compose::Public("hello"));
-        assert_eq!(parse_compose("/message"), Compose::Public("/message"));
-        assert_eq!(
-            parse_compose("/msg bob  hi there "),
-            Compose::Private {
-                to: "bob",
-                text: "hi there"
-            }
-        );
-        assert_eq!(parse_compose("/msg bob"), Compose::IncompletePrivate);
-        assert_eq!(parse_compose("/msg bob   "), Compose::IncompletePrivate);
-        assert_eq!(parse_compose("/msg"), Compose::IncompletePrivate);
+        let online = ["bob".to_string(), "Ada".into(), "Ada Lovelace".into()];
+        let parse = |t| parse_compose(t, &online);
+        let private = |to, text| Compose::Private { to, text };
+        assert_eq!(parse("hello"), Compose::Public("hello"));
+        assert_eq!(parse("/message"), Compose::Public("/message"));
+        assert_eq!(parse("/msg bob  hi there "), private("bob", "hi there"));
+        // The longest online name wins, in any case.
+        assert_eq!(parse("/msg ada lovelace hi"), private("ada lovelace", "hi"));
+        assert_eq!(parse("/msg Ada hi"), private("Ada", "hi"));
+        assert_eq!(parse("/msg stranger hi"), private("stranger", "hi"));
+        assert_eq!(parse("/msg bob"), Compose::IncompletePrivate);
+        assert_eq!(parse("/msg Ada Lovelace "), Compose::IncompletePrivate);
+        assert_eq!(parse("/msg"), Compose::IncompletePrivate);
     }
 
     #[test]

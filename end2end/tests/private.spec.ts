@@ -38,6 +38,18 @@ test("a private message is seen by exactly one other person", async ({ browser }
     await expect(messages(carol).getByText("hello everyone")).toBeVisible();
     await expect(messages(carol).getByText("just between us")).toHaveCount(0);
 
+    // A name with a space, from the envelope button.
+    const dora = await openChat(browser, server.url);
+    await join(dora, "Dora Explorer", "dora@example.com");
+    await expect(online(alice).getByText("Dora Explorer")).toBeVisible();
+    await alice.getByRole("button", { name: "Message Dora Explorer privately" }).click();
+    await alice.keyboard.type("found you");
+    await alice.keyboard.press("Enter");
+    await expect(messages(dora).getByText("found you")).toBeVisible();
+    await expect(messages(dora).getByRole("listitem").filter({ hasText: "found you" })).toContainText(
+      "private, to Dora Explorer",
+    );
+
     // Someone not online: a clear refusal, shown on the message.
     await say(alice, "/msg nobody are you there?");
     const refused = messages(alice).getByRole("listitem").filter({ hasText: "are you there?" });

@@ -20,7 +20,10 @@ pub fn Composer() -> impl IntoView {
     let submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let typed = text.get_untracked();
-        let (body, to) = match parse_compose(&typed) {
+        let online: Vec<String> = chat
+            .online
+            .with_untracked(|o| o.iter().map(|u| u.username.clone()).collect());
+        let (body, to) = match parse_compose(&typed, &online) {
             Compose::Public(body) => (body.to_string(), None),
             Compose::Private { to, text } => (text.to_string(), Some(to.to_string())),
             Compose::IncompletePrivate => {

@@ -54,8 +54,12 @@ pub fn RoomList() -> impl IntoView {
                         if !found.iter().any(|r| r.name == here) {
                             found.push(crate::protocol::RoomSummary { name: here.clone(), online: 0 });
                         }
-                        found.into_iter().map(|room| {
+                        found.into_iter().map(|mut room| {
                             let current = (room.name == here).then_some("page");
+                            // Our own room's count is live; the others' are from the last refresh.
+                            if current.is_some() && chat.me.get().is_some() {
+                                room.online = chat.online_count.get();
+                            }
                             view! {
                                 <li>
                                     // rel="external": a full page load (see the module doc).
