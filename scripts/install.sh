@@ -43,7 +43,8 @@ if [ -z "${HUBBUB_SKIP_APT:-}" ]; then
 fi
 
 # --- npm: wasm-opt (binaryen) for release builds, Playwright for the browser tests ---
-# Never `playwright install`: browsers cannot be downloaded here; the tests use /usr/bin/chromium.
+# Playwright never downloads its own browser here (that fails offline): the tests use
+# Debian's /usr/bin/chromium, installed above.
 npm_install() {
   local dir=$1
   if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
