@@ -27,3 +27,14 @@ export async function say(page: Page, text: string) {
 
 export const messages = (page: Page) => page.getByRole("log", { name: "Messages" });
 export const online = (page: Page) => page.getByRole("list", { name: "People online" });
+
+/** Each name opens the chat in its own browser context and joins, in order. */
+export async function people(browser: Browser, url: string, ...names: string[]): Promise<Page[]> {
+  const pages: Page[] = [];
+  for (const name of names) {
+    const page = await openChat(browser, url);
+    await join(page, name);
+    pages.push(page);
+  }
+  return pages;
+}

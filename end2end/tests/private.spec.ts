@@ -1,16 +1,11 @@
 import { expect, test } from "@playwright/test";
 import { Hubbub } from "./server";
-import { join, messages, online, openChat, say } from "./helpers";
+import { join, messages, online, openChat, people, say } from "./helpers";
 
 test("a private message is seen by exactly one other person", async ({ browser }) => {
   const server = await Hubbub.start();
   try {
-    const alice = await openChat(browser, server.url);
-    const bob = await openChat(browser, server.url);
-    const carol = await openChat(browser, server.url);
-    await join(alice, "alice");
-    await join(bob, "bob");
-    await join(carol, "carol");
+    const [alice, bob, carol] = await people(browser, server.url, "alice", "bob", "carol");
 
     // From the online list, with the keyboard ready in the message box.
     await expect(online(alice).getByText("bob")).toBeVisible();

@@ -1,6 +1,6 @@
 import { expect, Page, test } from "@playwright/test";
 import { Hubbub } from "./server";
-import { join, messages, openChat, say } from "./helpers";
+import { join, messages, openChat, people, say } from "./helpers";
 
 const status = (page: Page) => page.getByRole("status");
 
@@ -15,10 +15,7 @@ async function expectExactlyOnceInOrder(page: Page, texts: string[]) {
 test("an offline reader gets every missed message once, and its outbox is delivered", async ({ browser }) => {
   const server = await Hubbub.start();
   try {
-    const alice = await openChat(browser, server.url);
-    const bob = await openChat(browser, server.url);
-    await join(alice, "alice");
-    await join(bob, "bob");
+    const [alice, bob] = await people(browser, server.url, "alice", "bob");
     await say(alice, "before");
     await expect(messages(bob).getByText("before")).toBeVisible();
 
@@ -67,10 +64,7 @@ test("a reload shows the history, once, and rejoins", async ({ browser }) => {
 test("both browsers recover by themselves when the server is killed and restarted", async ({ browser }) => {
   const server = await Hubbub.start();
   try {
-    const alice = await openChat(browser, server.url);
-    const bob = await openChat(browser, server.url);
-    await join(alice, "alice");
-    await join(bob, "bob");
+    const [alice, bob] = await people(browser, server.url, "alice", "bob");
     await say(alice, "before the crash");
     await expect(messages(bob).getByText("before the crash")).toBeVisible();
 

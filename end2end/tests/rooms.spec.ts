@@ -1,6 +1,6 @@
 import { expect, Page, test } from "@playwright/test";
 import { Hubbub } from "./server";
-import { join, messages, openChat, say } from "./helpers";
+import { join, messages, openChat, people, say } from "./helpers";
 
 let server: Hubbub;
 test.beforeAll(async () => {
@@ -26,12 +26,7 @@ async function setHidden(page: Page, hidden: boolean) {
 }
 
 test("three people in two rooms: each room keeps to itself, the room list shows both", async ({ browser }) => {
-  const alice = await openChat(browser, server.url);
-  const bob = await openChat(browser, server.url);
-  const carol = await openChat(browser, server.url);
-  await join(alice, "alice");
-  await join(bob, "bob");
-  await join(carol, "carol");
+  const [alice, bob, carol] = await people(browser, server.url, "alice", "bob", "carol");
 
   // Carol opens a new room by name; a bad name is explained first.
   await carol.getByLabel("Open or create a room").fill("Book Club!");

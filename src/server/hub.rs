@@ -158,6 +158,8 @@ impl Rooms {
         outbound: mpsc::Sender<Outbound>,
     ) -> Result<Joined, NameTaken> {
         let key = user.username.to_lowercase();
+        // Serialised before taking the lock every room and delivery shares.
+        let joined = encode(&ServerFrame::Joined { user: user.clone() });
         let mut rooms = self.lock();
         let r = rooms.entry(room.to_string()).or_insert_with(|| Room {
             tx: broadcast::channel(self.room_queue).0,
@@ -172,7 +174,6 @@ impl Rooms {
             }
             Some(_) => return Err(NameTaken),
             None if r.members.len() < self.presence_limit => {
-                let joined = encode(&ServerFrame::Joined { user: user.clone() });
                 let _ = r.tx.send(Delivery::public(joined));
             }
             None => {}
@@ -204,14 +205,14 @@ impl Rooms {
     /// Tells the room that `user` started or stopped typing. Not stored; rooms above the
     /// presence limit skip it, like join notices.
     pub fn typing(&self, room: &str, user: &User, active: bool) {
+        let frame = encode(&ServerFrame::Typing {
+            user: user.clone(),
+            active,
+        });
         let rooms = self.lock();
         if let Some(r) = rooms.get(room)
             && r.members.len() <= self.presence_limit
         {
-            let frame = encode(&ServerFrame::Typing {
-                user: user.clone(),
-                active,
-            });
             let _ = r.tx.send(Delivery::public(frame));
         }
     }
@@ -244,11 +245,11 @@ impl Rooms {
     /// and tells the others. An empty room is forgotten.
     pub fn leave(&self, room: &str, user: &User, conn: ConnId) {
         let key = user.username.to_lowercase();
+        let left = encode(&ServerFrame::Left { user: user.clone() });
         let mut rooms = self.lock();
         let Some(r) = rooms.get_mut(room) else { return };
         if r.members.get(&key).is_some_and(|m| m.conn == conn) {
             if r.members.len() <= self.presence_limit {
-                let left = encode(&ServerFrame::Left { user: user.clone() });
                 let _ = r.tx.send(Delivery::public(left));
             }
             r.members.remove(&key);

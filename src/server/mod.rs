@@ -233,11 +233,7 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .metrics
         .connections_open
         .load(std::sync::atomic::Ordering::Relaxed);
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        format!("{{\"status\":\"ok\",\"connections\":{open}}}\n"),
-    )
-        .into_response()
+    axum::Json(serde_json::json!({ "status": "ok", "connections": open })).into_response()
 }
 
 async fn prometheus(State(state): State<AppState>) -> Response {
