@@ -363,3 +363,43 @@ async fn typing_is_announced_once_expires_on_the_server_and_is_never_stored() {
     stranger.send_json(json!({"type": "typing"})).await;
     assert_eq!(stranger.recv_error().await, "not_joined");
 }
+
+#[tokio::test]
+async fn a_plain_http_request_to_the_websocket_endpoint_is_told_what_is_wrong() {
+    let server = TestServer::start().await;
+    let (status, body) = server.get("/ws").await;
+    assert_eq!(status, 426, "{body}");
+    assert!(body.contains("WebSocket"), "{body}");
+    let (status, body) = http_get(
+        server.addr,
+        "/ws",
+        &[
+            ("Connection", "Upgrade"),
+            ("Upgrade", "websocket"),
+            ("Sec-WebSocket-Version", "8"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Sec-WebSocket-Version"), "{body}");
+}
+
+#[tokio::test]
+async fn a_welcome_larger_than_one_fragment_arrives_whole() {
+    // Frames above 1 KiB are written as fragments (src/server/websocket.rs); the client must
+    // still get one intact message, multi-byte characters included.
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let long = "€uro ".repeat(80); // 480 chars, 880 bytes
+    for _ in 0..6 {
+        alice.say(&long).await;
+        alice.recv_message().await;
+    }
+    let mut bob = server.client().await;
+    let ServerFrame::Welcome { history, .. } = bob.join("bob").await else {
+        panic!("expected welcome");
+    };
+    assert_eq!(history.len(), 6);
+    assert!(history.iter().all(|m| m.text == long));
+}

@@ -13,10 +13,10 @@
 use super::hub::{Delivery, Hub, Outbound, encode};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::store::Draft;
+use super::websocket::{FRAGMENT_BYTES, Socket};
 use crate::protocol::{
     self, ClientFrame, DEFAULT_ROOM, ErrorCode, Invalid, ServerFrame, User, close,
 };
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
@@ -24,6 +24,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{MissedTickBehavior, timeout};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// Most frames written per flush.
 const MAX_BATCH: usize = 256;
@@ -55,26 +59,42 @@ impl Session {
     }
 }
 
-/// Runs the connection to its end. `slot` holds its place in the connection limits until then.
-pub async fn serve(
-    socket: WebSocket,
+/// Starts the connection's writer and returns the reader, which runs the connection to its
+/// end. `slot` holds its place in the connection limits until then.
+///
+/// Not an `async fn`: the set-up happens here, so the socket and the writer's arguments are
+/// not kept in the returned future's state for the connection's whole life.
+pub fn serve(
+    socket: Socket,
     hub: Arc<Hub>,
     slot: ConnectionSlot,
     shutdown: watch::Receiver<bool>,
-) {
-    let metrics = hub.metrics.clone();
-    metrics.connections_open.fetch_add(1, Relaxed);
-    metrics.connections_total.fetch_add(1, Relaxed);
+) -> impl Future<Output = ()> + Send + 'static {
+    hub.metrics.connections_open.fetch_add(1, Relaxed);
+    hub.metrics.connections_total.fetch_add(1, Relaxed);
     let conn = hub.next_conn_id();
     let (sink, stream) = socket.split();
     let (out, out_rx) = mpsc::channel(hub.config.direct_queue.max(4));
-    let mut writer = tokio::spawn(write_loop(sink, out_rx, shutdown, hub.clone()));
+    let writer = tokio::spawn(write_loop(sink, out_rx, shutdown, hub.clone()));
+    run(stream, out, writer, hub, conn, slot)
+}
 
+async fn run(
+    mut stream: SplitStream<Socket>,
+    out: mpsc::Sender<Outbound>,
+    mut writer: tokio::task::JoinHandle<()>,
+    hub: Arc<Hub>,
+    conn: u64,
+    slot: ConnectionSlot,
+) {
     let mut session = None;
-    let mut stream = stream;
-    let reader_ended = tokio::select! {
-        _ = &mut writer => false,
-        () = read_loop(&mut stream, &out, &hub, conn, &mut session) => true,
+    let reader_ended = {
+        // Pinned in place: a future moved into `select!` can take its room twice.
+        let mut reader = std::pin::pin!(read_loop(&mut stream, &out, &hub, conn, &mut session));
+        tokio::select! {
+            _ = &mut writer => false,
+            () = &mut reader => true,
+        }
     };
     // Leaving first also drops the room's handle on our queue, so the writer sees it close.
     if let Some(mut s) = session {
@@ -82,25 +102,34 @@ pub async fn serve(
         hub.rooms.leave(&s.room, &s.user, conn);
     }
     if reader_ended {
-        // Let the writer send what is queued (an error, a close frame), then stop it.
-        drop(out);
-        if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
-            writer.abort();
-        }
-        // Closing handshake: wait (briefly) for the client's close reply, discarding what it
-        // still sends. Dropping the socket with unread data would make the kernel answer with
-        // a reset, and the client could lose our close frame and its reason.
-        let _ = timeout(CLOSE_TIMEOUT, async {
-            while let Some(Ok(message)) = stream.next().await {
-                if let Message::Close(_) = message {
-                    break;
-                }
-            }
-        })
-        .await;
+        Box::pin(close_handshake(stream, out, writer)).await;
     }
-    metrics.connections_open.fetch_sub(1, Relaxed);
+    hub.metrics.connections_open.fetch_sub(1, Relaxed);
     drop(slot);
+}
+
+/// After the reader ended: lets the writer send what is queued (an error, a close frame),
+/// then waits briefly for the client's close reply.
+async fn close_handshake(
+    mut stream: SplitStream<Socket>,
+    out: mpsc::Sender<Outbound>,
+    mut writer: tokio::task::JoinHandle<()>,
+) {
+    drop(out);
+    if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
+        writer.abort();
+    }
+    // Discard what the client still sends until its close: dropping the socket with unread
+    // data would make the kernel answer with a reset, and the client could lose our close
+    // frame and its reason.
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if let Message::Close(_) = message {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// What the reader decided about one frame.
@@ -110,7 +139,7 @@ enum Next {
 }
 
 async fn read_loop(
-    stream: &mut SplitStream<WebSocket>,
+    stream: &mut SplitStream<Socket>,
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
     conn: u64,
@@ -170,7 +199,8 @@ async fn read_loop(
             }
             Message::Close(_) => return,
             // Pings are answered by the WebSocket layer; pongs only prove liveness.
-            Message::Ping(_) | Message::Pong(_) => continue,
+            // Raw frames are never produced when reading.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
         let frame = match parsed {
             Ok(frame) => frame,
@@ -179,73 +209,81 @@ async fn read_loop(
                     code: ErrorCode::BadFrame,
                     message,
                 };
-                if let Next::Stop = strike(out, hub, &mut pace.strikes, bad, None).await {
+                if let Next::Stop = Box::pin(strike(out, hub, &mut pace.strikes, bad, None)).await {
                     return;
                 }
                 continue;
             }
         };
-        let next = match frame {
-            ClientFrame::Join {
-                username,
-                email,
-                room,
-                since,
-                // Boxed: joining and posting are rare next to waiting, and their large state
-                // would otherwise sit in every idle connection's reader.
-            } => {
-                Box::pin(join(
-                    out, hub, conn, session, &username, &email, room, since,
-                ))
-                .await
-            }
-            ClientFrame::Message {
-                text,
-                client_id,
-                to,
-            } => match session {
-                None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
-                Some(s) => {
-                    s.stop_typing(hub);
-                    Box::pin(post(out, hub, s, &mut pace, text, client_id, to)).await
-                }
-            },
-            ClientFrame::History { before } => match session {
-                None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
-                Some(s) => match hub
-                    .store
-                    .page(
-                        &s.room,
-                        Some(&s.sender_key),
-                        Some(before),
-                        u64::MAX,
-                        config.history_limit,
-                    )
-                    .await
-                {
-                    Ok((messages, has_more)) => {
-                        send(out, &ServerFrame::History { messages, has_more }).await
-                    }
-                    Err(e) => unavailable(out, e, None).await,
-                },
-            },
-            ClientFrame::Ping => send(out, &ServerFrame::Pong).await,
-            ClientFrame::Typing => match session {
-                None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
-                Some(s) => {
-                    // Announced once; repeats only push the end back (a natural throttle).
-                    if s.typing_until.is_none() {
-                        hub.rooms.typing(&s.room, &s.user, true);
-                    }
-                    let timeout = Duration::from_millis(config.typing_timeout_ms);
-                    s.typing_until = Some(tokio::time::Instant::now() + timeout);
-                    Next::Continue
-                }
-            },
-        };
+        // Boxed: handling a frame is brief next to waiting for one, and its state (store
+        // calls, queue sends) would otherwise sit in every idle connection's reader.
+        let next = Box::pin(handle(frame, out, hub, conn, session, &mut pace)).await;
         if let Next::Stop = next {
             return;
         }
+    }
+}
+
+/// Acts on one well-formed client frame.
+async fn handle(
+    frame: ClientFrame,
+    out: &mpsc::Sender<Outbound>,
+    hub: &Arc<Hub>,
+    conn: u64,
+    session: &mut Option<Session>,
+    pace: &mut Pace,
+) -> Next {
+    let config = &hub.config;
+    match frame {
+        ClientFrame::Join {
+            username,
+            email,
+            room,
+            since,
+        } => join(out, hub, conn, session, &username, &email, room, since).await,
+        ClientFrame::Message {
+            text,
+            client_id,
+            to,
+        } => match session {
+            None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
+            Some(s) => {
+                s.stop_typing(hub);
+                post(out, hub, s, pace, text, client_id, to).await
+            }
+        },
+        ClientFrame::History { before } => match session {
+            None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
+            Some(s) => match hub
+                .store
+                .page(
+                    &s.room,
+                    Some(&s.sender_key),
+                    Some(before),
+                    u64::MAX,
+                    config.history_limit,
+                )
+                .await
+            {
+                Ok((messages, has_more)) => {
+                    send(out, &ServerFrame::History { messages, has_more }).await
+                }
+                Err(e) => unavailable(out, e, None).await,
+            },
+        },
+        ClientFrame::Ping => send(out, &ServerFrame::Pong).await,
+        ClientFrame::Typing => match session {
+            None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
+            Some(s) => {
+                // Announced once; repeats only push the end back (a natural throttle).
+                if s.typing_until.is_none() {
+                    hub.rooms.typing(&s.room, &s.user, true);
+                }
+                let timeout = Duration::from_millis(config.typing_timeout_ms);
+                s.typing_until = Some(tokio::time::Instant::now() + timeout);
+                Next::Continue
+            }
+        },
     }
 }
 
@@ -484,12 +522,8 @@ async fn too_big(out: &mpsc::Sender<Outbound>) {
 }
 
 /// Whether a read error is tungstenite refusing an oversized frame or message.
-fn is_too_big(error: axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    error
-        .into_inner()
-        .downcast_ref::<WsError>()
-        .is_some_and(|e| matches!(e, WsError::Capacity(_)))
+fn is_too_big(error: WsError) -> bool {
+    matches!(error, WsError::Capacity(_))
 }
 
 /// What the writer does next.
@@ -502,7 +536,7 @@ enum Step {
 }
 
 async fn write_loop(
-    mut sink: SplitSink<WebSocket, Message>,
+    mut sink: SplitSink<Socket, Message>,
     mut queue: mpsc::Receiver<Outbound>,
     mut shutdown: watch::Receiver<bool>,
     hub: Arc<Hub>,
@@ -567,12 +601,7 @@ async fn write_loop(
         }
         if !batch.is_empty() {
             let n = batch.len() as u64;
-            let write = async {
-                for message in batch.drain(..) {
-                    sink.feed(message).await?;
-                }
-                sink.flush().await
-            };
+            let write = write_batch(&mut sink, &mut batch);
             let mut write = std::pin::pin!(write);
             // Almost every write completes at once (the socket has room): only a write that
             // has to wait arms the timer, which keeps a timer-wheel insert and removal off
@@ -595,27 +624,81 @@ async fn write_loop(
             }
         }
         if let Some((code, reason)) = closing {
-            // Room messages already broadcast were accepted from someone: deliver what is
-            // ready before saying goodbye (a lagging reader has nothing ready to take).
-            let mut tail = Vec::new();
-            while let Some(Ok(delivery)) = room.as_mut().map(|r| r.rx.try_recv()) {
-                tail.extend(visible(&room, delivery));
-            }
-            let _ = timeout(CLOSE_TIMEOUT, async {
-                for message in tail {
-                    sink.feed(message).await?;
-                }
-                sink.flush().await
-            })
-            .await;
-            let frame = CloseFrame {
-                code,
-                reason: reason.into(),
-            };
-            let _ = timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+            // Boxed: it happens once, and its state would otherwise sit in every writer.
+            Box::pin(goodbye(&mut sink, &mut room, code, reason)).await;
             return;
         }
     }
+}
+
+/// Delivers what is ready from the room, then sends a close frame.
+async fn goodbye(
+    sink: &mut SplitSink<Socket, Message>,
+    room: &mut Option<Following>,
+    code: u16,
+    reason: &'static str,
+) {
+    // Room messages already broadcast were accepted from someone: deliver what is ready
+    // before saying goodbye (a lagging reader has nothing ready to take).
+    let mut tail = Vec::new();
+    while let Some(Ok(delivery)) = room.as_mut().map(|r| r.rx.try_recv()) {
+        tail.extend(visible(room, delivery));
+    }
+    let _ = timeout(CLOSE_TIMEOUT, write_batch(sink, &mut tail)).await;
+    let frame = CloseFrame {
+        code: code.into(),
+        reason: reason.into(),
+    };
+    let _ = timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
+}
+
+/// Writes `batch` (emptying it) and flushes once. A text frame above [`FRAGMENT_BYTES`] goes
+/// out as fragments, each flushed, so tungstenite's write buffer (which keeps its largest
+/// size for the life of the connection) stays small on idle connections.
+async fn write_batch(
+    sink: &mut SplitSink<Socket, Message>,
+    batch: &mut Vec<Message>,
+) -> Result<(), WsError> {
+    for message in batch.drain(..) {
+        match message {
+            Message::Text(text) if text.len() > FRAGMENT_BYTES => {
+                sink.flush().await?;
+                for fragment in fragments(text.as_str(), FRAGMENT_BYTES) {
+                    sink.feed(Message::Frame(fragment)).await?;
+                    sink.flush().await?;
+                }
+            }
+            message => sink.feed(message).await?,
+        }
+    }
+    sink.flush().await
+}
+
+/// Splits a text message into data frames of at most `max` bytes each, cut at character
+/// boundaries: a text opening frame, continuations, the last one final.
+fn fragments(text: &str, max: usize) -> Vec<WireFrame> {
+    let mut frames = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = max.min(rest.len());
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (chunk, tail) = rest.split_at(end);
+        let opcode = if frames.is_empty() {
+            Data::Text
+        } else {
+            Data::Continue
+        };
+        let payload = chunk.as_bytes().to_vec();
+        frames.push(WireFrame::message(
+            payload,
+            OpCode::Data(opcode),
+            tail.is_empty(),
+        ));
+        rest = tail;
+    }
+    frames
 }
 
 /// The room a writer forwards, and whose user it forwards for.
@@ -651,5 +734,26 @@ async fn recv_room(room: &mut Option<Following>) -> Result<Delivery, broadcast::
     match room {
         Some(r) => r.rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fragments;
+
+    #[test]
+    fn fragments_cut_at_character_boundaries_and_rejoin() {
+        // 3-byte characters: a 1024-byte cut would fall inside one.
+        let text = "€".repeat(1000);
+        let frames = fragments(&text, 1024);
+        assert_eq!(frames.len(), 3);
+        let mut joined = Vec::new();
+        for (i, frame) in frames.iter().enumerate() {
+            assert!(frame.payload().len() <= 1024);
+            assert_eq!(frame.header().is_final, i == frames.len() - 1);
+            joined.extend_from_slice(frame.payload());
+        }
+        assert_eq!(String::from_utf8(joined).unwrap(), text);
+        assert_eq!(fragments("short", 1024).len(), 1);
     }
 }

@@ -16,11 +16,11 @@ use super::config::HubConfig;
 use super::metrics::Metrics;
 use super::store::{Appended, Draft, Finished, Store, StoreError};
 use crate::protocol::{ChatMessage, ServerFrame, User};
-use axum::extract::ws::Utf8Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A serialised frame, shared by all its recipients.
 pub type Frame = Utf8Bytes;

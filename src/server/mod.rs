@@ -18,13 +18,15 @@ pub mod limits;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;
+pub mod websocket;
 
 use crate::app::{App, shell};
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRef, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRef, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use config::Config;
 use hub::Hub;
 use leptos::config::LeptosOptions;
@@ -38,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// Tungstenite reads into a buffer of this size, allocated and zeroed up front for every
 /// connection (its default is 128 KiB). Chat frames are a few hundred bytes; a larger frame
@@ -109,6 +112,14 @@ pub async fn serve(
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .with_state(state);
 
+    // No Nagle delay: the writer already batches what is ready into one write, and a frame
+    // held back waiting for the previous one's ACK is pure latency (Go, like the seeds, sets
+    // TCP_NODELAY by default too).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -149,15 +160,19 @@ pub async fn serve(
 async fn upgrade(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    request: Request,
 ) -> Response {
+    let ws = match websocket::Upgrade::from_request(request) {
+        Ok(ws) => ws,
+        Err(refused) => return refused.into_response(),
+    };
+    let headers = &ws.headers;
     let hub = &state.hub;
     let metrics = &hub.metrics;
     let count = |c: &std::sync::atomic::AtomicU64| {
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
-    if !origin_allowed(&headers, &hub.config.allowed_origins) {
+    if !origin_allowed(headers, &hub.config.allowed_origins) {
         count(&metrics.rejected_upgrades_origin);
         return (
             StatusCode::FORBIDDEN,
@@ -198,11 +213,14 @@ async fn upgrade(
     // can answer with a clean 1009. Tungstenite's own cap is only a backstop against memory
     // abuse: hitting it means abandoning a half-read frame, which can reset the connection.
     let max = hub.config.max_frame_bytes.saturating_mul(4);
-    ws.read_buffer_size(READ_BUFFER)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .max_frame_size(max)
-        .max_message_size(max)
-        .on_upgrade(move |socket| connection::serve(socket, hub, slot, state.shutdown))
+        .max_frame_size(Some(max))
+        .max_message_size(Some(max));
+    ws.accept(config, move |socket| {
+        connection::serve(socket, hub, slot, state.shutdown)
+    })
 }
 
 /// Cross-site WebSocket hijacking defence. Browsers always send `Origin`; it must be this site
