@@ -64,7 +64,7 @@ pub async fn recent_messages(room: String) -> Result<(Vec<ChatMessage>, bool), S
     let room = validate_room(&room).map_err(|e| ServerFnError::new(e.message))?;
     let hub = use_context::<std::sync::Arc<Hub>>()
         .ok_or_else(|| ServerFnError::new("the hub is not available"))?;
-    hub.store
+    hub
         // No viewer: the page everyone can load shows public messages only.
         .page(&room, None, None, u64::MAX, hub.config.history_limit)
         .await
@@ -77,7 +77,9 @@ pub async fn list_rooms() -> Result<Vec<RoomSummary>, ServerFnError> {
     use crate::server::hub::Hub;
     let hub = use_context::<std::sync::Arc<Hub>>()
         .ok_or_else(|| ServerFnError::new("the hub is not available"))?;
-    Ok(hub.rooms.summaries())
+    hub.summaries()
+        .await
+        .map_err(|e| ServerFnError::new(e.to_string()))
 }
 
 #[component]

@@ -14,6 +14,11 @@ async fn main() -> std::process::ExitCode {
         /// The settings file ([site] and [hub] tables).
         #[arg(long, env = "HUBBUB_CONFIG", default_value = "Leptos.toml")]
         config: std::path::PathBuf,
+        /// Run as one node of a cluster sharing this Redis (e.g. `redis://127.0.0.1:6379/`);
+        /// the same as `redis-url` in [hub] or HUBBUB_REDIS_URL. Without it: one node with
+        /// its embedded history, no Redis needed.
+        #[arg(long = "redis", value_name = "URL")]
+        redis: Option<String>,
     }
 
     tracing_subscriber::fmt()
@@ -24,7 +29,12 @@ async fn main() -> std::process::ExitCode {
         .init();
     let args = Args::parse();
     let config = match Config::load(&args.config, std::env::vars()) {
-        Ok(config) => config,
+        Ok(mut config) => {
+            if args.redis.is_some() {
+                config.hub.redis_url = args.redis;
+            }
+            config
+        }
         Err(e) => {
             eprintln!("hubbub: {e}");
             return ExitCode::from(2);

@@ -64,6 +64,14 @@ pub struct HubConfig {
     pub allowed_origins: Vec<String>,
     /// How long shutdown waits for connections to close and history to be written.
     pub shutdown_grace_ms: u64,
+    /// Cluster mode: the Redis shared by every node (`redis://host:6379/`). Unset: one node
+    /// with its embedded SQLite history, and nothing about Redis is used.
+    pub redis_url: Option<String>,
+    /// Cluster mode: messages kept per room in Redis (older ones are trimmed).
+    pub redis_history: usize,
+    /// Cluster mode: a node that stops refreshing its heartbeat for this long is considered
+    /// gone; its users are announced as left within about 1.5 times this.
+    pub node_ttl_ms: u64,
 }
 
 impl Default for HubConfig {
@@ -88,6 +96,9 @@ impl Default for HubConfig {
             idle_timeout_ms: 60_000,
             allowed_origins: Vec::new(),
             shutdown_grace_ms: 3_000,
+            redis_url: None,
+            redis_history: 10_000,
+            node_ttl_ms: 10_000,
         }
     }
 }

@@ -10,7 +10,7 @@
 //! queue behind (`Lagged`), or a batch could not be written within the write timeout.
 //! Whichever half ends first ends the other; the leave notice is sent once, afterwards.
 
-use super::hub::{Delivery, Hub, Outbound, encode};
+use super::hub::{Delivery, Hub, JoinRefused, Outbound, encode};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::store::Draft;
 use super::websocket::{FRAGMENT_BYTES, Socket};
@@ -52,9 +52,9 @@ struct Session {
 
 impl Session {
     /// Tells the room this user stopped typing, if it was told they were.
-    fn stop_typing(&mut self, hub: &Hub) {
+    async fn stop_typing(&mut self, hub: &Hub) {
         if self.typing_until.take().is_some() {
-            hub.rooms.typing(&self.room, &self.user, false);
+            hub.typing(&self.room, &self.user, false).await;
         }
     }
 }
@@ -98,8 +98,8 @@ async fn run(
     };
     // Leaving first also drops the room's handle on our queue, so the writer sees it close.
     if let Some(mut s) = session {
-        s.stop_typing(&hub);
-        hub.rooms.leave(&s.room, &s.user, conn);
+        s.stop_typing(&hub).await;
+        hub.leave(&s.room, &s.user, conn).await;
     }
     if reader_ended {
         Box::pin(close_handshake(stream, out, writer)).await;
@@ -157,7 +157,7 @@ async fn read_loop(
             next = timeout(idle, stream.next()) => next,
             () = sleep_until(typing_ends) => {
                 if let Some(s) = session.as_mut() {
-                    s.stop_typing(hub);
+                    s.stop_typing(hub).await;
                 }
                 continue;
             }
@@ -248,14 +248,13 @@ async fn handle(
         } => match session {
             None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
             Some(s) => {
-                s.stop_typing(hub);
+                s.stop_typing(hub).await;
                 post(out, hub, s, pace, text, client_id, to).await
             }
         },
         ClientFrame::History { before } => match session {
             None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
             Some(s) => match hub
-                .store
                 .page(
                     &s.room,
                     Some(&s.sender_key),
@@ -277,7 +276,7 @@ async fn handle(
             Some(s) => {
                 // Announced once; repeats only push the end back (a natural throttle).
                 if s.typing_until.is_none() {
-                    hub.rooms.typing(&s.room, &s.user, true);
+                    hub.typing(&s.room, &s.user, true).await;
                 }
                 let timeout = Duration::from_millis(config.typing_timeout_ms);
                 s.typing_until = Some(tokio::time::Instant::now() + timeout);
@@ -321,12 +320,16 @@ async fn join(
         avatar: format!("{:x}", md5::compute(email.as_bytes())),
         username,
     };
-    let Ok(joined) = hub.rooms.join(&room, &user, conn, out.clone()) else {
-        let message = format!(
-            "“{}” is already in this room; pick another name",
-            user.username
-        );
-        return send_error(out, ErrorCode::UsernameTaken, &message, None).await;
+    let joined = match hub.join(&room, &user, conn, out.clone()).await {
+        Ok(joined) => joined,
+        Err(JoinRefused::NameTaken) => {
+            let message = format!(
+                "“{}” is already in this room; pick another name",
+                user.username
+            );
+            return send_error(out, ErrorCode::UsernameTaken, &message, None).await;
+        }
+        Err(JoinRefused::Unavailable(e)) => return unavailable(out, e, None).await,
     };
     let sender_key = identity_key(&user);
     *session = Some(Session {
@@ -398,7 +401,7 @@ async fn post(
     // A private message goes to someone online in this room, other than the sender.
     let to = match to {
         None => None,
-        Some(name) => match hub.rooms.member(&session.room, name.trim()) {
+        Some(name) => match hub.member(&session.room, name.trim()).await {
             Some(user) if user != session.user => {
                 let key = identity_key(&user);
                 Some((user, key))

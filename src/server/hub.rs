@@ -9,13 +9,15 @@
 //! Messages reach rooms only through [`Rooms::deliver_message`], which the store calls after a
 //! commit, in id order. A global watermark (the highest id delivered) lets a joining client get
 //! its history from the database and everything newer from the channel, with no gap and no
-//! duplicate: see [`Rooms::join`]. A clustered node would call `deliver_message` from its
-//! Redis subscription instead of the store's commit hook; nothing else here changes.
+//! duplicate: see [`Rooms::join`]. In cluster mode the node's Redis subscription calls
+//! `deliver_message` instead of the store's commit hook (see `cluster`); [`Hub`] is where the
+//! two modes differ.
 
+use super::cluster::{Claim, Cluster, ClusterError};
 use super::config::HubConfig;
 use super::metrics::Metrics;
 use super::store::{Appended, Draft, Finished, Store, StoreError};
-use crate::protocol::{ChatMessage, ServerFrame, User};
+use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,23 +34,42 @@ pub type Frame = Utf8Bytes;
 #[derive(Clone)]
 pub struct Delivery {
     pub frame: Frame,
-    /// The lower-cased names of the sender and the recipient; `None`: everyone in the room.
-    pub audience: Option<Arc<(String, String)>>,
+    pub audience: Audience,
+}
+
+/// Who in the room a delivery is for. Names are lower-cased.
+#[derive(Clone)]
+pub enum Audience {
+    Everyone,
+    /// A private message: its sender and its recipient.
+    Pair(Arc<(String, String)>),
+    /// Everyone but this user (a join notice, which the joiner does not need).
+    AllBut(Arc<str>),
 }
 
 impl Delivery {
     fn public(frame: Frame) -> Self {
         Delivery {
             frame,
-            audience: None,
+            audience: Audience::Everyone,
+        }
+    }
+
+    /// For everyone in the room except the user with lower-cased name `except`.
+    pub fn all_but(frame: Frame, except: Option<String>) -> Self {
+        Delivery {
+            frame,
+            audience: except.map_or(Audience::Everyone, |e| Audience::AllBut(e.into())),
         }
     }
 
     /// Whether the user with lower-cased name `key` may see this.
     pub fn is_for(&self, key: &str) -> bool {
-        self.audience
-            .as_ref()
-            .is_none_or(|a| a.0 == key || a.1 == key)
+        match &self.audience {
+            Audience::Everyone => true,
+            Audience::Pair(pair) => pair.0 == key || pair.1 == key,
+            Audience::AllBut(name) => &**name != key,
+        }
     }
 }
 
@@ -107,6 +128,9 @@ pub struct Rooms {
     watermark: AtomicU64,
     room_queue: usize,
     presence_limit: usize,
+    /// In cluster mode, join, leave and typing notices come from Redis (every node's users
+    /// must see them), so local changes do not announce themselves.
+    clustered: bool,
     metrics: Arc<Metrics>,
 }
 
@@ -117,7 +141,67 @@ impl Rooms {
             watermark: AtomicU64::new(watermark),
             room_queue: config.room_queue.max(1),
             presence_limit: config.presence_limit,
+            clustered: config.redis_url.is_some(),
             metrics,
+        }
+    }
+
+    /// The highest message id handed to local rooms.
+    pub fn watermark(&self) -> u64 {
+        self.watermark.load(Ordering::SeqCst)
+    }
+
+    /// Raises the watermark without a delivery (cluster catch-up: everything up to `id` is in
+    /// the shared log, so a join reads it from there).
+    pub fn advance_watermark(&self, id: u64) {
+        let _rooms = self.lock(); // ordered with joins, like deliveries
+        self.watermark.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// The rooms with people on this node.
+    pub fn room_names(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+
+    /// Every user on this node, with their room and connection.
+    pub fn local_members(&self) -> Vec<(String, User, ConnId)> {
+        let rooms = self.lock();
+        rooms
+            .iter()
+            .flat_map(|(name, r)| {
+                r.members
+                    .values()
+                    .map(move |m| (name.clone(), m.user.clone(), m.conn))
+            })
+            .collect()
+    }
+
+    /// Sends a notice that arrived from the cluster to this node's users in `room`. Typing
+    /// notices are skipped in rooms above the presence limit, as in single-node mode.
+    pub fn deliver_event(&self, room: &str, delivery: Delivery) {
+        let rooms = self.lock();
+        if let Some(r) = rooms.get(room)
+            && r.members.len() <= self.presence_limit
+        {
+            let recipients = r.tx.send(delivery).unwrap_or(0);
+            self.metrics
+                .deliveries
+                .fetch_add(recipients as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the connection `conn` of `user` here: the same person joined on another node.
+    pub fn close_replaced(&self, room: &str, user: &User, conn: ConnId) {
+        let rooms = self.lock();
+        if let Some(m) = rooms
+            .get(room)
+            .and_then(|r| r.members.get(&user.username.to_lowercase()))
+            && m.conn == conn
+        {
+            let _ = m.outbound.try_send(Outbound::Close(
+                crate::protocol::close::REPLACED,
+                "you joined again from another connection",
+            ));
         }
     }
 
@@ -127,11 +211,11 @@ impl Rooms {
 
     /// Sends a stored message to the room's local connections and advances the watermark.
     pub fn deliver_message(&self, room: &str, message: &ChatMessage) {
-        let audience = message.to.as_ref().map(|to| {
-            Arc::new((
+        let audience = message.to.as_ref().map_or(Audience::Everyone, |to| {
+            Audience::Pair(Arc::new((
                 message.from.username.to_lowercase(),
                 to.username.to_lowercase(),
-            ))
+            )))
         });
         let delivery = Delivery {
             frame: encode(&ServerFrame::Message(message.clone())),
@@ -144,7 +228,7 @@ impl Rooms {
                 .deliveries
                 .fetch_add(recipients as u64, Ordering::Relaxed);
         }
-        self.watermark.store(message.id, Ordering::SeqCst);
+        self.watermark.fetch_max(message.id, Ordering::SeqCst);
     }
 
     /// Adds `user` to `room`. A name already online is refused, unless it is the same person
@@ -173,7 +257,7 @@ impl Rooms {
                 ));
             }
             Some(_) => return Err(NameTaken),
-            None if r.members.len() < self.presence_limit => {
+            None if !self.clustered && r.members.len() < self.presence_limit => {
                 let _ = r.tx.send(Delivery::public(joined));
             }
             None => {}
@@ -249,7 +333,7 @@ impl Rooms {
         let mut rooms = self.lock();
         let Some(r) = rooms.get_mut(room) else { return };
         if r.members.get(&key).is_some_and(|m| m.conn == conn) {
-            if r.members.len() <= self.presence_limit {
+            if !self.clustered && r.members.len() <= self.presence_limit {
                 let _ = r.tx.send(Delivery::public(left));
             }
             r.members.remove(&key);
@@ -260,22 +344,50 @@ impl Rooms {
     }
 }
 
-/// The hub as connections see it: rooms plus storage, limits and metrics.
+/// Where messages are stored and how they reach the other nodes' rooms.
+enum Backend {
+    /// One node: SQLite; the store's commit hook feeds the rooms.
+    Embedded(Store),
+    /// Several nodes: Redis; each node's subscription feeds its rooms.
+    Cluster(Arc<Cluster>),
+}
+
+/// Why a join was refused.
+pub enum JoinRefused {
+    NameTaken,
+    Unavailable(StoreError),
+}
+
+/// The hub as connections see it: rooms plus storage, limits and metrics. Every operation
+/// that differs between one node and a cluster goes through here.
 pub struct Hub {
     pub rooms: Arc<Rooms>,
-    pub store: Store,
+    backend: Backend,
     pub config: Arc<HubConfig>,
     pub metrics: Arc<Metrics>,
     next_conn: AtomicU64,
 }
 
 impl Hub {
-    /// Opens the history database and wires its commits to the rooms. `Finished` tells when
-    /// the store has written everything, once the last handle to the hub is gone.
-    pub fn open(
+    /// Opens the history (SQLite, or Redis when `redis-url` is set) and wires it to the
+    /// rooms. `Finished` tells when the store has written everything, once the last handle to
+    /// the hub is gone.
+    pub async fn open(
         config: Arc<HubConfig>,
         metrics: Arc<Metrics>,
-    ) -> Result<(Hub, Finished), StoreError> {
+    ) -> Result<(Hub, Finished), HubError> {
+        if let Some(url) = &config.redis_url {
+            let rooms = Arc::new(Rooms::new(&config, 0, metrics.clone()));
+            let cluster = Cluster::start(url, config.clone(), rooms.clone()).await?;
+            let hub = Hub {
+                rooms,
+                backend: Backend::Cluster(cluster),
+                config,
+                metrics,
+                next_conn: AtomicU64::new(1),
+            };
+            return Ok((hub, Finished::already()));
+        }
         // The store is created before the rooms it feeds, so the commit hook reaches them
         // through a slot filled right after.
         let slot: Arc<std::sync::OnceLock<Arc<Rooms>>> = Arc::default();
@@ -292,7 +404,7 @@ impl Hub {
         let _ = slot.set(rooms.clone());
         let hub = Hub {
             rooms,
-            store: opened.store,
+            backend: Backend::Embedded(opened.store),
             config,
             metrics,
             next_conn: AtomicU64::new(1),
@@ -304,13 +416,118 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Stores a message; the store's commit hook broadcasts it.
+    /// False while a cluster node cannot reach Redis (it keeps its clients meanwhile).
+    pub fn is_healthy(&self) -> bool {
+        match &self.backend {
+            Backend::Embedded(_) => true,
+            Backend::Cluster(cluster) => cluster.is_healthy(),
+        }
+    }
+
+    /// Stores a message; it reaches the rooms once stored (the store's commit hook, or the
+    /// cluster subscription).
     pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
-        let appended = self.store.append(draft).await?;
+        let appended = match &self.backend {
+            Backend::Embedded(store) => store.append(draft).await?,
+            Backend::Cluster(cluster) => cluster.post(draft).await?,
+        };
         if !appended.duplicate {
             self.metrics.messages_stored.fetch_add(1, Ordering::Relaxed);
         }
         Ok(appended)
+    }
+
+    /// Up to `limit` messages of `room` visible to `viewer` before `before` (or the newest),
+    /// up to `upto`, oldest first, and whether older ones exist.
+    pub async fn page(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        before: Option<u64>,
+        upto: u64,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        match &self.backend {
+            Backend::Embedded(store) => store.page(room, viewer, before, upto, limit).await,
+            Backend::Cluster(cluster) => cluster.page(room, viewer, before, upto, limit).await,
+        }
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        since: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(store) => store.after(room, viewer, since, upto, limit).await,
+            Backend::Cluster(cluster) => cluster.after(room, viewer, since, upto, limit).await,
+        }
+    }
+
+    /// Adds `user` to `room` (cluster-wide in cluster mode) and subscribes the connection.
+    pub async fn join(
+        &self,
+        room: &str,
+        user: &User,
+        conn: ConnId,
+        outbound: mpsc::Sender<Outbound>,
+    ) -> Result<Joined, JoinRefused> {
+        let Backend::Cluster(cluster) = &self.backend else {
+            return self
+                .rooms
+                .join(room, user, conn, outbound)
+                .map_err(|NameTaken| JoinRefused::NameTaken);
+        };
+        match cluster.claim(room, user, conn).await {
+            Ok(Claim::Taken) => return Err(JoinRefused::NameTaken),
+            Ok(Claim::New | Claim::Replaced) => {}
+            Err(e) => return Err(JoinRefused::Unavailable(e)),
+        }
+        let Ok(mut joined) = self.rooms.join(room, user, conn, outbound) else {
+            cluster.release(room, user, conn).await;
+            return Err(JoinRefused::NameTaken);
+        };
+        // Who is online anywhere in the cluster (this node only knows its own users).
+        if let Ok((online, count)) = cluster.online(room, self.config.presence_limit).await {
+            joined.online = online;
+            joined.online_count = count;
+        }
+        Ok(joined)
+    }
+
+    /// Removes the connection's user from the room, and from the cluster's presence.
+    pub async fn leave(&self, room: &str, user: &User, conn: ConnId) {
+        self.rooms.leave(room, user, conn);
+        if let Backend::Cluster(cluster) = &self.backend {
+            cluster.release(room, user, conn).await;
+        }
+    }
+
+    /// Tells the room that `user` started or stopped typing.
+    pub async fn typing(&self, room: &str, user: &User, active: bool) {
+        match &self.backend {
+            Backend::Embedded(_) => self.rooms.typing(room, user, active),
+            Backend::Cluster(cluster) => cluster.typing(room, user, active).await,
+        }
+    }
+
+    /// Who is online in `room` under this name (case-insensitive), for private messages.
+    pub async fn member(&self, room: &str, name: &str) -> Option<User> {
+        match &self.backend {
+            Backend::Embedded(_) => self.rooms.member(room, name),
+            Backend::Cluster(cluster) => cluster.member(room, name).await,
+        }
+    }
+
+    /// The rooms with people in them, busiest first.
+    pub async fn summaries(&self) -> Result<Vec<RoomSummary>, StoreError> {
+        match &self.backend {
+            Backend::Embedded(_) => Ok(self.rooms.summaries()),
+            Backend::Cluster(cluster) => cluster.summaries().await,
+        }
     }
 
     /// The history for `welcome`: everything after `since` (capped by `resume_limit`), or the
@@ -323,24 +540,32 @@ impl Hub {
         since: Option<u64>,
         watermark: u64,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
-        let store = &self.store;
         match since {
             Some(since) => {
                 let limit = self.config.resume_limit;
-                let messages = store
+                let messages = self
                     .after(room, Some(viewer), since, watermark, limit)
                     .await?;
                 // Older history exists if anything precedes what we send.
                 let first = messages.first().map_or(since.saturating_add(1), |m| m.id);
-                let (older, _) = store
+                let (older, _) = self
                     .page(room, Some(viewer), Some(first), watermark, 1)
                     .await?;
                 Ok((messages, !older.is_empty()))
             }
             None => {
                 let limit = self.config.history_limit;
-                store.page(room, Some(viewer), None, watermark, limit).await
+                self.page(room, Some(viewer), None, watermark, limit).await
             }
         }
     }
+}
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }

@@ -11,6 +11,7 @@
 //!
 //! [`serve`] takes an already-bound listener, so tests run a real server on `127.0.0.1:0`.
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod hub;
@@ -68,7 +69,7 @@ impl FromRef<AppState> for LeptosOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Hub(#[from] hub::HubError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -82,7 +83,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let metrics = Arc::new(Metrics::default());
     let hub_config = Arc::new(config.hub);
-    let (hub, store_finished) = Hub::open(hub_config.clone(), metrics.clone())?;
+    let (hub, store_finished) = Hub::open(hub_config.clone(), metrics.clone()).await?;
     let hub = Arc::new(hub);
     let (stop, stopped) = watch::channel(false);
     let state = AppState {
@@ -251,6 +252,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
         .metrics
         .connections_open
         .load(std::sync::atomic::Ordering::Relaxed);
+    // A cluster node cut off from Redis keeps its clients but cannot reach anyone else's.
+    if !state.hub.is_healthy() {
+        let body = serde_json::json!({
+            "status": "degraded",
+            "connections": open,
+            "problem": "Redis is unreachable: local clients stay connected; sending waits for it",
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     axum::Json(serde_json::json!({ "status": "ok", "connections": open })).into_response()
 }
 

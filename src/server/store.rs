@@ -80,6 +80,13 @@ pub struct Opened {
 pub struct Finished(std::sync::mpsc::Receiver<()>);
 
 impl Finished {
+    /// For a hub with nothing to write locally (cluster mode: Redis holds the history).
+    pub fn already() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = tx.send(());
+        Finished(rx)
+    }
+
     /// Waits (blocking) up to `timeout`; false if the writer is still busy.
     pub fn wait(self, timeout: std::time::Duration) -> bool {
         !matches!(

@@ -1,0 +1,755 @@
+//! Cluster mode: several hubbub nodes behind a load balancer acting as one chat, with Redis
+//! as the shared engine (the way Socket.IO's Redis adapter and Centrifugo's Redis engine
+//! work). Used only when a Redis URL is configured; the embedded default never connects.
+//!
+//! What lives in Redis (all keys under `hubbub:`):
+//! - `next-id`: the message id counter, one sequence for the whole cluster.
+//! - `log:<room>`: the room's history, a sorted set scored by id (capped at `redis-history`).
+//! - `cid:<room>:<sender>:<client_id>`: a resent message's first id (expires after a day).
+//! - `presence:<room>`: who is online, name → `{node, conn, user}`; `rooms`: rooms with people.
+//! - `node:<id>`: a node's heartbeat, with a TTL. A node that stops refreshing it (killed,
+//!   partitioned) is swept from presence by the others, and its users are shown as left.
+//!
+//! Every change is one Lua script, so it is atomic and publishes on the room's channel
+//! (`room:<room>`) in the same step. A post increments `next-id`, appends to the log and
+//! publishes; Redis runs scripts one at a time, so publish order is id order. Each node holds
+//! **one** pattern subscription (`room:*`) and feeds what it receives into its local
+//! [`Rooms`], which fan out to connections exactly as in single-node mode: per-connection
+//! queues, frames serialised once, slow consumers cut off. Clients never talk to Redis.
+//!
+//! The node's watermark (the highest id handed to local rooms) keeps joins gap- and
+//! duplicate-free as in single-node mode. After the subscription is (re)established, the node
+//! reads the counter, replays every local room's log up to it, and from then on ignores
+//! published ids at or below the watermark: a Redis outage or restart costs latency, not
+//! messages. While Redis is unreachable, posts and joins get an `unavailable` error frame,
+//! connected clients stay connected, and `/healthz` reports `degraded`.
+
+use super::config::HubConfig;
+use super::hub::{ConnId, Delivery, Rooms, encode};
+use super::store::{Appended, Draft, StoreError};
+use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User};
+use futures::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const PREFIX: &str = "hubbub:";
+/// How long a `client_id` is remembered for de-duplicating resends.
+const CLIENT_ID_TTL_SECS: u64 = 24 * 3600;
+
+/// A stored message as kept in Redis: the wire message plus whom it belongs to.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    message: ChatMessage,
+    /// The sender's identity key (see `connection::identity_key`).
+    sk: String,
+    /// A private message's recipient key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rk: Option<String>,
+}
+
+impl Record {
+    fn visible_to(&self, viewer: Option<&str>) -> bool {
+        self.rk.is_none() || viewer.is_some_and(|v| self.rk.as_deref() == Some(v) || self.sk == v)
+    }
+}
+
+/// A presence entry: who holds a name in a room, on which node and connection.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    node: String,
+    conn: String,
+    user: User,
+}
+
+/// What a room channel carries, after its one-letter tag.
+#[derive(Serialize, Deserialize)]
+struct TypingEvent {
+    user: User,
+    active: bool,
+}
+
+/// The outcome of claiming a name in a room.
+pub enum Claim {
+    /// The name was free (or held by a node that died).
+    New,
+    /// The same person (same email) was online elsewhere; that connection is told to close.
+    Replaced,
+    /// Someone else holds the name.
+    Taken,
+}
+
+/// A node's handle on the cluster.
+pub struct Cluster {
+    node: String,
+    redis: ConnectionManager,
+    rooms: Arc<Rooms>,
+    config: Arc<HubConfig>,
+    /// Subscribed and caught up; false while Redis is unreachable.
+    healthy: AtomicBool,
+    /// Leaves that could not be written to Redis, retried when it is back.
+    pending_leaves: Mutex<Vec<(String, User, ConnId)>>,
+    scripts: Scripts,
+}
+
+struct Scripts {
+    post: redis::Script,
+    claim: redis::Script,
+    release: redis::Script,
+    sweep: redis::Script,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot use Redis at {url}: {source}")]
+    Connect {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot start the cluster node: {0}")]
+    Start(String),
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Write(format!("Redis: {e}"))
+}
+
+impl Cluster {
+    /// Connects (failing start-up if Redis cannot be reached) and starts the node's
+    /// subscription and heartbeat tasks.
+    pub async fn start(
+        url: &str,
+        config: Arc<HubConfig>,
+        rooms: Arc<Rooms>,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        let failed = |source| ClusterError::Connect {
+            url: url.to_string(),
+            source,
+        };
+        let client = redis::Client::open(url).map_err(failed)?;
+        let manager_config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(5));
+        let mut redis = client
+            .get_connection_manager_with_config(manager_config)
+            .await
+            .map_err(failed)?;
+        let _: () = redis::cmd("PING")
+            .query_async(&mut redis)
+            .await
+            .map_err(failed)?;
+        let node = format!(
+            "{}-{}-{:x}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis()),
+            rand_u32()
+        );
+        let cluster = Arc::new(Cluster {
+            node,
+            redis,
+            rooms,
+            config,
+            healthy: AtomicBool::new(false),
+            pending_leaves: Mutex::default(),
+            scripts: Scripts {
+                post: redis::Script::new(POST),
+                claim: redis::Script::new(CLAIM),
+                release: redis::Script::new(RELEASE),
+                sweep: redis::Script::new(SWEEP),
+            },
+        });
+        cluster.heartbeat().await;
+        // Subscribed and caught up before the node takes its first client, so every join
+        // has a watermark that matches the shared log.
+        let pubsub = cluster.subscribe(&client).await.map_err(failed)?;
+        cluster
+            .catch_up()
+            .await
+            .map_err(|e| ClusterError::Start(e.to_string()))?;
+        cluster.healthy.store(true, Ordering::Relaxed);
+        tokio::spawn(cluster.clone().follow(client, pubsub));
+        tokio::spawn(cluster.clone().keep_alive());
+        tracing::info!("cluster mode: node {} on {url}", cluster.node);
+        Ok(cluster)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
+    /// Stores a message in the room's log and publishes it, or returns the message first
+    /// stored under the same sender and `client_id`.
+    pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
+        let room = draft.room.clone();
+        let record = Record {
+            message: ChatMessage {
+                id: 0,
+                ts: now_ms(),
+                from: draft.from,
+                text: draft.text,
+                client_id: draft.client_id.clone(),
+                to: draft.to.as_ref().map(|(user, _)| user.clone()),
+            },
+            sk: draft.sender_key.clone(),
+            rk: draft.to.map(|(_, key)| key),
+        };
+        let json = serde_json::to_string(&record).map_err(|e| StoreError::Write(e.to_string()))?;
+        if !json.starts_with("{\"id\":0,") {
+            return Err(StoreError::Write("unexpected record layout".into()));
+        }
+        let dedup = draft
+            .client_id
+            .as_ref()
+            .map(|cid| format!("{PREFIX}cid:{room}:{}:{cid}", draft.sender_key))
+            .unwrap_or_default();
+        let (duplicate, stored): (bool, String) = self
+            .scripts
+            .post
+            .key(format!("{PREFIX}next-id"))
+            .key(format!("{PREFIX}log:{room}"))
+            .key(format!("{PREFIX}room:{room}"))
+            .arg(&json)
+            .arg(self.config.redis_history)
+            .arg(dedup)
+            .arg(CLIENT_ID_TTL_SECS)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let message = match serde_json::from_str::<Record>(&stored) {
+            Ok(found) => found.message,
+            // A resend whose original has been trimmed from the log: answer with the draft.
+            Err(_) => record.message,
+        };
+        Ok(Appended { message, duplicate })
+    }
+
+    /// Up to `limit` messages `viewer` may see with `id < before` and `id <= upto`, oldest
+    /// first, and whether older ones exist.
+    pub async fn page(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        before: Option<u64>,
+        upto: u64,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let key = format!("{PREFIX}log:{room}");
+        let mut max = before
+            .map_or(upto, |b| b.saturating_sub(1).min(upto))
+            .to_string();
+        let mut found = Vec::new();
+        // Private messages for others are skipped, so read in batches until enough are found.
+        loop {
+            let batch: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+                .arg(&key)
+                .arg(&max)
+                .arg("-inf")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit + 1)
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?;
+            let exhausted = batch.len() <= limit;
+            for raw in &batch {
+                let Ok(record) = serde_json::from_str::<Record>(raw) else {
+                    continue;
+                };
+                max = format!("({}", record.message.id);
+                if record.visible_to(viewer) {
+                    found.push(record.message);
+                }
+            }
+            if found.len() > limit || exhausted {
+                break;
+            }
+        }
+        let has_more = found.len() > limit;
+        found.truncate(limit);
+        found.reverse();
+        Ok((found, has_more))
+    }
+
+    /// Messages `viewer` may see with `since < id <= upto`, oldest first, at most `limit`.
+    pub async fn after(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        since: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let records = self.range(room, since, upto).await?;
+        Ok(records
+            .into_iter()
+            .filter(|r| r.visible_to(viewer))
+            .map(|r| r.message)
+            .take(limit)
+            .collect())
+    }
+
+    async fn range(&self, room: &str, since: u64, upto: u64) -> Result<Vec<Record>, StoreError> {
+        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(format!("{PREFIX}log:{room}"))
+            .arg(format!("({since}"))
+            .arg(upto.min(i64::MAX as u64))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(raw
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect())
+    }
+
+    /// Takes `user`'s name in `room` for this node's connection `conn`, cluster-wide.
+    pub async fn claim(&self, room: &str, user: &User, conn: ConnId) -> Result<Claim, StoreError> {
+        let entry = Entry {
+            node: self.node.clone(),
+            conn: conn.to_string(),
+            user: user.clone(),
+        };
+        let joined = format!("j{}", json(user));
+        let outcome: String = self
+            .scripts
+            .claim
+            .key(format!("{PREFIX}presence:{room}"))
+            .key(format!("{PREFIX}rooms"))
+            .key(format!("{PREFIX}room:{room}"))
+            .arg(user.username.to_lowercase())
+            .arg(json(&entry))
+            .arg(&user.avatar)
+            .arg(format!("{PREFIX}node:"))
+            .arg(room)
+            .arg(self.config.presence_limit)
+            .arg(joined)
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(match outcome.as_str() {
+            "new" => Claim::New,
+            "replaced" => Claim::Replaced,
+            _ => Claim::Taken,
+        })
+    }
+
+    /// Gives the name back, if this connection still holds it, and tells the cluster.
+    pub async fn release(&self, room: &str, user: &User, conn: ConnId) {
+        if let Err(e) = self.try_release(room, user, conn).await {
+            tracing::warn!("cluster: leave of {} not recorded yet: {e}", user.username);
+            let mut pending = self
+                .pending_leaves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.push((room.to_string(), user.clone(), conn));
+        }
+    }
+
+    async fn try_release(
+        &self,
+        room: &str,
+        user: &User,
+        conn: ConnId,
+    ) -> Result<(), redis::RedisError> {
+        let _: i64 = self
+            .scripts
+            .release
+            .key(format!("{PREFIX}presence:{room}"))
+            .key(format!("{PREFIX}rooms"))
+            .key(format!("{PREFIX}room:{room}"))
+            .arg(user.username.to_lowercase())
+            .arg(&self.node)
+            .arg(conn.to_string())
+            .arg(room)
+            .arg(self.config.presence_limit)
+            .arg(format!("l{}", json(user)))
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Tells the room's nodes that `user` started or stopped typing (not stored).
+    pub async fn typing(&self, room: &str, user: &User, active: bool) {
+        let event = TypingEvent {
+            user: user.clone(),
+            active,
+        };
+        let published: Result<i64, _> = self
+            .conn()
+            .publish(format!("{PREFIX}room:{room}"), format!("t{}", json(&event)))
+            .await;
+        if let Err(e) = published {
+            tracing::debug!("cluster: typing not sent: {e}");
+        }
+    }
+
+    /// Everyone online in `room` across the cluster, alphabetically (at most `limit`), and
+    /// how many there are.
+    pub async fn online(&self, room: &str, limit: usize) -> Result<(Vec<User>, usize), StoreError> {
+        let entries: Vec<String> = self
+            .conn()
+            .hvals(format!("{PREFIX}presence:{room}"))
+            .await
+            .map_err(unavailable)?;
+        let mut users: Vec<User> = entries
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Entry>(e).ok())
+            .map(|e| e.user)
+            .collect();
+        let count = users.len();
+        users.sort_by_key(|u| u.username.to_lowercase());
+        users.truncate(limit);
+        Ok((users, count))
+    }
+
+    /// Who holds `name` in `room`, on any node.
+    pub async fn member(&self, room: &str, name: &str) -> Option<User> {
+        let entry: Option<String> = self
+            .conn()
+            .hget(format!("{PREFIX}presence:{room}"), name.to_lowercase())
+            .await
+            .ok()?;
+        serde_json::from_str::<Entry>(&entry?).ok().map(|e| e.user)
+    }
+
+    /// Rooms with people in them anywhere in the cluster, busiest first.
+    pub async fn summaries(&self) -> Result<Vec<RoomSummary>, StoreError> {
+        let mut conn = self.conn();
+        let names: Vec<String> = conn
+            .smembers(format!("{PREFIX}rooms"))
+            .await
+            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        for name in &names {
+            pipe.hlen(format!("{PREFIX}presence:{name}"));
+        }
+        let counts: Vec<usize> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut list: Vec<RoomSummary> = names
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, online)| *online > 0)
+            .map(|(name, online)| RoomSummary { name, online })
+            .collect();
+        list.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.name.cmp(&b.name)));
+        Ok(list)
+    }
+
+    /// The node's one subscription, for its whole life: (re)subscribe, catch up, follow.
+    /// `first` is the subscription made (and caught up) at start.
+    async fn follow(self: Arc<Self>, client: redis::Client, first: redis::aio::PubSub) {
+        let mut backoff = Duration::from_millis(200);
+        let mut first = Some(first);
+        loop {
+            let subscribed = match first.take() {
+                Some(pubsub) => Ok(pubsub),
+                None => self.subscribe(&client).await,
+            };
+            match subscribed {
+                Ok(pubsub) => {
+                    let mut stream = pubsub.into_on_message();
+                    backoff = Duration::from_millis(200);
+                    match self.catch_up().await {
+                        Ok(()) => {
+                            self.healthy.store(true, Ordering::Relaxed);
+                            self.resync().await;
+                            while let Some(message) = stream.next().await {
+                                self.on_publish(&message);
+                            }
+                            tracing::warn!("cluster: lost the Redis subscription; reconnecting");
+                        }
+                        Err(e) => tracing::warn!("cluster: catching up failed: {e}"),
+                    }
+                }
+                Err(e) => tracing::warn!("cluster: cannot subscribe to Redis: {e}"),
+            }
+            self.healthy.store(false, Ordering::Relaxed);
+            let jitter = Duration::from_millis(u64::from(rand_u32() % 100));
+            tokio::time::sleep(backoff + jitter).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    async fn subscribe(&self, client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
+        let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+            .await
+            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
+        pubsub.psubscribe(format!("{PREFIX}room:*")).await?;
+        Ok(pubsub)
+    }
+
+    /// Replays into local rooms what was stored while this node was not subscribed, up to the
+    /// counter's current value; published ids up to it are ignored afterwards.
+    async fn catch_up(&self) -> Result<(), StoreError> {
+        let counter: Option<u64> = self
+            .conn()
+            .get(format!("{PREFIX}next-id"))
+            .await
+            .map_err(unavailable)?;
+        let counter = counter.unwrap_or(0);
+        let watermark = self.rooms.watermark();
+        if counter < watermark {
+            // Ids must never be reused: Redis restarted without its data (no AOF/RDB).
+            return Err(StoreError::Write(format!(
+                "Redis's message counter went back from {watermark} to {counter}: it lost its \
+                 data; enable persistence (docs/deploy.md)"
+            )));
+        }
+        let mut missed = Vec::new();
+        for room in self.rooms.room_names() {
+            for record in self.range(&room, watermark, counter).await? {
+                missed.push((room.clone(), record.message));
+            }
+        }
+        missed.sort_by_key(|(_, m)| m.id);
+        if !missed.is_empty() {
+            tracing::info!("cluster: caught up {} messages", missed.len());
+        }
+        for (room, message) in &missed {
+            self.rooms.deliver_message(room, message);
+        }
+        self.rooms.advance_watermark(counter);
+        Ok(())
+    }
+
+    /// After reconnecting: refreshes the heartbeat, writes leaves that failed, and claims
+    /// again the names of local users (another node may have swept them meanwhile).
+    async fn resync(&self) {
+        self.heartbeat().await;
+        let pending = std::mem::take(
+            &mut *self
+                .pending_leaves
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for (room, user, conn) in pending {
+            self.release(&room, &user, conn).await;
+        }
+        for (room, user, conn) in self.rooms.local_members() {
+            if let Ok(Claim::Taken) = self.claim(&room, &user, conn).await {
+                tracing::warn!(
+                    "cluster: {} lost their name in {room} while Redis was away",
+                    user.username
+                );
+            }
+        }
+    }
+
+    fn on_publish(&self, message: &redis::Msg) {
+        let channel = message.get_channel_name();
+        let Some(room) = channel
+            .strip_prefix(PREFIX)
+            .and_then(|c| c.strip_prefix("room:"))
+        else {
+            return;
+        };
+        let payload = message.get_payload_bytes();
+        let Some((&tag, body)) = payload.split_first() else {
+            return;
+        };
+        match tag {
+            b'm' => {
+                let Ok(record) = serde_json::from_slice::<Record>(body) else {
+                    return;
+                };
+                if record.message.id > self.rooms.watermark() {
+                    self.rooms.deliver_message(room, &record.message);
+                }
+            }
+            b'j' | b'l' => {
+                let Ok(user) = serde_json::from_slice::<User>(body) else {
+                    return;
+                };
+                let name = user.username.to_lowercase();
+                let frame = if tag == b'j' {
+                    ServerFrame::Joined { user }
+                } else {
+                    ServerFrame::Left { user }
+                };
+                // The joiner has its welcome; it is not told about itself.
+                let except = (tag == b'j').then_some(name);
+                self.rooms
+                    .deliver_event(room, Delivery::all_but(encode(&frame), except));
+            }
+            b't' => {
+                let Ok(event) = serde_json::from_slice::<TypingEvent>(body) else {
+                    return;
+                };
+                let name = event.user.username.to_lowercase();
+                let frame = ServerFrame::Typing {
+                    user: event.user,
+                    active: event.active,
+                };
+                self.rooms
+                    .deliver_event(room, Delivery::all_but(encode(&frame), Some(name)));
+            }
+            b'r' => {
+                let Ok(old) = serde_json::from_slice::<Entry>(body) else {
+                    return;
+                };
+                if old.node == self.node
+                    && let Ok(conn) = old.conn.parse()
+                {
+                    self.rooms.close_replaced(room, &old.user, conn);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    async fn heartbeat(&self) -> bool {
+        let ttl = self.config.node_ttl_ms.max(300);
+        let set: Result<(), _> = redis::cmd("SET")
+            .arg(format!("{PREFIX}node:{}", self.node))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl)
+            .query_async(&mut self.conn())
+            .await;
+        set.is_ok()
+    }
+
+    /// Refreshes this node's heartbeat and sweeps nodes whose heartbeat expired out of every
+    /// room's presence (their users are announced as left).
+    async fn keep_alive(self: Arc<Self>) {
+        let every = Duration::from_millis((self.config.node_ttl_ms / 3).max(100));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if !self.heartbeat().await {
+                self.healthy.store(false, Ordering::Relaxed);
+                continue;
+            }
+            let rooms: Vec<String> = match self.conn().smembers(format!("{PREFIX}rooms")).await {
+                Ok(rooms) => rooms,
+                Err(_) => continue,
+            };
+            for room in rooms {
+                let swept: Result<i64, _> = self
+                    .scripts
+                    .sweep
+                    .key(format!("{PREFIX}presence:{room}"))
+                    .key(format!("{PREFIX}rooms"))
+                    .key(format!("{PREFIX}room:{room}"))
+                    .arg(format!("{PREFIX}node:"))
+                    .arg(&room)
+                    .arg(self.config.presence_limit)
+                    .invoke_async(&mut self.conn())
+                    .await;
+                if let Ok(n) = swept
+                    && n > 0
+                {
+                    tracing::info!("cluster: {n} users of stopped nodes left {room}");
+                }
+            }
+        }
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A little randomness (node ids, jitter) without another dependency.
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .elapsed()
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish() as u32
+}
+
+/// KEYS: counter, room log, room channel. ARGV: record JSON with `"id":0`, log cap,
+/// de-duplication key (or ""), its TTL. Returns {duplicate (0/1), stored record JSON}.
+const POST: &str = r#"
+if ARGV[3] ~= '' then
+  local first = redis.call('GET', ARGV[3])
+  if first then
+    local found = redis.call('ZRANGEBYSCORE', KEYS[2], first, first)
+    return {1, found[1] or ''}
+  end
+end
+local id = redis.call('INCR', KEYS[1])
+local record = '{"id":' .. id .. ',' .. string.sub(ARGV[1], 9)
+redis.call('ZADD', KEYS[2], id, record)
+local cap = tonumber(ARGV[2])
+local n = redis.call('ZCARD', KEYS[2])
+if n > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - cap - 1) end
+if ARGV[3] ~= '' then redis.call('SET', ARGV[3], id, 'EX', ARGV[4]) end
+redis.call('PUBLISH', KEYS[3], 'm' .. record)
+return {0, record}
+"#;
+
+/// KEYS: presence hash, rooms set, room channel. ARGV: name key, entry JSON, avatar, node key
+/// prefix, room, presence limit, joined event. Returns "new", "replaced" or "taken".
+const CLAIM: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if current == ARGV[2] then return 'new' end
+if current then
+  local c = cjson.decode(current)
+  local alive = redis.call('EXISTS', ARGV[4] .. c.node) == 1
+  if alive and c.user.avatar ~= ARGV[3] then return 'taken' end
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  if alive then redis.call('PUBLISH', KEYS[3], 'r' .. current) end
+  return 'replaced'
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[5])
+if redis.call('HLEN', KEYS[1]) <= tonumber(ARGV[6]) then
+  redis.call('PUBLISH', KEYS[3], ARGV[7])
+end
+return 'new'
+"#;
+
+/// KEYS: presence hash, rooms set, room channel. ARGV: name key, node, conn, room, presence
+/// limit, left event. Removes the entry only if this connection still holds it.
+const RELEASE: &str = r#"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return 0 end
+local c = cjson.decode(current)
+if c.node ~= ARGV[2] or c.conn ~= ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+local n = redis.call('HLEN', KEYS[1])
+if n == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
+if n < tonumber(ARGV[5]) then redis.call('PUBLISH', KEYS[3], ARGV[6]) end
+return 1
+"#;
+
+/// KEYS: presence hash, rooms set, room channel. ARGV: node key prefix, room, presence limit.
+/// Removes entries of nodes whose heartbeat expired and announces them as left.
+const SWEEP: &str = r#"
+local all = redis.call('HGETALL', KEYS[1])
+local gone = 0
+for i = 1, #all, 2 do
+  local c = cjson.decode(all[i + 1])
+  if redis.call('EXISTS', ARGV[1] .. c.node) == 0 then
+    redis.call('HDEL', KEYS[1], all[i])
+    gone = gone + 1
+    if redis.call('HLEN', KEYS[1]) < tonumber(ARGV[3]) then
+      redis.call('PUBLISH', KEYS[3], 'l' .. cjson.encode(c.user))
+    end
+  end
+end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
+return gone
+"#;

@@ -1,0 +1,302 @@
+//! Cluster mode: several nodes sharing a real `redis-server` (started here on a free loopback
+//! port; scripts/install.sh installs it) behave as one chat.
+
+mod common;
+
+use common::*;
+use hubbub::protocol::{ServerFrame, User};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A real redis-server with append-only persistence in a temporary directory.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Redis {
+    async fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        redis.launch().await;
+        redis
+    }
+
+    async fn launch(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is not installed: run scripts/install.sh");
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An in-process node of the cluster on `redis`.
+async fn node(redis: &Redis) -> TestServer {
+    let url = redis.url();
+    TestServer::with(move |hub| {
+        hub.redis_url = Some(url);
+        hub.node_ttl_ms = 1_500;
+    })
+    .await
+}
+
+fn names(users: &[User]) -> Vec<&str> {
+    users.iter().map(|u| u.username.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_message_sent_on_any_node_reaches_every_node_in_one_order_with_the_same_ids() {
+    let redis = Redis::start().await;
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let mut clients = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        clients.push(n.joined(&format!("user{i}")).await);
+    }
+    // Every node sends, interleaved.
+    for round in 0..5 {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.say(&format!("r{round} from {i}")).await;
+        }
+    }
+    let mut seen = Vec::new();
+    for c in clients.iter_mut() {
+        let mut got = Vec::new();
+        for _ in 0..15 {
+            got.push(c.recv_message().await);
+        }
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0], seen[2]);
+    assert!(seen[0].windows(2).all(|w| w[0].id < w[1].id));
+    let texts: std::collections::HashSet<_> = seen[0].iter().map(|m| m.text.clone()).collect();
+    assert_eq!(texts.len(), 15);
+}
+
+#[tokio::test]
+async fn presence_names_and_private_messages_span_the_cluster() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.joined("alice").await;
+    let mut bob = b.client().await;
+    let ServerFrame::Welcome {
+        online,
+        online_count,
+        ..
+    } = bob.join("bob").await
+    else {
+        unreachable!()
+    };
+    assert_eq!(names(&online), ["alice", "bob"]);
+    assert_eq!(online_count, 2);
+    let ServerFrame::Joined { user } = alice.recv().await else {
+        panic!("alice was not told bob joined");
+    };
+    assert_eq!(user.username, "bob");
+
+    // The name is taken on the other node too (by someone with another email).
+    let mut impostor = b.client().await;
+    impostor
+        .send_json(json!({"type":"join","username":"Alice","email":"other@example.com"}))
+        .await;
+    assert_eq!(impostor.recv_error().await, "username_taken");
+
+    // A private message crosses nodes, to its recipient only.
+    let mut carol = a.joined("carol").await;
+    bob.recv().await; // carol joined
+    alice.recv().await; // carol joined
+    bob.send_json(json!({"type":"message","text":"psst","to":"alice"}))
+        .await;
+    let m = alice.recv_message().await;
+    assert_eq!((m.text.as_str(), m.from.username.as_str()), ("psst", "bob"));
+    bob.say("public").await;
+    assert_eq!(carol.recv_message().await.text, "public");
+    assert_eq!(alice.recv_message().await.text, "public");
+
+    drop(bob);
+    let ServerFrame::Left { user } = alice.recv().await else {
+        panic!("alice was not told bob left");
+    };
+    assert_eq!(user.username, "bob");
+}
+
+#[tokio::test]
+async fn a_client_resumes_on_another_node_with_since_and_misses_nothing() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.joined("alice").await;
+    let mut bob = b.joined("bob").await;
+    alice.recv().await; // bob joined
+    bob.say("one").await;
+    let last_seen = alice.recv_message().await.id;
+    drop(alice);
+    for text in ["two", "three"] {
+        bob.say(text).await;
+        bob.recv_message().await;
+    }
+    // Back, through the load balancer, on the other node.
+    let mut again = b.client().await;
+    let ServerFrame::Welcome { history, .. } = again
+        .join_as("alice", "alice@example.com", Some(last_seen))
+        .await
+    else {
+        unreachable!()
+    };
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["two", "three"]);
+    bob.say("four").await;
+    assert_eq!(again.recv_message().await.text, "four");
+}
+
+/// Writes a settings file for a child node on `redis`.
+fn node_config(dir: &Path, redis: &Redis) -> PathBuf {
+    let path = write_config(dir, &dir.join("unused.db"));
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "redis-url = {:?}\nnode-ttl-ms = 1500\n",
+        redis.url()
+    ));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_presence_by_itself_and_the_others_carry_on() {
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let doomed = Process::start(&node_config(dir.path(), &redis), None).await;
+    let survivor = node(&redis).await;
+    let mut carol = Client::connect(&doomed.url()).await;
+    carol.join("carol").await;
+    let mut alice = survivor.joined("alice").await;
+    let mut bob = survivor.joined("bob").await;
+    alice.recv().await; // bob joined
+
+    doomed.kill9().await;
+    let started = std::time::Instant::now();
+    let ServerFrame::Left { user } = alice.recv().await else {
+        panic!("expected carol to be shown as left");
+    };
+    assert_eq!(user.username, "carol");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    bob.say("still here").await;
+    assert_eq!(alice.recv_message().await.text, "still here");
+    // The name is free again.
+    let mut carol = survivor.client().await;
+    carol.join_as("carol", "new@example.com", None).await;
+}
+
+async fn health(addr: SocketAddr) -> (u16, String) {
+    http_get(addr, "/healthz", &[]).await
+}
+
+#[tokio::test]
+async fn redis_going_away_degrades_and_refuses_clearly_then_recovers_without_losing_anything() {
+    let mut redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.joined("alice").await;
+    let mut bob = b.joined("bob").await;
+    alice.recv().await; // bob joined
+    alice.say("before").await;
+    let before = bob.recv_message().await;
+    alice.recv_message().await;
+    assert_eq!(health(a.addr).await.0, 200);
+
+    redis.stop();
+    // Sending now is refused with an error that names the message; nobody is disconnected.
+    alice
+        .send_json(json!({"type":"message","text":"during","client_id":"c-during"}))
+        .await;
+    let error = alice.recv_json().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["code"], "unavailable");
+    assert_eq!(error["client_id"], "c-during");
+    let mut degraded = false;
+    for _ in 0..50 {
+        let (status, body) = health(a.addr).await;
+        if status == 503 && body.contains("degraded") {
+            degraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(degraded, "/healthz did not report the outage");
+    alice.assert_alive().await;
+    bob.assert_alive().await;
+
+    redis.launch().await;
+    let mut healthy = false;
+    for _ in 0..100 {
+        if health(a.addr).await.0 == 200 && health(b.addr).await.0 == 200 {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "the nodes did not recover");
+    // The outbox resends; the message goes through now, with an id after the old ones.
+    alice
+        .send_json(json!({"type":"message","text":"during","client_id":"c-during"}))
+        .await;
+    let after = bob.recv_message().await;
+    assert_eq!(after.text, "during");
+    assert!(after.id > before.id);
+    assert_eq!(alice.recv_message().await.id, after.id);
+    // And the history survived the restart.
+    let mut carol = b.client().await;
+    let ServerFrame::Welcome { history, .. } = carol.join("carol").await else {
+        unreachable!()
+    };
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["before", "during"]);
+}
