@@ -71,9 +71,10 @@ struct Args {
     /// Room to join (hubbub protocol).
     #[arg(long, default_value = "load")]
     room: String,
-    /// The server's pid, to report its RSS per connection and CPU per delivery.
+    /// The server's pid, to report its RSS per connection and CPU per delivery. Repeat it for
+    /// several nodes (`--pid 11 --pid 12`): their RSS and CPU are added up.
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
     /// A label for the report line.
     #[arg(long, default_value = "")]
     label: String,
@@ -330,6 +331,17 @@ async fn slow_consumer_drops(addr: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// (RSS in KiB, CPU ticks) of all the server processes together.
+fn servers_stats(pids: &[u32]) -> Option<(u64, u64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold((0, 0), |(rss, ticks), &pid| {
+        let (r, t) = proc_stats(pid)?;
+        Some((rss + r, ticks + t))
+    })
+}
+
 /// (RSS in KiB, CPU ticks) of a process, from /proc.
 fn proc_stats(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -369,8 +381,8 @@ async fn main() {
         disconnected: AtomicU64::new(0),
     });
     let args = &shared.args;
-    let pid = args.pid;
-    let before = pid.and_then(proc_stats);
+    let pids = &args.pid;
+    let before = servers_stats(pids);
 
     // Connect one at a time: seed 000 crashes when clients connect concurrently.
     let connect_started = Instant::now();
@@ -400,7 +412,7 @@ async fn main() {
     let connect_secs = connect_started.elapsed().as_secs_f64();
     // Let the server settle (join notices, allocations) before measuring memory and CPU.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let connected = pid.and_then(proc_stats);
+    let connected = servers_stats(pids);
 
     shared.measuring.store(true, Relaxed);
     let window_start = Instant::now();
@@ -433,7 +445,7 @@ async fn main() {
     }
     tokio::time::sleep_until(until.into()).await;
     let sent_in_window = shared.sent.load(Relaxed);
-    let cpu_end = pid.and_then(proc_stats);
+    let cpu_end = servers_stats(pids);
     // Give the last messages time to arrive, then count what is missing.
     let drain_deadline = Instant::now() + Duration::from_secs(5);
     let readers = args.clients as u64;

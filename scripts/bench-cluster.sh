@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# 1 node against 2 nodes sharing a Redis, on this machine, with the same load generator
+# spreading its clients over the nodes' URLs (docs/benchmarks.md, "Cluster"):
+#
+#   scripts/bench-cluster.sh
+#
+# Cases: the embedded single node (SQLite, no Redis) for reference, then one and two cluster
+# nodes; fixed load and closed loop, 1,000 clients. Not part of `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+[ -x target/release/hubbub ] || scripts/leptos.sh build --release
+cargo build --release --features ssr --bin hubbub-load
+load=target/release/hubbub-load
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
+LIMITS=(HUBBUB_MAX_CONNECTIONS=50000 HUBBUB_MAX_CONNECTIONS_PER_IP=50000 HUBBUB_RATE_PER_SEC=1000 HUBBUB_RATE_BURST=1000 RUST_LOG=warn)
+
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
+
+# run LABEL NODES(0=embedded) LOAD-ARGS...
+run() {
+  local label=$1 nodes=$2; shift 2
+  local pids=() urls=() redis_pid=""
+  rm -rf "$work"/*
+  if [ "$nodes" = 0 ]; then
+    env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:18200 HUBBUB_DATABASE="$work/bench.db" target/release/hubbub >/dev/null &
+    pids+=("$!"); urls+=(--url ws://127.0.0.1:18200/ws); wait_port 18200
+  else
+    redis-server --port 18299 --bind 127.0.0.1 --save "" --appendonly yes --dir "$work" >/dev/null &
+    redis_pid=$!; wait_port 18299
+    for i in $(seq "$nodes"); do
+      env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:1820$i HUBBUB_REDIS_URL=redis://127.0.0.1:18299/ target/release/hubbub >/dev/null &
+      pids+=("$!"); urls+=(--url "ws://127.0.0.1:1820$i/ws"); wait_port "1820$i"
+    done
+  fi
+  echo "### $label"
+  local pid_args=()
+  for p in "${pids[@]}"; do pid_args+=(--pid "$p"); done
+  "$load" "${urls[@]}" "${pid_args[@]}" --label "$label" "$@" || echo "($label failed)"
+  [ -n "$redis_pid" ] && echo "  redis: cpu_s=$(awk '{printf "%.2f", ($14+$15)/100}' /proc/$redis_pid/stat)"
+  kill "${pids[@]}" $redis_pid 2>/dev/null || true; wait 2>/dev/null || true
+  echo
+}
+
+FIXED=(--clients 1000 --senders 10 --rate 10 --seconds 20)
+CLOSED=(--clients 1000 --senders 10 --closed-loop --seconds 20)
+run "embedded, fixed load" 0 "${FIXED[@]}"
+run "1 cluster node, fixed load" 1 "${FIXED[@]}"
+run "2 cluster nodes, fixed load" 2 "${FIXED[@]}"
+run "embedded, closed loop" 0 "${CLOSED[@]}"
+run "1 cluster node, closed loop" 1 "${CLOSED[@]}"
+run "2 cluster nodes, closed loop" 2 "${CLOSED[@]}"
