@@ -89,8 +89,10 @@ pub struct Cluster {
     redis: ConnectionManager,
     rooms: Arc<Rooms>,
     config: Arc<HubConfig>,
-    /// Subscribed and caught up; false while Redis is unreachable.
-    healthy: AtomicBool,
+    /// Subscribed and caught up (the subscription task's view).
+    subscribed: AtomicBool,
+    /// The last heartbeat was written (the command connection's view).
+    reachable: AtomicBool,
     /// Leaves that could not be written to Redis, retried when it is back.
     pending_leaves: Mutex<Vec<(String, User, ConnId)>>,
     scripts: Scripts,
@@ -156,7 +158,8 @@ impl Cluster {
             redis,
             rooms,
             config,
-            healthy: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
+            reachable: AtomicBool::new(false),
             pending_leaves: Mutex::default(),
             scripts: Scripts {
                 post: redis::Script::new(POST),
@@ -165,7 +168,8 @@ impl Cluster {
                 sweep: redis::Script::new(SWEEP),
             },
         });
-        cluster.heartbeat().await;
+        let beat = cluster.heartbeat().await;
+        cluster.reachable.store(beat, Ordering::Relaxed);
         // Subscribed and caught up before the node takes its first client, so every join
         // has a watermark that matches the shared log.
         let pubsub = cluster.subscribe(&client).await.map_err(failed)?;
@@ -173,7 +177,7 @@ impl Cluster {
             .catch_up()
             .await
             .map_err(|e| ClusterError::Start(e.to_string()))?;
-        cluster.healthy.store(true, Ordering::Relaxed);
+        cluster.subscribed.store(true, Ordering::Relaxed);
         tokio::spawn(cluster.clone().follow(client, pubsub));
         tokio::spawn(cluster.clone().keep_alive());
         tracing::info!("cluster mode: node {} on {url}", cluster.node);
@@ -181,7 +185,22 @@ impl Cluster {
     }
 
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.subscribed.load(Ordering::Relaxed) && self.reachable.load(Ordering::Relaxed)
+    }
+
+    /// A presence script (claim, release, sweep) with its keys: the room's presence hash,
+    /// the set of rooms, and the room's channel.
+    fn presence_script<'a>(
+        &self,
+        script: &'a redis::Script,
+        room: &str,
+    ) -> redis::ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(format!("{PREFIX}presence:{room}"))
+            .key(format!("{PREFIX}rooms"))
+            .key(format!("{PREFIX}room:{room}"));
+        invocation
     }
 
     fn conn(&self) -> ConnectionManager {
@@ -322,11 +341,7 @@ impl Cluster {
         };
         let joined = format!("j{}", json(user));
         let outcome: String = self
-            .scripts
-            .claim
-            .key(format!("{PREFIX}presence:{room}"))
-            .key(format!("{PREFIX}rooms"))
-            .key(format!("{PREFIX}room:{room}"))
+            .presence_script(&self.scripts.claim, room)
             .arg(user.username.to_lowercase())
             .arg(json(&entry))
             .arg(&user.avatar)
@@ -363,11 +378,7 @@ impl Cluster {
         conn: ConnId,
     ) -> Result<(), redis::RedisError> {
         let _: i64 = self
-            .scripts
-            .release
-            .key(format!("{PREFIX}presence:{room}"))
-            .key(format!("{PREFIX}rooms"))
-            .key(format!("{PREFIX}room:{room}"))
+            .presence_script(&self.scripts.release, room)
             .arg(user.username.to_lowercase())
             .arg(&self.node)
             .arg(conn.to_string())
@@ -461,7 +472,7 @@ impl Cluster {
                     backoff = Duration::from_millis(200);
                     match self.catch_up().await {
                         Ok(()) => {
-                            self.healthy.store(true, Ordering::Relaxed);
+                            self.subscribed.store(true, Ordering::Relaxed);
                             self.resync().await;
                             while let Some(message) = stream.next().await {
                                 self.on_publish(&message);
@@ -473,7 +484,7 @@ impl Cluster {
                 }
                 Err(e) => tracing::warn!("cluster: cannot subscribe to Redis: {e}"),
             }
-            self.healthy.store(false, Ordering::Relaxed);
+            self.subscribed.store(false, Ordering::Relaxed);
             let jitter = Duration::from_millis(u64::from(rand_u32() % 100));
             tokio::time::sleep(backoff + jitter).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -627,8 +638,11 @@ impl Cluster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if !self.heartbeat().await {
-                self.healthy.store(false, Ordering::Relaxed);
+            // Recovers by itself: a blip on the command connection does not leave the node
+            // reported degraded until the subscription happens to reconnect.
+            let beat = self.heartbeat().await;
+            self.reachable.store(beat, Ordering::Relaxed);
+            if !beat {
                 continue;
             }
             let rooms: Vec<String> = match self.conn().smembers(format!("{PREFIX}rooms")).await {
@@ -637,11 +651,7 @@ impl Cluster {
             };
             for room in rooms {
                 let swept: Result<i64, _> = self
-                    .scripts
-                    .sweep
-                    .key(format!("{PREFIX}presence:{room}"))
-                    .key(format!("{PREFIX}rooms"))
-                    .key(format!("{PREFIX}room:{room}"))
+                    .presence_script(&self.scripts.sweep, &room)
                     .arg(format!("{PREFIX}node:"))
                     .arg(&room)
                     .arg(self.config.presence_limit)
@@ -667,16 +677,13 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A little randomness (node ids, jitter) without another dependency.
+/// A little randomness (node ids, jitter) without another dependency: every `RandomState`
+/// is seeded afresh.
 fn rand_u32() -> u32 {
     use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .elapsed()
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish() as u32
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u32
 }
 
 /// KEYS: counter, room log, room channel. ARGV: record JSON with `"id":0`, log cap,
