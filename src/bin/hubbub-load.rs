@@ -11,6 +11,7 @@
 //! hubbub-load --url ... --clients 10000 --senders 0 --seconds 5 --pid 1234   # idle memory
 //! hubbub-load --url ... --clients 1000 --senders 10 --rate 10 --stalled 10
 //! hubbub-load --protocol seed001 --url ws://127.0.0.1:18001/ws ...
+//! hubbub-load --url ws://127.0.0.1:3001/ws --url ws://127.0.0.1:3002/ws --pid 11 --pid 12 ...   # cluster nodes
 //! ```
 //!
 //! Latency is measured from the sender's clock to the receiver's, both in this process.
