@@ -264,3 +264,76 @@ async fn health_and_metrics_are_served() {
     assert_eq!(metric(&m, "hubbub_broadcast_latency_seconds_count"), 1.0);
     assert!(metric(&m, "hubbub_frames_in_total") >= 3.0);
 }
+
+#[tokio::test]
+async fn a_busy_room_is_written_in_batches_and_loses_nothing() {
+    // Two socket writes per second per connection: anything busier must be batched.
+    let server = TestServer::with(|hub| {
+        hub.socket_writes_per_sec = 2.0;
+        hub.socket_write_burst = 1.0;
+    })
+    .await;
+    let mut a = server.joined("a").await;
+    let mut b = server.joined("b").await;
+    // A quiet connection is not held back: after a pause, a message arrives at once,
+    // well inside the 500 ms a throttled write would wait.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let started = std::time::Instant::now();
+    a.say("hello").await;
+    assert_eq!(b.recv_message().await.text, "hello");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "a quiet connection waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(a.recv_message().await.text, "hello");
+    // A burst: all of it arrives, in order, in a few writes instead of one per message.
+    let before = metric(
+        &server.get("/metrics").await.1,
+        "hubbub_socket_writes_total",
+    );
+    for i in 0..30 {
+        a.say(&format!("m{i}")).await;
+    }
+    let mut last_id = 0;
+    for i in 0..30 {
+        let m = b.recv_message().await;
+        assert_eq!(m.text, format!("m{i}"));
+        assert!(m.id > last_id);
+        last_id = m.id;
+    }
+    for i in 0..30 {
+        assert_eq!(a.recv_message().await.text, format!("m{i}"));
+    }
+    let writes = metric(
+        &server.get("/metrics").await.1,
+        "hubbub_socket_writes_total",
+    ) - before;
+    // 60 frames (30 to each of a and b); one write per frame would be 60.
+    assert!(writes <= 12.0, "{writes} writes for 60 frames");
+}
+
+#[tokio::test]
+async fn batching_never_drops_a_reader_that_keeps_up() {
+    // A 16-frame room queue and two writes a second: a burst of 200 would overflow the queue
+    // many times over if held back for the next write.
+    let server = TestServer::with(|hub| {
+        hub.room_queue = 16;
+        hub.socket_writes_per_sec = 2.0;
+        hub.socket_write_burst = 1.0;
+    })
+    .await;
+    let mut a = server.joined("a").await;
+    let mut b = server.joined("b").await;
+    for i in 0..200 {
+        a.say(&format!("m{i}")).await;
+    }
+    for i in 0..200 {
+        assert_eq!(b.recv_message().await.text, format!("m{i}"));
+    }
+    for i in 0..200 {
+        assert_eq!(a.recv_message().await.text, format!("m{i}"));
+    }
+    let (_, m) = server.get("/metrics").await;
+    assert_eq!(metric(&m, "hubbub_slow_consumer_drops_total"), 0.0);
+}

@@ -46,6 +46,15 @@ pub struct HubConfig {
     pub direct_queue: usize,
     /// A write that cannot complete within this time marks the client a slow consumer.
     pub write_timeout_ms: u64,
+    /// Socket writes per second one connection makes, sustained. Each write carries every
+    /// frame that is ready, and a write (a system call, and a wake-up of the receiver) costs
+    /// far more than the frames in it, so in a room busier than this, frames wait for the
+    /// next write (at most `1 / rate`: 20 ms by default) and go out together. A connection
+    /// below the rate, which is every connection of a normal chat, writes at once. 0: no
+    /// limit, every frame is written as soon as it is ready.
+    pub socket_writes_per_sec: f64,
+    /// Writes a connection may make in a burst above `socket-writes-per-sec`.
+    pub socket_write_burst: f64,
     /// Sustained messages per second per connection.
     pub rate_per_sec: f64,
     /// Messages a connection may send in a burst above the sustained rate.
@@ -87,6 +96,8 @@ impl Default for HubConfig {
             room_queue: 1_024,
             direct_queue: 64,
             write_timeout_ms: 5_000,
+            socket_writes_per_sec: 50.0,
+            socket_write_burst: 10.0,
             rate_per_sec: 5.0,
             rate_burst: 20.0,
             max_strikes: 10,

@@ -21,7 +21,7 @@ use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A serialised frame, shared by all its recipients.
@@ -79,7 +79,7 @@ pub enum Outbound {
     Frame(Frame),
     /// Start forwarding a room's broadcasts (sent right after `welcome`) to the user with this
     /// lower-cased name.
-    Subscribe(broadcast::Receiver<Delivery>, String),
+    Subscribe(Feed, String),
     /// Send a close frame and stop.
     Close(u16, &'static str),
 }
@@ -99,10 +99,32 @@ struct Member {
     outbound: mpsc::Sender<Outbound>,
 }
 
+/// A connection's view of its room: the broadcasts, and the room's call to write now.
+pub struct Feed {
+    pub rx: broadcast::Receiver<Delivery>,
+    /// Notified when some connection of the room has half the room queue waiting. A writer
+    /// holding frames back to batch them (`socket-writes-per-sec`) stops waiting then, so
+    /// batching never makes a reader that keeps up fall a whole queue behind.
+    pub hurry: Arc<Notify>,
+}
+
 struct Room {
     tx: broadcast::Sender<Delivery>,
+    hurry: Arc<Notify>,
     /// Keyed by the lower-cased username: names are unique case-insensitively.
     members: HashMap<String, Member>,
+}
+
+impl Room {
+    /// Broadcasts to the room's connections and returns how many there are.
+    fn send(&self, delivery: Delivery, room_queue: usize) -> usize {
+        let recipients = self.tx.send(delivery).unwrap_or(0);
+        // `len` counts what the slowest receiver has not taken yet.
+        if recipients > 0 && self.tx.len() * 2 >= room_queue {
+            self.hurry.notify_waiters();
+        }
+        recipients
+    }
 }
 
 /// The name is already online in the room, used by someone else.
@@ -111,7 +133,7 @@ pub struct NameTaken;
 
 /// A successful join: everything the connection needs to send `welcome` and follow the room.
 pub struct Joined {
-    pub rx: broadcast::Receiver<Delivery>,
+    pub feed: Feed,
     /// Every message with an id up to this one was delivered before `rx` subscribed.
     pub watermark: u64,
     /// Alphabetical, at most the presence limit.
@@ -183,7 +205,7 @@ impl Rooms {
         if let Some(r) = rooms.get(room)
             && r.members.len() <= self.presence_limit
         {
-            let recipients = r.tx.send(delivery).unwrap_or(0);
+            let recipients = r.send(delivery, self.room_queue);
             self.metrics
                 .deliveries
                 .fetch_add(recipients as u64, Ordering::Relaxed);
@@ -223,7 +245,7 @@ impl Rooms {
         };
         let rooms = self.lock();
         if let Some(r) = rooms.get(room) {
-            let recipients = r.tx.send(delivery).unwrap_or(0);
+            let recipients = r.send(delivery, self.room_queue);
             self.metrics
                 .deliveries
                 .fetch_add(recipients as u64, Ordering::Relaxed);
@@ -247,6 +269,7 @@ impl Rooms {
         let mut rooms = self.lock();
         let r = rooms.entry(room.to_string()).or_insert_with(|| Room {
             tx: broadcast::channel(self.room_queue).0,
+            hurry: Arc::default(),
             members: HashMap::new(),
         });
         match r.members.get(&key) {
@@ -258,7 +281,7 @@ impl Rooms {
             }
             Some(_) => return Err(NameTaken),
             None if !self.clustered && r.members.len() < self.presence_limit => {
-                let _ = r.tx.send(Delivery::public(joined));
+                r.send(Delivery::public(joined), self.room_queue);
             }
             None => {}
         }
@@ -279,7 +302,10 @@ impl Rooms {
             .map(|(_, m)| m.user.clone())
             .collect();
         Ok(Joined {
-            rx: r.tx.subscribe(),
+            feed: Feed {
+                rx: r.tx.subscribe(),
+                hurry: r.hurry.clone(),
+            },
             watermark: self.watermark.load(Ordering::SeqCst),
             online,
             online_count: r.members.len(),
@@ -297,7 +323,7 @@ impl Rooms {
         if let Some(r) = rooms.get(room)
             && r.members.len() <= self.presence_limit
         {
-            let _ = r.tx.send(Delivery::public(frame));
+            r.send(Delivery::public(frame), self.room_queue);
         }
     }
 
@@ -334,7 +360,7 @@ impl Rooms {
         let Some(r) = rooms.get_mut(room) else { return };
         if r.members.get(&key).is_some_and(|m| m.conn == conn) {
             if !self.clustered && r.members.len() <= self.presence_limit {
-                let _ = r.tx.send(Delivery::public(left));
+                r.send(Delivery::public(left), self.room_queue);
             }
             r.members.remove(&key);
         }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// A token bucket: `burst` tokens, refilled at `rate` per second. One message costs one token.
 pub struct TokenBucket {
@@ -34,6 +34,17 @@ impl TokenBucket {
             true
         } else {
             false
+        }
+    }
+
+    /// How long until a token is available: zero if one is now.
+    pub fn wait(&self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        let tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if tokens >= 1.0 || self.rate <= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - tokens) / self.rate)
         }
     }
 }
@@ -106,7 +117,6 @@ impl Drop for ConnectionSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn bucket_allows_a_burst_then_the_rate() {

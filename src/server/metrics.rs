@@ -18,6 +18,8 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
+    /// Flushed batches: `frames_out / socket_writes` is the average batch size.
+    pub socket_writes: AtomicU64,
     /// Messages accepted and stored.
     pub messages_stored: AtomicU64,
     /// Message frames handed to local room subscribers (one per recipient).
@@ -80,6 +82,12 @@ impl Metrics {
             "counter",
             "Frames written to clients.",
             self.frames_out.load(Relaxed),
+        );
+        counter(
+            "socket_writes_total",
+            "counter",
+            "Batches of frames written to clients, one flush each.",
+            self.socket_writes.load(Relaxed),
         );
         counter(
             "messages_stored_total",
