@@ -25,7 +25,7 @@ use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{MissedTickBehavior, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
@@ -341,7 +341,6 @@ async fn join(
         sender_key: sender_key.clone(),
         typing_until: None,
     });
-    let name_key = user.username.to_lowercase();
     let (history, has_more) = match hub
         .welcome_history(&room, &sender_key, since, joined.watermark)
         .await
@@ -361,7 +360,7 @@ async fn join(
     if let Next::Stop = send(out, &welcome).await {
         return Next::Stop;
     }
-    forward(out, Outbound::Subscribe(joined.feed, name_key)).await
+    forward(out, Outbound::Subscribe(Box::new(joined.feed))).await
 }
 
 async fn post(
@@ -553,7 +552,7 @@ async fn write_loop(
     let mut writes = (config.socket_writes_per_sec > 0.0)
         .then(|| TokenBucket::new(config.socket_writes_per_sec, config.socket_write_burst));
     let half_queue = config.room_queue.max(1).div_ceil(2);
-    let mut room: Option<Following> = None;
+    let mut room: Following = None;
     // Created once and kept: a fresh `wait_for` per loop would register with (and leave) the
     // shutdown signal's waiter list, shared by every connection, for every frame sent.
     let mut stop = std::pin::pin!(async move {
@@ -660,7 +659,7 @@ async fn write_loop(
 /// Waits `wait` before the next write, so it carries everything that arrives meanwhile. The
 /// writer is not listening to the room while it waits, so broadcasts do not wake it; the room
 /// hurries it when some reader has half the room queue waiting (see `Feed::hurry`).
-async fn pause(room: &Option<Following>, wait: Duration, half_queue: usize) {
+async fn pause(room: &Following, wait: Duration, half_queue: usize) {
     let Some(room) = room else {
         return tokio::time::sleep(wait).await;
     };
@@ -678,7 +677,7 @@ async fn pause(room: &Option<Following>, wait: Duration, half_queue: usize) {
 /// Delivers what is ready from the room, then sends a close frame.
 async fn goodbye(
     sink: &mut SplitSink<Socket, Message>,
-    room: &mut Option<Following>,
+    room: &mut Following,
     code: u16,
     reason: &'static str,
 ) {
@@ -745,25 +744,20 @@ fn fragments(text: &str, max: usize) -> Vec<WireFrame> {
     frames
 }
 
-/// The room a writer forwards, and whose user it forwards for.
-struct Following {
-    rx: broadcast::Receiver<Delivery>,
-    hurry: Arc<Notify>,
-    /// This connection's user, lower-cased: private messages to others are skipped.
-    me: String,
-}
+/// The room a writer forwards, once joined. Boxed: a pointer in every writer's state.
+type Following = Option<Box<Feed>>;
 
 /// The message to write for a delivery, if this connection's user may see it.
-fn visible(room: &Option<Following>, delivery: Delivery) -> Option<Message> {
+fn visible(room: &Following, delivery: Delivery) -> Option<Message> {
     let me = room.as_ref().map_or("", |r| r.me.as_str());
     delivery.is_for(me).then(|| Message::Text(delivery.frame))
 }
 
-fn apply(item: Outbound, room: &mut Option<Following>) -> Step {
+fn apply(item: Outbound, room: &mut Following) -> Step {
     match item {
         Outbound::Frame(frame) => Step::Write(Message::Text(frame)),
-        Outbound::Subscribe(Feed { rx, hurry }, me) => {
-            *room = Some(Following { rx, hurry, me });
+        Outbound::Subscribe(feed) => {
+            *room = Some(feed);
             Step::Idle
         }
         Outbound::Close(code, reason) => Step::Close(code, reason),
@@ -775,7 +769,7 @@ fn slow_consumer(metrics: &super::metrics::Metrics) -> Step {
     Step::Close(close::SLOW_CONSUMER, "too slow: fell behind the room")
 }
 
-async fn recv_room(room: &mut Option<Following>) -> Result<Delivery, broadcast::error::RecvError> {
+async fn recv_room(room: &mut Following) -> Result<Delivery, broadcast::error::RecvError> {
     match room {
         Some(r) => r.rx.recv().await,
         None => std::future::pending().await,

@@ -77,9 +77,10 @@ impl Delivery {
 pub enum Outbound {
     /// Send this frame.
     Frame(Frame),
-    /// Start forwarding a room's broadcasts (sent right after `welcome`) to the user with this
-    /// lower-cased name.
-    Subscribe(Feed, String),
+    /// Start forwarding a room's broadcasts (sent right after `welcome`). Boxed: it is sent
+    /// once per connection, and every slot of every connection's queue is as large as the
+    /// largest variant.
+    Subscribe(Box<Feed>),
     /// Send a close frame and stop.
     Close(u16, &'static str),
 }
@@ -102,6 +103,8 @@ struct Member {
 /// A connection's view of its room: the broadcasts, and the room's call to write now.
 pub struct Feed {
     pub rx: broadcast::Receiver<Delivery>,
+    /// This connection's user, lower-cased: private messages to others are skipped.
+    pub me: String,
     /// Notified when some connection of the room has half the room queue waiting. A writer
     /// holding frames back to batch them (`socket-writes-per-sec`) stops waiting then, so
     /// batching never makes a reader that keeps up fall a whole queue behind.
@@ -286,7 +289,7 @@ impl Rooms {
             None => {}
         }
         r.members.insert(
-            key,
+            key.clone(),
             Member {
                 user: user.clone(),
                 conn,
@@ -304,6 +307,7 @@ impl Rooms {
         Ok(Joined {
             feed: Feed {
                 rx: r.tx.subscribe(),
+                me: key,
                 hurry: r.hurry.clone(),
             },
             watermark: self.watermark.load(Ordering::SeqCst),
