@@ -196,6 +196,37 @@ async fn connections_are_capped_per_ip_and_in_total() {
     eventually_connects(&server).await;
 }
 
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    // Everyone arrives from 127.0.0.1, as behind nginx on the same host.
+    let server = TestServer::with(|c| {
+        c.max_connections_per_ip = 1;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let via = |ip: &'static str| [("x-forwarded-for", ip)];
+    let _a = Client::connect_with(&server.url(), &via("203.0.113.1"))
+        .await
+        .unwrap();
+    let _b = Client::connect_with(&server.url(), &via("203.0.113.2"))
+        .await
+        .unwrap();
+    let again = Client::connect_with(&server.url(), &via("203.0.113.1")).await;
+    assert_eq!(again.err(), Some(429));
+    // A client cannot escape its limit by writing the header itself: the proxy appends the
+    // address it saw, and that is the one counted.
+    let forged = Client::connect_with(&server.url(), &via("198.51.100.1, 203.0.113.2")).await;
+    assert_eq!(forged.err(), Some(429));
+
+    // Without the setting, the header is not believed: one address, one connection.
+    let server = TestServer::with(|c| c.max_connections_per_ip = 1).await;
+    let _a = Client::connect_with(&server.url(), &via("203.0.113.1"))
+        .await
+        .unwrap();
+    let other = Client::connect_with(&server.url(), &via("203.0.113.2")).await;
+    assert_eq!(other.err(), Some(429));
+}
+
 /// A freed slot is given back as soon as the server has noticed the close.
 async fn eventually_connects(server: &TestServer) {
     for _ in 0..100 {

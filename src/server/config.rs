@@ -71,6 +71,11 @@ pub struct HubConfig {
     pub idle_timeout_ms: u64,
     /// Origins allowed to open `/ws` besides the site's own (e.g. `https://chat.example.com`).
     pub allowed_origins: Vec<String>,
+    /// Reverse proxies (nginx, a load balancer) in front of this node, by address. A request
+    /// from one of them is counted against the client address in its `X-Forwarded-For`, so
+    /// the per-IP limit applies to users, not to the proxy. From any other peer the header
+    /// is ignored: anyone could write it.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How long shutdown waits for connections to close and history to be written.
     pub shutdown_grace_ms: u64,
     /// Cluster mode: the Redis shared by every node (`redis://host:6379/`). Unset: one node
@@ -106,6 +111,7 @@ impl Default for HubConfig {
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
             allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
             shutdown_grace_ms: 3_000,
             redis_url: None,
             redis_history: 10_000,
@@ -191,9 +197,9 @@ impl Config {
 }
 
 /// Reads an environment value as the TOML value it spells (`5`, `true`, `2.5`), falling back to
-/// a string; `allowed-origins` is a comma-separated list.
+/// a string; `allowed-origins` and `trusted-proxies` are comma-separated lists.
 fn env_value(name: &str, raw: &str) -> toml::Value {
-    if name == "allowed-origins" {
+    if name == "allowed-origins" || name == "trusted-proxies" {
         return toml::Value::Array(
             raw.split(',')
                 .map(str::trim)
@@ -232,12 +238,16 @@ mod tests {
                 "https://a.io, https://b.io".into(),
             ),
             ("HUBBUB_CONFIG".into(), "ignored".into()),
+            ("HUBBUB_TRUSTED_PROXIES".into(), "127.0.0.1,::1".into()),
             ("LEPTOS_SITE_ADDR".into(), "127.0.0.1:5000".into()),
         ];
         let config = Config::load(f.path(), env).unwrap();
         assert_eq!(config.hub.database, PathBuf::from("a.db"));
         assert_eq!(config.hub.history_limit, 20);
         assert_eq!(config.hub.allowed_origins, ["https://a.io", "https://b.io"]);
+        let proxies: Vec<std::net::IpAddr> =
+            vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        assert_eq!(config.hub.trusted_proxies, proxies);
         assert_eq!(
             config.hub.idle_timeout_ms,
             HubConfig::default().idle_timeout_ms

@@ -36,7 +36,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use limits::{ConnectionLimits, Refusal};
 use metrics::Metrics;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -188,7 +188,8 @@ async fn upgrade(
         )
             .into_response();
     }
-    let slot = match state.limits.try_acquire(peer.ip()) {
+    let client = client_ip(peer.ip(), headers, &hub.config.trusted_proxies);
+    let slot = match state.limits.try_acquire(client) {
         Ok(slot) => slot,
         Err(Refusal::Full) => {
             count(&metrics.rejected_upgrades_capacity);
@@ -246,6 +247,28 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
 
+/// The address a connection is counted against. From a trusted proxy, the nearest address in
+/// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends the peer it saw,
+/// so the entries left of the last trusted hop could have been written by the client).
+/// Otherwise, and when the header is missing or unreadable, the peer itself.
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|hop| hop.trim().parse())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    hops.into_iter()
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer)
+}
+
 async fn healthz(State(state): State<AppState>) -> Response {
     let open = state
         .hub
@@ -274,8 +297,9 @@ async fn prometheus(State(state): State<AppState>) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::origin_allowed;
+    use super::{client_ip, origin_allowed};
     use axum::http::{HeaderMap, HeaderValue, header};
+    use std::net::IpAddr;
 
     fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -301,5 +325,29 @@ mod tests {
         ));
         assert!(!origin_allowed(&headers(Some("http://a:2"), "a:1"), &allow));
         assert!(!origin_allowed(&headers(Some("null"), "a:1"), &allow));
+    }
+
+    #[test]
+    fn clients_behind_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxy = ip("10.0.0.1");
+        let trusted = [proxy, ip("10.0.0.2")];
+        let forwarded = |xff: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", HeaderValue::from_str(xff).unwrap());
+            h
+        };
+        // The client's own entry, as the proxy appended it.
+        let h = forwarded("203.0.113.7");
+        assert_eq!(client_ip(proxy, &h, &trusted), ip("203.0.113.7"));
+        // A forged entry on the left is not believed; chained trusted proxies are skipped.
+        let h = forwarded("1.2.3.4, 203.0.113.7, 10.0.0.2");
+        assert_eq!(client_ip(proxy, &h, &trusted), ip("203.0.113.7"));
+        // From an untrusted peer the header means nothing.
+        let stranger = ip("198.51.100.9");
+        assert_eq!(client_ip(stranger, &h, &trusted), stranger);
+        // Missing or garbled: the proxy itself.
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &trusted), proxy);
+        assert_eq!(client_ip(proxy, &forwarded("nonsense"), &trusted), proxy);
     }
 }
