@@ -15,7 +15,8 @@ redis-server --port 6390 --bind 127.0.0.1 --appendonly yes --save "" --dir "$wor
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/6390) 2>/dev/null && break; sleep 0.1; done
 
 for port in 3001 3002 3003; do
-  LEPTOS_SITE_ADDR=127.0.0.1:$port HUBBUB_REDIS_URL=redis://127.0.0.1:6390/ RUST_LOG=warn \
+  LEPTOS_SITE_ADDR=127.0.0.1:$port HUBBUB_REDIS_URL=redis://127.0.0.1:6390/ \
+  HUBBUB_TRUSTED_PROXIES=127.0.0.1 RUST_LOG=warn \
     target/release/hubbub &
 done
 sleep 1

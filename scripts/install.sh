@@ -29,11 +29,12 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGE
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
-# --- Debian packages: Chromium for the end-to-end tests, Redis for the cluster tests ---
+# --- Debian packages: Chromium for the end-to-end tests, Redis and nginx for the cluster tests ---
 if [ -z "${HUBBUB_SKIP_APT:-}" ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)  # the tested deploy/nginx.conf (tests/cluster.rs)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -300,3 +300,103 @@ async fn redis_going_away_degrades_and_refuses_clearly_then_recovers_without_los
     let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["before", "during"]);
 }
+
+/// nginx running `deploy/nginx.conf`, with its listen port and upstream nodes swapped for
+/// free ones: the configuration docs/deploy.md tells people to use.
+struct Nginx {
+    port: u16,
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Nginx {
+    async fn start(nodes: &[&TestServer]) -> Nginx {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut conf = std::fs::read_to_string("deploy/nginx.conf").unwrap();
+        for (i, node) in nodes.iter().enumerate() {
+            let placeholder = format!("127.0.0.1:300{}", i + 1);
+            assert!(
+                conf.contains(&placeholder),
+                "{placeholder} not in deploy/nginx.conf"
+            );
+            conf = conf.replace(&placeholder, &node.addr.to_string());
+        }
+        assert!(conf.contains("listen 8080;"));
+        conf = conf.replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, conf).unwrap();
+        let child = std::process::Command::new("/usr/sbin/nginx")
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(dir.path())
+            // One process, so killing it leaves no workers behind.
+            .args(["-g", "daemon off; master_process off;"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nginx is not installed: run scripts/install.sh");
+        // Owned at once, so its Drop stops nginx on every path, panics included.
+        let nginx = Nginx {
+            port,
+            _dir: dir,
+            child,
+        };
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return nginx;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("nginx did not start");
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn browsers_connect_through_the_tested_nginx_config() {
+    let redis = Redis::start().await;
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    let nginx = Nginx::start(&[&nodes[0], &nodes[1], &nodes[2]]).await;
+    let site = format!("http://127.0.0.1:{}", nginx.port);
+    let url = format!("ws://127.0.0.1:{}/ws", nginx.port);
+    // A browser on the site sends its Origin, port included; it must pass the cross-site
+    // check behind the proxy. Three of them spread over the three nodes.
+    let mut clients = Vec::new();
+    for name in ["ann", "ben", "cat"] {
+        let mut c = Client::connect_with(&url, &[("origin", &site)])
+            .await
+            .expect("a same-site browser connects through nginx");
+        c.join(name).await;
+        clients.push(c);
+    }
+    let per_node: Vec<f64> = {
+        let mut counts = Vec::new();
+        for n in &nodes {
+            counts.push(metric(&n.get("/metrics").await.1, "hubbub_connections"));
+        }
+        counts
+    };
+    assert_eq!(per_node, [1.0, 1.0, 1.0], "least_conn spreads the clients");
+    clients[0].say("through the proxy").await;
+    for c in &mut clients {
+        assert_eq!(c.recv_message().await.text, "through the proxy");
+    }
+    // Another site's page is still refused.
+    let evil = Client::connect_with(&url, &[("origin", "http://evil.example")]).await;
+    assert_eq!(evil.err(), Some(403));
+}
