@@ -1,5 +1,6 @@
 //! The hub under abuse: slow consumers, oversize frames, floods, cross-site upgrades,
-//! connection caps, heartbeats, shutdown and metrics. Real server, real sockets.
+//! connection caps, heartbeats, shutdown, metrics, and the HTTP side (proxies, compressed
+//! static files). Real server, real sockets.
 
 mod common;
 
@@ -367,4 +368,40 @@ async fn batching_never_drops_a_reader_that_keeps_up() {
     }
     let (_, m) = server.get("/metrics").await;
     assert_eq!(metric(&m, "hubbub_slow_consumer_drops_total"), 0.0);
+}
+
+#[tokio::test]
+async fn static_files_are_gzipped_for_browsers_that_ask() {
+    let server = TestServer::start().await;
+    // Something shaped like the app's WASM: big and compressible.
+    let pkg = server.dir.path().join("pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    let original: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| (i % 251).to_le_bytes())
+        .collect();
+    std::fs::write(pkg.join("app.wasm"), &original).unwrap();
+    let fetch = |encoding: &'static str| {
+        let addr = server.addr;
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "GET /pkg/app.wasm HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: {encoding}\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.unwrap();
+            let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+            let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
+            (head, response.len() - split - 4)
+        }
+    };
+    let (head, size) = fetch("gzip, deflate, br").await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(size < original.len() / 3, "{size} bytes on the wire");
+    // A client that does not accept gzip gets the file as it is.
+    let (head, size) = fetch("identity").await;
+    assert!(!head.contains("content-encoding"), "{head}");
+    assert_eq!(size, original.len());
 }
