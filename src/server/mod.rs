@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tower_http::compression::CompressionLayer;
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 
 /// Tungstenite reads into a buffer of this size, allocated and zeroed up front for every
 /// connection (its default is 128 KiB). Chat frames are a few hundred bytes; a larger frame
@@ -113,11 +113,12 @@ pub async fn serve(
             },
         )
         // Static files (the WASM, JS, CSS and fonts) are gzipped for clients that accept it:
-        // the WASM shrinks from about 1.3 MB to a third. Pages are left alone, so their
-        // streamed HTML is not held back by a compressor's buffer.
+        // the 1.34 MB WASM goes out as 0.55 MB. The fastest level: it costs about 20 ms of
+        // CPU per uncached fetch of the WASM, against 70 ms for the default level's 0.49 MB.
+        // Pages are left alone, so their streamed HTML is not held back by a compressor.
         .fallback(
             leptos_axum::file_and_error_handler::<AppState, _>(shell)
-                .layer(CompressionLayer::new()),
+                .layer(CompressionLayer::new().quality(CompressionLevel::Fastest)),
         )
         .with_state(state);
 
