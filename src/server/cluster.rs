@@ -75,12 +75,19 @@ struct TypingEvent {
 
 /// The outcome of claiming a name in a room.
 pub enum Claim {
-    /// The name was free (or held by a node that died).
-    New,
-    /// The same person (same email) was online elsewhere; that connection is told to close.
-    Replaced,
+    /// The name is this connection's now: it was free, held by a node that died, or held by
+    /// the same person (same email) elsewhere, whose connection is told to close. With who is
+    /// online in the room, when asked for.
+    Held(Option<Online>),
     /// Someone else holds the name.
     Taken,
+}
+
+/// Who is online in a room across the cluster.
+pub struct Online {
+    /// Alphabetical, at most the presence limit.
+    pub users: Vec<User>,
+    pub count: usize,
 }
 
 /// A node's handle on the cluster.
@@ -332,15 +339,22 @@ impl Cluster {
             .collect())
     }
 
-    /// Takes `user`'s name in `room` for this node's connection `conn`, cluster-wide.
-    pub async fn claim(&self, room: &str, user: &User, conn: ConnId) -> Result<Claim, StoreError> {
+    /// Takes `user`'s name in `room` for this node's connection `conn`, cluster-wide. With
+    /// `list`, the same round trip brings back who is online.
+    pub async fn claim(
+        &self,
+        room: &str,
+        user: &User,
+        conn: ConnId,
+        list: bool,
+    ) -> Result<Claim, StoreError> {
         let entry = Entry {
             node: self.node.clone(),
             conn: conn.to_string(),
             user: user.clone(),
         };
         let joined = format!("j{}", json(user));
-        let outcome: String = self
+        let reply: Vec<String> = self
             .presence_script(&self.scripts.claim, room)
             .arg(user.username.to_lowercase())
             .arg(json(&entry))
@@ -349,12 +363,14 @@ impl Cluster {
             .arg(room)
             .arg(self.config.presence_limit)
             .arg(joined)
+            .arg(if list { "1" } else { "0" })
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        Ok(match outcome.as_str() {
-            "new" => Claim::New,
-            "replaced" => Claim::Replaced,
+        Ok(match reply.split_first() {
+            Some((outcome, entries)) if outcome != "taken" => {
+                Claim::Held(list.then(|| self.online(entries)))
+            }
             _ => Claim::Taken,
         })
     }
@@ -405,14 +421,9 @@ impl Cluster {
         }
     }
 
-    /// Everyone online in `room` across the cluster, alphabetically (at most `limit`), and
-    /// how many there are.
-    pub async fn online(&self, room: &str, limit: usize) -> Result<(Vec<User>, usize), StoreError> {
-        let entries: Vec<String> = self
-            .conn()
-            .hvals(format!("{PREFIX}presence:{room}"))
-            .await
-            .map_err(unavailable)?;
+    /// The users in a room's presence entries, alphabetically (at most the presence limit),
+    /// and how many there are.
+    fn online(&self, entries: &[String]) -> Online {
         let mut users: Vec<User> = entries
             .iter()
             .filter_map(|e| serde_json::from_str::<Entry>(e).ok())
@@ -420,8 +431,8 @@ impl Cluster {
             .collect();
         let count = users.len();
         users.sort_by_key(|u| u.username.to_lowercase());
-        users.truncate(limit);
-        Ok((users, count))
+        users.truncate(self.config.presence_limit);
+        Online { users, count }
     }
 
     /// Who holds `name` in `room`, on any node.
@@ -547,7 +558,7 @@ impl Cluster {
             self.release(&room, &user, conn).await;
         }
         for (room, user, conn) in self.rooms.local_members() {
-            if let Ok(Claim::Taken) = self.claim(&room, &user, conn).await {
+            if let Ok(Claim::Taken) = self.claim(&room, &user, conn, false).await {
                 tracing::warn!(
                     "cluster: {} lost their name in {room} while Redis was away",
                     user.username
@@ -708,24 +719,31 @@ return {0, record}
 "#;
 
 /// KEYS: presence hash, rooms set, room channel. ARGV: name key, entry JSON, avatar, node key
-/// prefix, room, presence limit, joined event. Returns "new", "replaced" or "taken".
+/// prefix, room, presence limit, joined event, "1" to list who is online. Returns
+/// {"new" or "replaced", entries...} or {"taken"}.
 const CLAIM: &str = r#"
+local function held(outcome)
+  if ARGV[8] ~= '1' then return {outcome} end
+  local entries = redis.call('HVALS', KEYS[1])
+  table.insert(entries, 1, outcome)
+  return entries
+end
 local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current == ARGV[2] then return 'new' end
+if current == ARGV[2] then return held('new') end
 if current then
   local c = cjson.decode(current)
   local alive = redis.call('EXISTS', ARGV[4] .. c.node) == 1
-  if alive and c.user.avatar ~= ARGV[3] then return 'taken' end
+  if alive and c.user.avatar ~= ARGV[3] then return {'taken'} end
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   if alive then redis.call('PUBLISH', KEYS[3], 'r' .. current) end
-  return 'replaced'
+  return held('replaced')
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[5])
 if redis.call('HLEN', KEYS[1]) <= tonumber(ARGV[6]) then
   redis.call('PUBLISH', KEYS[3], ARGV[7])
 end
-return 'new'
+return held('new')
 "#;
 
 /// KEYS: presence hash, rooms set, room channel. ARGV: name key, node, conn, room, presence

@@ -511,19 +511,20 @@ impl Hub {
                 .join(room, user, conn, outbound)
                 .map_err(|NameTaken| JoinRefused::NameTaken);
         };
-        match cluster.claim(room, user, conn).await {
+        // The claim also says who is online anywhere in the cluster (this node only knows its
+        // own users): one round trip.
+        let online = match cluster.claim(room, user, conn, true).await {
             Ok(Claim::Taken) => return Err(JoinRefused::NameTaken),
-            Ok(Claim::New | Claim::Replaced) => {}
+            Ok(Claim::Held(online)) => online,
             Err(e) => return Err(JoinRefused::Unavailable(e)),
-        }
+        };
         let Ok(mut joined) = self.rooms.join(room, user, conn, outbound) else {
             cluster.release(room, user, conn).await;
             return Err(JoinRefused::NameTaken);
         };
-        // Who is online anywhere in the cluster (this node only knows its own users).
-        if let Ok((online, count)) = cluster.online(room, self.config.presence_limit).await {
-            joined.online = online;
-            joined.online_count = count;
+        if let Some(online) = online {
+            joined.online = online.users;
+            joined.online_count = online.count;
         }
         Ok(joined)
     }
