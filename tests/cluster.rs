@@ -171,6 +171,34 @@ async fn presence_names_and_private_messages_span_the_cluster() {
 }
 
 #[tokio::test]
+async fn typing_stops_when_the_room_outgrows_the_presence_limit_across_nodes() {
+    let redis = Redis::start().await;
+    let small_rooms = |redis: &Redis| {
+        let url = redis.url();
+        TestServer::with(move |hub| {
+            hub.redis_url = Some(url);
+            hub.presence_limit = 2;
+            hub.typing_timeout_ms = 60_000;
+        })
+    };
+    let (a, b) = (small_rooms(&redis).await, small_rooms(&redis).await);
+    let mut alice = a.joined("alice").await;
+    let mut bob = b.joined("bob").await;
+    // Two people: within the limit, typing crosses nodes.
+    alice.send_json(json!({"type": "typing"})).await;
+    let typing = bob.recv_json().await;
+    assert_eq!(
+        (typing["type"].as_str(), typing["user"]["username"].as_str()),
+        (Some("typing"), Some("alice"))
+    );
+    // A third, on alice's node: the room is over the limit, though each node holds at most two.
+    let mut carol = a.joined("carol").await;
+    carol.send_json(json!({"type": "typing"})).await;
+    carol.say("after").await;
+    assert_eq!(bob.recv_message().await.text, "after");
+}
+
+#[tokio::test]
 async fn a_client_resumes_on_another_node_with_since_and_misses_nothing() {
     let redis = Redis::start().await;
     let (a, b) = (node(&redis).await, node(&redis).await);

@@ -110,6 +110,7 @@ struct Scripts {
     claim: redis::Script,
     release: redis::Script,
     sweep: redis::Script,
+    typing: redis::Script,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +174,7 @@ impl Cluster {
                 claim: redis::Script::new(CLAIM),
                 release: redis::Script::new(RELEASE),
                 sweep: redis::Script::new(SWEEP),
+                typing: redis::Script::new(TYPING),
             },
         });
         let beat = cluster.heartbeat().await;
@@ -412,9 +414,13 @@ impl Cluster {
             user: user.clone(),
             active,
         };
+        // Only in rooms within the presence limit, counted across the cluster (a node only
+        // knows its own share of the room).
         let published: Result<i64, _> = self
-            .conn()
-            .publish(format!("{PREFIX}room:{room}"), format!("t{}", json(&event)))
+            .presence_script(&self.scripts.typing, room)
+            .arg(self.config.presence_limit)
+            .arg(format!("t{}", json(&event)))
+            .invoke_async(&mut self.conn())
             .await;
         if let Err(e) = published {
             tracing::debug!("cluster: typing not sent: {e}");
@@ -758,6 +764,15 @@ local n = redis.call('HLEN', KEYS[1])
 if n == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
 if n < tonumber(ARGV[5]) then redis.call('PUBLISH', KEYS[3], ARGV[6]) end
 return 1
+"#;
+
+/// KEYS: presence hash, rooms set, room channel. ARGV: presence limit, typing event. Publishes
+/// the event if the room, across the cluster, is within the presence limit.
+const TYPING: &str = r#"
+if redis.call('HLEN', KEYS[1]) <= tonumber(ARGV[1]) then
+  return redis.call('PUBLISH', KEYS[3], ARGV[2])
+end
+return 0
 "#;
 
 /// KEYS: presence hash, rooms set, room channel. ARGV: node key prefix, room, presence limit.
