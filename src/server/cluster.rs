@@ -111,6 +111,7 @@ struct Scripts {
     release: redis::Script,
     sweep: redis::Script,
     typing: redis::Script,
+    dead: redis::Script,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +176,7 @@ impl Cluster {
                 release: redis::Script::new(RELEASE),
                 sweep: redis::Script::new(SWEEP),
                 typing: redis::Script::new(TYPING),
+                dead: redis::Script::new(DEAD),
             },
         });
         let beat = cluster.heartbeat().await;
@@ -637,18 +639,35 @@ impl Cluster {
 
     async fn heartbeat(&self) -> bool {
         let ttl = self.config.node_ttl_ms.max(300);
-        let set: Result<(), _> = redis::cmd("SET")
+        // The key expires if the node stops; the set is how the others know to look.
+        let set: Result<(), _> = redis::pipe()
+            .atomic()
+            .cmd("SET")
             .arg(format!("{PREFIX}node:{}", self.node))
             .arg(1)
             .arg("PX")
             .arg(ttl)
+            .ignore()
+            .sadd(format!("{PREFIX}nodes"), &self.node)
+            .ignore()
             .query_async(&mut self.conn())
             .await;
         set.is_ok()
     }
 
-    /// Refreshes this node's heartbeat and sweeps nodes whose heartbeat expired out of every
-    /// room's presence (their users are announced as left).
+    /// The nodes registered in the cluster whose heartbeat has expired.
+    async fn dead_nodes(&self) -> Result<Vec<String>, redis::RedisError> {
+        self.scripts
+            .dead
+            .key(format!("{PREFIX}nodes"))
+            .arg(format!("{PREFIX}node:"))
+            .invoke_async(&mut self.conn())
+            .await
+    }
+
+    /// Refreshes this node's heartbeat and, when a node's heartbeat has expired, sweeps it out
+    /// of every room's presence (its users are announced as left). Rooms are only swept when
+    /// some node died, not on every heartbeat: a sweep reads each room's whole presence.
     async fn keep_alive(self: Arc<Self>) {
         let every = Duration::from_millis((self.config.node_ttl_ms / 3).max(100));
         let mut tick = tokio::time::interval(every);
@@ -662,10 +681,15 @@ impl Cluster {
             if !beat {
                 continue;
             }
+            let dead = match self.dead_nodes().await {
+                Ok(dead) if !dead.is_empty() => dead,
+                _ => continue,
+            };
             let rooms: Vec<String> = match self.conn().smembers(format!("{PREFIX}rooms")).await {
                 Ok(rooms) => rooms,
                 Err(_) => continue,
             };
+            let mut complete = true;
             for room in rooms {
                 let swept: Result<i64, _> = self
                     .presence_script(&self.scripts.sweep, &room)
@@ -674,11 +698,18 @@ impl Cluster {
                     .arg(self.config.presence_limit)
                     .invoke_async(&mut self.conn())
                     .await;
-                if let Ok(n) = swept
-                    && n > 0
-                {
-                    tracing::info!("cluster: {n} users of stopped nodes left {room}");
+                match swept {
+                    Ok(n) if n > 0 => {
+                        tracing::info!("cluster: {n} users of stopped nodes left {room}")
+                    }
+                    Ok(_) => {}
+                    Err(_) => complete = false,
                 }
+            }
+            // Forgotten once swept everywhere (a retry comes next beat otherwise). A node that
+            // was only slow, not dead, registers itself again with its next heartbeat.
+            if complete {
+                let _: Result<i64, _> = self.conn().srem(format!("{PREFIX}nodes"), dead).await;
             }
         }
     }
@@ -764,6 +795,16 @@ local n = redis.call('HLEN', KEYS[1])
 if n == 0 then redis.call('SREM', KEYS[2], ARGV[4]) end
 if n < tonumber(ARGV[5]) then redis.call('PUBLISH', KEYS[3], ARGV[6]) end
 return 1
+"#;
+
+/// KEYS: nodes set. ARGV: node key prefix. Returns the registered nodes whose heartbeat key
+/// has expired.
+const DEAD: &str = r#"
+local dead = {}
+for _, node in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. node) == 0 then table.insert(dead, node) end
+end
+return dead
 "#;
 
 /// KEYS: presence hash, rooms set, room channel. ARGV: presence limit, typing event. Publishes
