@@ -6,15 +6,7 @@
 #
 # Cases: the embedded single node (SQLite, no Redis) for reference, then one and two cluster
 # nodes; fixed load and closed loop, 1,000 clients. Not part of `make test`.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-[ -x target/release/hubbub ] || scripts/leptos.sh build --release
-cargo build --release --features ssr --bin hubbub-load
-load=target/release/hubbub-load
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
-LIMITS=(HUBBUB_MAX_CONNECTIONS=50000 HUBBUB_MAX_CONNECTIONS_PER_IP=50000 HUBBUB_RATE_PER_SEC=1000 HUBBUB_RATE_BURST=1000 RUST_LOG=warn)
+source "$(dirname "$0")/bench-setup.sh"
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
 

@@ -6,23 +6,14 @@
 # The same release build twice per case: with the default `socket-writes-per-sec` (50) and
 # with it off (0: every frame written as soon as it is ready). 1,000 clients, fixed load and
 # closed loop, alternating, ROUNDS times (default 2). Not part of `make test`.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-[ -x target/release/hubbub ] || scripts/leptos.sh build --release
-cargo build --release --features ssr --bin hubbub-load
-load=target/release/hubbub-load
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null; rm -rf "$work"' EXIT
+source "$(dirname "$0")/bench-setup.sh"
 
 # run LABEL WRITES-PER-SEC LOAD-ARGS...
 run() {
   local label=$1 writes=$2; shift 2
   rm -f "$work"/bench.db*
-  env LEPTOS_SITE_ADDR=127.0.0.1:18150 HUBBUB_DATABASE="$work/bench.db" \
-    HUBBUB_MAX_CONNECTIONS=50000 HUBBUB_MAX_CONNECTIONS_PER_IP=50000 \
-    HUBBUB_RATE_PER_SEC=1000 HUBBUB_RATE_BURST=1000 HUBBUB_SOCKET_WRITES_PER_SEC="$writes" \
-    RUST_LOG=warn target/release/hubbub >/dev/null &
+  env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:18150 HUBBUB_DATABASE="$work/bench.db" \
+    HUBBUB_SOCKET_WRITES_PER_SEC="$writes" target/release/hubbub >/dev/null &
   local pid=$!
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/18150) 2>/dev/null && break; sleep 0.05; done
   echo "### $label"

@@ -6,30 +6,22 @@
 #
 # Needs golang-go and golang-github-gorilla-websocket-dev (installed here if missing) to
 # build the seeds. Not part of `make test`: it takes a few minutes and prints numbers.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-anchors=${1:-../shared/anchors}
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+anchors_arg=${1:+$(realpath "$1")}
+source "$(dirname "$0")/bench-setup.sh"
+anchors=${anchors_arg:-../shared/anchors}
 
 if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/github.com/gorilla/websocket ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go golang-github-gorilla-websocket-dev >/dev/null
 fi
 seeds=$("$anchors/build.sh" /tmp/hubbub-anchors | tail -1)
-[ -x target/release/hubbub ] || scripts/leptos.sh build --release
-cargo build --release --features ssr --bin hubbub-load
-load=target/release/hubbub-load
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 # start NAME -> sets $pid and $url
 start() {
   case $1 in
     hubbub)
       rm -f "$work"/bench.db*
-      LEPTOS_SITE_ADDR=127.0.0.1:18100 HUBBUB_DATABASE="$work/bench.db" \
-      HUBBUB_MAX_CONNECTIONS=50000 HUBBUB_MAX_CONNECTIONS_PER_IP=50000 \
-      HUBBUB_RATE_PER_SEC=1000 HUBBUB_RATE_BURST=1000 RUST_LOG=warn \
+      env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:18100 HUBBUB_DATABASE="$work/bench.db" \
         target/release/hubbub >/dev/null &
       pid=$!; url=ws://127.0.0.1:18100/ws; proto=hubbub ;;
     seed000)
