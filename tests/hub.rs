@@ -380,21 +380,14 @@ async fn static_files_are_gzipped_for_browsers_that_ask() {
         .flat_map(|i| (i % 251).to_le_bytes())
         .collect();
     std::fs::write(pkg.join("app.wasm"), &original).unwrap();
-    let fetch = |encoding: &'static str| {
-        let addr = server.addr;
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let request = format!(
-                "GET /pkg/app.wasm HTTP/1.1\r\nHost: {addr}\r\nAccept-Encoding: {encoding}\r\nConnection: close\r\n\r\n"
-            );
-            stream.write_all(request.as_bytes()).await.unwrap();
-            let mut response = Vec::new();
-            stream.read_to_end(&mut response).await.unwrap();
-            let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-            let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
-            (head, response.len() - split - 4)
-        }
+    let fetch = |encoding: &'static str| async move {
+        let (_, head, body) = http_response(
+            server.addr,
+            "/pkg/app.wasm",
+            &[("accept-encoding", encoding)],
+        )
+        .await;
+        (head, body.len())
     };
     let (head, size) = fetch("gzip, deflate, br").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");

@@ -197,9 +197,12 @@ impl Config {
 }
 
 /// Reads an environment value as the TOML value it spells (`5`, `true`, `2.5`), falling back to
-/// a string; `allowed-origins` and `trusted-proxies` are comma-separated lists.
+/// a string; the [`LIST_KEYS`] are comma-separated lists.
+/// `[hub]` keys whose environment value is a comma-separated list.
+const LIST_KEYS: [&str; 2] = ["allowed-origins", "trusted-proxies"];
+
 fn env_value(name: &str, raw: &str) -> toml::Value {
-    if name == "allowed-origins" || name == "trusted-proxies" {
+    if LIST_KEYS.contains(&name) {
         return toml::Value::Array(
             raw.split(',')
                 .map(str::trim)

@@ -13,7 +13,7 @@
 //! queue behind (`Lagged`), or a batch could not be written within the write timeout.
 //! Whichever half ends first ends the other; the leave notice is sent once, afterwards.
 
-use super::hub::{Delivery, Feed, Hub, JoinRefused, Outbound, encode};
+use super::hub::{Delivery, Feed, Hub, JoinRefused, Outbound, crowded, encode};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::store::Draft;
 use super::websocket::{FRAGMENT_BYTES, Socket};
@@ -551,14 +551,13 @@ async fn write_loop(
     let write_timeout = Duration::from_millis(config.write_timeout_ms);
     let mut writes = (config.socket_writes_per_sec > 0.0)
         .then(|| TokenBucket::new(config.socket_writes_per_sec, config.socket_write_burst));
-    let half_queue = config.room_queue.max(1).div_ceil(2);
     let mut room: Following = None;
     // Created once and kept: a fresh `wait_for` per loop would register with (and leave) the
     // shutdown signal's waiter list, shared by every connection, for every frame sent.
     let mut stop = std::pin::pin!(async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
     });
-    let mut ping = tokio::time::interval(Duration::from_millis(hub.config.ping_interval_ms));
+    let mut ping = tokio::time::interval(Duration::from_millis(config.ping_interval_ms));
     ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
     ping.reset(); // the first tick one interval from now, not immediately
     loop {
@@ -596,7 +595,7 @@ async fn write_loop(
             if !wait.is_zero() {
                 // Boxed: only busy connections get here, and its state would otherwise sit in
                 // every writer.
-                Box::pin(pause(&room, wait, half_queue)).await;
+                Box::pin(pause(&room, wait, config.room_queue.max(1))).await;
             }
         }
         // Take everything else that is ready, without waiting, up to one batch.
@@ -659,13 +658,13 @@ async fn write_loop(
 /// Waits `wait` before the next write, so it carries everything that arrives meanwhile. The
 /// writer is not listening to the room while it waits, so broadcasts do not wake it; the room
 /// hurries it when some reader has half the room queue waiting (see `Feed::hurry`).
-async fn pause(room: &Following, wait: Duration, half_queue: usize) {
+async fn pause(room: &Following, wait: Duration, room_queue: usize) {
     let Some(room) = room else {
         return tokio::time::sleep(wait).await;
     };
     // Created before the check: a hurry sent from here on is not missed.
     let hurry = room.hurry.notified();
-    if room.rx.len() >= half_queue {
+    if crowded(room.rx.len(), room_queue) {
         return;
     }
     tokio::select! {

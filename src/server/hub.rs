@@ -118,12 +118,18 @@ struct Room {
     members: HashMap<String, Member>,
 }
 
+/// Whether `pending` frames waiting for a reader are enough to hurry the room's writers: half
+/// the room queue, well before the reader would lag.
+pub fn crowded(pending: usize, room_queue: usize) -> bool {
+    pending * 2 >= room_queue
+}
+
 impl Room {
     /// Broadcasts to the room's connections and returns how many there are.
     fn send(&self, delivery: Delivery, room_queue: usize) -> usize {
         let recipients = self.tx.send(delivery).unwrap_or(0);
         // `len` counts what the slowest receiver has not taken yet.
-        if recipients > 0 && self.tx.len() * 2 >= room_queue {
+        if recipients > 0 && crowded(self.tx.len(), room_queue) {
             self.hurry.notify_waiters();
         }
         recipients

@@ -107,6 +107,17 @@ impl TestServer {
 
 /// A bare HTTP/1.1 GET, enough for `/metrics` and `/healthz`.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = http_response(addr, path, headers).await;
+    (status, String::from_utf8_lossy(&body).to_string())
+}
+
+/// A bare HTTP/1.1 GET: the status, the response head (lower-cased) and the body as sent
+/// (de-chunked, not decompressed).
+pub async fn http_response(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
@@ -126,7 +137,7 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     if head.contains("transfer-encoding: chunked") {
         body = dechunk(&body);
     }
-    (status, String::from_utf8_lossy(&body).to_string())
+    (status, head, body)
 }
 
 /// Decodes an HTTP/1.1 chunked body (SSR pages are streamed).
