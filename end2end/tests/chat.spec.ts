@@ -29,6 +29,26 @@ test("two people join and chat both ways, with emoji", async ({ browser }) => {
   await expect(item.locator("time")).toHaveText(/^\d\d:\d\d$/);
 });
 
+test("a slow page load never loses the join: the form waits for the script", async ({ browser }) => {
+  // The script (WASM) arrives late, as on a slow link or a busy machine. Before it runs, the
+  // server's HTML form could not work: it is shown disabled, and enabled once it can.
+  const context = await browser.newContext();
+  await context.route("**/*.wasm", async (route) => {
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await route.continue();
+  });
+  const page = await context.newPage();
+  await page.goto(server.url);
+  await expect(page.getByLabel("Email")).toBeDisabled();
+  await expect(page.getByRole("button", { name: "Join chat" })).toBeDisabled();
+  await expect(page.getByRole("textbox", { name: "Open or create a room" })).toBeDisabled();
+  // Typed as soon as the form can take it (Playwright waits for enabled, as a person would).
+  await join(page, "slowpoke");
+  await say(page, "made it");
+  await expect(messages(page).getByText("made it")).toBeVisible();
+  await context.close();
+});
+
 test("the join form explains what is wrong, inline", async ({ browser }) => {
   const page = await openChat(browser, server.url);
   let dialogs = 0;

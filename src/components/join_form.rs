@@ -75,6 +75,26 @@ pub fn JoinForm() -> impl IntoView {
         }
     };
     let busy = move || chat.status.get() == Status::Connecting;
+    let ready = super::hydrated();
+
+    // `autofocus` does nothing on a field that was disabled at load: focus it once enabled,
+    // unless the person has already put the focus somewhere else.
+    let email_input = NodeRef::<leptos::html::Input>::new();
+    #[cfg(feature = "hydrate")]
+    Effect::new(move || {
+        if !ready.get() {
+            return;
+        }
+        // On the next frame, once the `disabled` attribute is gone.
+        request_animation_frame(move || {
+            let idle = document()
+                .active_element()
+                .is_none_or(|el| Some(el) == document().body().map(Into::into));
+            if let (true, Some(input)) = (idle, email_input.get_untracked()) {
+                let _ = input.focus();
+            }
+        });
+    });
 
     view! {
         <form class="join" on:submit=submit novalidate>
@@ -88,6 +108,8 @@ pub fn JoinForm() -> impl IntoView {
                 placeholder="you@example.com"
                 value=email
                 error=email_error
+                ready
+                node_ref=email_input
             />
             <FormField
                 id="join-username"
@@ -97,9 +119,10 @@ pub fn JoinForm() -> impl IntoView {
                 placeholder="ada"
                 value=username
                 error=username_error
+                ready
             />
             <p class="hint">"Your email only picks your Gravatar picture. Nobody else sees it."</p>
-            <button type="submit" disabled=busy>
+            <button type="submit" disabled=move || busy() || !ready.get()>
                 {move || if busy() { "Joining…" } else { "Join chat" }}
             </button>
         </form>
@@ -117,6 +140,9 @@ fn FormField(
     placeholder: &'static str,
     value: RwSignal<String>,
     error: RwSignal<Option<String>>,
+    /// Disabled until hydrated (see [`super::hydrated`]).
+    ready: ReadSignal<bool>,
+    #[prop(optional)] node_ref: NodeRef<leptos::html::Input>,
 ) -> impl IntoView {
     let error_id = format!("{id}-error");
     view! {
@@ -124,6 +150,8 @@ fn FormField(
             <label for=id>{label}</label>
             <input
                 id=id
+                node_ref=node_ref
+                disabled=move || !ready.get()
                 autofocus=autofocus
                 type=kind
                 autocomplete=autocomplete

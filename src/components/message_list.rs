@@ -27,9 +27,8 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
     let scroller = NodeRef::<Div>::new();
     let at_bottom = RwSignal::new(true);
     let unseen = RwSignal::new(0usize);
-    // False during SSR and hydration, true right after: times switch to the local zone then.
-    let hydrated = RwSignal::new(false);
-    Effect::new(move || hydrated.set(true));
+    // Times switch to the reader's time zone once hydrated (the server renders them in UTC).
+    let hydrated = super::hydrated();
 
     // After every change to the list: stick to the bottom, count unseen messages, or keep the
     // view steady when older messages were added above.
@@ -140,7 +139,7 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
 }
 
 #[component]
-fn MessageItem(message: ChatMessage, hydrated: RwSignal<bool>) -> impl IntoView {
+fn MessageItem(message: ChatMessage, hydrated: ReadSignal<bool>) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let from = message.from.clone();
     let mine = move || chat.me.with(|me| me.as_ref() == Some(&from));

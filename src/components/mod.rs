@@ -9,6 +9,21 @@ pub mod online_list;
 pub mod room_list;
 pub mod status_bar;
 
+use leptos::prelude::*;
+
+/// False while the page is the server's HTML (and during hydration), true once the WASM runs.
+///
+/// Controls that only work with the WASM stay disabled until then. Without that, a form
+/// submitted early does a native GET (there is no server-side handler), reloading the page,
+/// and whatever was typed before hydration is wiped when hydration sets the inputs' values:
+/// on a slow link or a busy machine, a person's first "Join chat" would silently do nothing.
+pub fn hydrated() -> ReadSignal<bool> {
+    let (hydrated, set_hydrated) = signal(false);
+    // Effects never run on the server, and in the browser run right after hydration.
+    Effect::new(move || set_hydrated.set(true));
+    hydrated
+}
+
 /// Formats a Unix-ms timestamp as `HH:MM`: in UTC on the server, in the reader's own time
 /// zone in the browser (see [`message_list`] for how the two meet at hydration).
 pub fn clock(ts: i64, local: bool) -> String {

@@ -28,6 +28,8 @@ pub fn RoomList() -> impl IntoView {
 
     let name = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
+    // Disabled until hydrated (see [`super::hydrated`]).
+    let ready = super::hydrated();
     let open = move |ev: SubmitEvent| {
         ev.prevent_default();
         let wanted = name.get_untracked().trim().to_lowercase();
@@ -83,6 +85,7 @@ pub fn RoomList() -> impl IntoView {
                         type="text"
                         placeholder="book-club"
                         autocomplete="off"
+                        disabled=move || !ready.get()
                         aria-invalid=move || error.get().is_some().to_string()
                         aria-describedby="room-name-error"
                         prop:value=name
@@ -91,7 +94,7 @@ pub fn RoomList() -> impl IntoView {
                             error.set(None);
                         }
                     />
-                    <button type="submit">"Open"</button>
+                    <button type="submit" disabled=move || !ready.get()>"Open"</button>
                 </div>
                 <p id="room-name-error" class="field-error">{move || error.get()}</p>
             </form>
