@@ -123,6 +123,132 @@ async fn a_message_sent_on_any_node_reaches_every_node_in_one_order_with_the_sam
     assert_eq!(texts.len(), 15);
 }
 
+/// How many subscribers each room channel has in Redis, and how many pattern subscriptions.
+fn subscriptions(redis: &Redis, rooms: &[&str]) -> (Vec<i64>, i64) {
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let channels: Vec<String> = rooms.iter().map(|r| format!("hubbub:room:{r}")).collect();
+    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(&channels)
+        .query(&mut conn)
+        .unwrap();
+    let patterns: i64 = redis::cmd("PUBSUB").arg("NUMPAT").query(&mut conn).unwrap();
+    (counts.into_iter().map(|(_, n)| n).collect(), patterns)
+}
+
+/// Joins `room` as `name` on a new connection to `server`; with the welcome's history texts.
+async fn joined_in(server: &TestServer, room: &str, name: &str) -> (Client, Vec<String>) {
+    let mut client = server.client().await;
+    client
+        .send(&hubbub::protocol::ClientFrame::Join {
+            username: name.into(),
+            email: format!("{name}@example.com"),
+            room: Some(room.into()),
+            since: None,
+        })
+        .await;
+    let ServerFrame::Welcome { history, .. } = client.recv().await else {
+        panic!("expected a welcome");
+    };
+    (client, history.into_iter().map(|m| m.text).collect())
+}
+
+#[tokio::test]
+async fn each_node_subscribes_once_to_each_room_it_has_people_in_and_no_other() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    assert_eq!(
+        subscriptions(&redis, &["kitchen", "general"]),
+        (vec![0, 0], 0)
+    );
+
+    // Two people in the kitchen on node a: one subscription (per node, not per client).
+    let (alice, _) = joined_in(&a, "kitchen", "alice").await;
+    let (carol, _) = joined_in(&a, "kitchen", "carol").await;
+    let mut bob = b.joined("bob").await;
+    assert_eq!(
+        subscriptions(&redis, &["kitchen", "general"]),
+        (vec![1, 1], 0)
+    );
+    // Node b, with nobody in the kitchen, hears nothing of it; node a nothing of #general.
+    let (mut dave, _) = joined_in(&b, "kitchen", "dave").await;
+    assert_eq!(
+        subscriptions(&redis, &["kitchen", "general"]),
+        (vec![2, 1], 0)
+    );
+    dave.say("only the kitchen").await;
+    assert_eq!(dave.recv_message().await.text, "only the kitchen");
+
+    // The last one out of a room on a node ends that node's subscription.
+    drop((alice, carol));
+    let mut left = (vec![], 0);
+    for _ in 0..100 {
+        left = subscriptions(&redis, &["kitchen", "general"]);
+        if left.0[0] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, (vec![1, 1], 0));
+    // Back in: subscribed again, and nothing said meanwhile is missing.
+    dave.say("while node a was away").await;
+    assert_eq!(dave.recv_message().await.text, "while node a was away");
+    let (mut erin, history) = joined_in(&a, "kitchen", "erin").await;
+    assert_eq!(history, ["only the kitchen", "while node a was away"]);
+    dave.say("after erin came").await;
+    assert_eq!(erin.recv_message().await.text, "after erin came");
+    bob.assert_alive().await;
+}
+
+#[tokio::test]
+async fn joining_a_busy_room_on_a_node_that_just_opened_it_misses_nothing() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut talker = a.joined("talker").await;
+    talker.say("first").await;
+    talker.recv_message().await;
+    // The talker posts without a pause (each one back before the next) while people
+    // keep joining and leaving on node b, each the room's only user there: every join
+    // opens the room on b afresh (subscribe, then read the counter) in the middle of it.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let talking = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                talker.say(&format!("line {n}")).await;
+                talker.recv_message().await;
+                n += 1;
+            }
+            n
+        }
+    });
+    for round in 0..15 {
+        let mut joiner = b.client().await;
+        let ServerFrame::Welcome { history, .. } = joiner.join(&format!("joiner{round}")).await
+        else {
+            unreachable!()
+        };
+        let last = history.last().expect("some history").id;
+        // One room, one id sequence: the first live message follows the history exactly.
+        for expected in last + 1..=last + 5 {
+            let live = joiner.recv_message().await;
+            assert_eq!(
+                live.id, expected,
+                "round {round}: gap or duplicate after {last}"
+            );
+        }
+        drop(joiner);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let said = talking.await.unwrap();
+    assert!(said > 75, "the talker kept talking: {said}");
+}
+
 #[tokio::test]
 async fn presence_names_and_private_messages_span_the_cluster() {
     let redis = Redis::start().await;

@@ -12,17 +12,24 @@
 //!
 //! Every change is one Lua script, so it is atomic and publishes on the room's channel
 //! (`room:<room>`) in the same step. A post increments `next-id`, appends to the log and
-//! publishes; Redis runs scripts one at a time, so publish order is id order. Each node holds
-//! **one** pattern subscription (`room:*`) and feeds what it receives into its local
-//! [`Rooms`], which fan out to connections exactly as in single-node mode: per-connection
-//! queues, frames serialised once, slow consumers cut off. Clients never talk to Redis.
+//! publishes; Redis runs scripts one at a time, so publish order is id order.
 //!
-//! The node's watermark (the highest id handed to local rooms) keeps joins gap- and
-//! duplicate-free as in single-node mode. After the subscription is (re)established, the node
-//! reads the counter, replays every local room's log up to it, and from then on ignores
-//! published ids at or below the watermark: a Redis outage or restart costs latency, not
-//! messages. While Redis is unreachable, posts and joins get an `unavailable` error frame,
-//! connected clients stay connected, and `/healthz` reports `degraded`.
+//! Each node subscribes to a room's channel while the room has users on the node (one
+//! subscription per node and room, on one connection, never one per client), and feeds what
+//! it receives into its local [`Rooms`], which fan out to connections exactly as in
+//! single-node mode: per-connection queues, frames serialised once, slow consumers cut off.
+//! A node hears nothing of rooms it has nobody in. Clients never talk to Redis.
+//!
+//! Each room's watermark keeps joins gap- and duplicate-free as in single-node mode. A room is
+//! opened here only once its channel is subscribed: then the node reads the id counter, and
+//! every message of the room up to it is in the log (joins read it there) while every later
+//! one will arrive on the channel. After the connection is lost and re-established, the node
+//! subscribes its open rooms again, replays each one's log from its watermark up to the
+//! counter, and ignores published ids at or below a room's watermark: a Redis outage or
+//! restart costs latency, not messages. One task owns the subscription (see [`Command`]), so
+//! no message is handled between a room's subscription and its opening. While Redis is
+//! unreachable, posts and joins get an `unavailable` error frame, connected clients stay
+//! connected, and `/healthz` reports `degraded`.
 
 use super::config::HubConfig;
 use super::hub::{ConnId, Delivery, Rooms, encode};
@@ -35,6 +42,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 const PREFIX: &str = "hubbub:";
 /// How long a `client_id` is remembered for de-duplicating resends.
@@ -90,12 +98,31 @@ pub struct Online {
     pub count: usize,
 }
 
+/// What the subscription task is asked to do. It alone changes the node's subscriptions, in
+/// the order asked, and it is also the one handling published messages: so a room is opened
+/// before any of its messages published after the counter was read is handled.
+enum Command {
+    /// Subscribe to the room's channel, if not yet, and open the room (see module doc).
+    Open(String, oneshot::Sender<Result<(), StoreError>>),
+    /// The room's last local user may have left: if so, close it and unsubscribe.
+    Close(String),
+}
+
+/// How long a subscription change may take before Redis counts as unreachable.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn channel(room: &str) -> String {
+    format!("{PREFIX}room:{room}")
+}
+
 /// A node's handle on the cluster.
 pub struct Cluster {
     node: String,
     redis: ConnectionManager,
     rooms: Arc<Rooms>,
     config: Arc<HubConfig>,
+    /// To the subscription task.
+    commands: mpsc::UnboundedSender<Command>,
     /// Subscribed and caught up (the subscription task's view).
     subscribed: AtomicBool,
     /// The last heartbeat was written (the command connection's view).
@@ -162,11 +189,13 @@ impl Cluster {
                 .map_or(0, |d| d.as_millis()),
             rand_u32()
         );
+        let (commands, orders) = mpsc::unbounded_channel();
         let cluster = Arc::new(Cluster {
             node,
             redis,
             rooms,
             config,
+            commands,
             subscribed: AtomicBool::new(false),
             reachable: AtomicBool::new(false),
             pending_leaves: Mutex::default(),
@@ -181,15 +210,14 @@ impl Cluster {
         });
         let beat = cluster.heartbeat().await;
         cluster.reachable.store(beat, Ordering::Relaxed);
-        // Subscribed and caught up before the node takes its first client, so every join
-        // has a watermark that matches the shared log.
+        // Connected and caught up before the node takes its first client.
         let pubsub = cluster.subscribe(&client).await.map_err(failed)?;
         cluster
             .catch_up()
             .await
             .map_err(|e| ClusterError::Start(e.to_string()))?;
         cluster.subscribed.store(true, Ordering::Relaxed);
-        tokio::spawn(cluster.clone().follow(client, pubsub));
+        tokio::spawn(cluster.clone().follow(client, pubsub, orders));
         tokio::spawn(cluster.clone().keep_alive());
         tracing::info!("cluster mode: node {} on {url}", cluster.node);
         Ok(cluster)
@@ -475,9 +503,15 @@ impl Cluster {
         Ok(list)
     }
 
-    /// The node's one subscription, for its whole life: (re)subscribe, catch up, follow.
-    /// `first` is the subscription made (and caught up) at start.
-    async fn follow(self: Arc<Self>, client: redis::Client, first: redis::aio::PubSub) {
+    /// The subscription task, for the node's whole life: (re)connect, catch up, then handle
+    /// published messages and [`Command`]s, one at a time. `first` is the connection made
+    /// (and caught up) at start.
+    async fn follow(
+        self: Arc<Self>,
+        client: redis::Client,
+        first: redis::aio::PubSub,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
         let mut backoff = Duration::from_millis(200);
         let mut first = Some(first);
         loop {
@@ -487,14 +521,22 @@ impl Cluster {
             };
             match subscribed {
                 Ok(pubsub) => {
-                    let mut stream = pubsub.into_on_message();
+                    let (mut sink, mut stream) = pubsub.split();
                     backoff = Duration::from_millis(200);
                     match self.catch_up().await {
                         Ok(()) => {
                             self.subscribed.store(true, Ordering::Relaxed);
                             self.resync().await;
-                            while let Some(message) = stream.next().await {
-                                self.on_publish(&message);
+                            loop {
+                                tokio::select! {
+                                    message = stream.next() => match message {
+                                        Some(message) => self.on_publish(&message),
+                                        None => break,
+                                    },
+                                    Some(command) = commands.recv() => {
+                                        self.obey(command, Some(&mut sink)).await;
+                                    }
+                                }
                             }
                             tracing::warn!("cluster: lost the Redis subscription; reconnecting");
                         }
@@ -505,17 +547,102 @@ impl Cluster {
             }
             self.subscribed.store(false, Ordering::Relaxed);
             let jitter = Duration::from_millis(u64::from(rand_u32() % 100));
-            tokio::time::sleep(backoff + jitter).await;
+            let pause = tokio::time::sleep(backoff + jitter);
+            tokio::pin!(pause);
+            // Rooms can still close meanwhile; opening one waits for Redis.
+            loop {
+                tokio::select! {
+                    () = &mut pause => break,
+                    Some(command) = commands.recv() => self.obey(command, None).await,
+                }
+            }
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }
 
+    /// A new subscription connection, subscribed to the channel of every room open here.
     async fn subscribe(&self, client: &redis::Client) -> redis::RedisResult<redis::aio::PubSub> {
-        let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+        let timed_out = || redis::RedisError::from((redis::ErrorKind::Io, "Redis timed out"));
+        let mut pubsub = tokio::time::timeout(SUBSCRIBE_TIMEOUT, client.get_async_pubsub())
             .await
-            .map_err(|_| redis::RedisError::from((redis::ErrorKind::Io, "connect timed out")))??;
-        pubsub.psubscribe(format!("{PREFIX}room:*")).await?;
+            .map_err(|_| timed_out())??;
+        let channels: Vec<String> = self
+            .rooms
+            .open_rooms()
+            .iter()
+            .map(|(room, _)| channel(room))
+            .collect();
+        if !channels.is_empty() {
+            tokio::time::timeout(SUBSCRIBE_TIMEOUT, pubsub.subscribe(channels))
+                .await
+                .map_err(|_| timed_out())??;
+        }
         Ok(pubsub)
+    }
+
+    /// Carries out a [`Command`]; `sink` is `None` while Redis is unreachable.
+    async fn obey(&self, command: Command, sink: Option<&mut redis::aio::PubSubSink>) {
+        match command {
+            Command::Open(room, reply) => {
+                let opened = match sink {
+                    Some(sink) => self.open_subscribed(sink, &room).await,
+                    None => Err(StoreError::Write("Redis is unreachable".into())),
+                };
+                let _ = reply.send(opened);
+            }
+            Command::Close(room) => {
+                if self.rooms.close_if_empty(&room)
+                    && let Some(sink) = sink
+                {
+                    // Failing leaves a channel nobody here reads; the next connection drops it.
+                    let _ =
+                        tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.unsubscribe(channel(&room)))
+                            .await;
+                }
+            }
+        }
+    }
+
+    /// Subscribes to the room's channel, then opens the room at the id counter's value: every
+    /// message up to it is in the log, every later one will arrive on the channel.
+    async fn open_subscribed(
+        &self,
+        sink: &mut redis::aio::PubSubSink,
+        room: &str,
+    ) -> Result<(), StoreError> {
+        if self.rooms.is_open(room) {
+            return Ok(());
+        }
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(channel(room)))
+            .await
+            .map_err(|_| StoreError::Write("Redis timed out".into()))?
+            .map_err(unavailable)?;
+        let counter: Option<u64> = self
+            .conn()
+            .get(format!("{PREFIX}next-id"))
+            .await
+            .map_err(unavailable)?;
+        self.rooms.open(room, counter.unwrap_or(0));
+        Ok(())
+    }
+
+    /// Makes sure `room` is open on this node (subscribed, with its watermark), so a user can
+    /// join it here.
+    pub async fn open(&self, room: &str) -> Result<(), StoreError> {
+        if self.rooms.is_open(room) {
+            return Ok(());
+        }
+        let (reply, opened) = oneshot::channel();
+        let stopped = || StoreError::Write("the cluster node is stopping".into());
+        self.commands
+            .send(Command::Open(room.to_string(), reply))
+            .map_err(|_| stopped())?;
+        opened.await.map_err(|_| stopped())?
+    }
+
+    /// Closes `room` on this node, and unsubscribes it, if nobody is left in it here.
+    pub fn close_if_empty(&self, room: &str) {
+        let _ = self.commands.send(Command::Close(room.to_string()));
     }
 
     /// Replays into local rooms what was stored while this node was not subscribed, up to the
@@ -536,8 +663,8 @@ impl Cluster {
             )));
         }
         let mut missed = Vec::new();
-        for room in self.rooms.room_names() {
-            for record in self.range(&room, watermark, counter).await? {
+        for (room, since) in self.rooms.open_rooms() {
+            for record in self.range(&room, since, counter).await? {
                 missed.push((room.clone(), record.message));
             }
         }
@@ -592,9 +719,9 @@ impl Cluster {
                 let Ok(record) = serde_json::from_slice::<Record>(body) else {
                     return;
                 };
-                if record.message.id > self.rooms.watermark() {
-                    self.rooms.deliver_message(room, &record.message);
-                }
+                // Skipped at or below the room's watermark: already delivered, or read
+                // from the log by joins.
+                self.rooms.deliver_message(room, &record.message);
             }
             b'j' | b'l' => {
                 let Ok(user) = serde_json::from_slice::<User>(body) else {

@@ -7,11 +7,12 @@
 //! `connection`), so one stalled client never slows the sender or anyone else.
 //!
 //! Messages reach rooms only through [`Rooms::deliver_message`], which the store calls after a
-//! commit, in id order. A global watermark (the highest id delivered) lets a joining client get
-//! its history from the database and everything newer from the channel, with no gap and no
-//! duplicate: see [`Rooms::join`]. In cluster mode the node's Redis subscription calls
-//! `deliver_message` instead of the store's commit hook (see `cluster`); [`Hub`] is where the
-//! two modes differ.
+//! commit, in id order. Each room's watermark (the highest id it has been handed, or known to
+//! be in the log for it) lets a joining client get its history from the database and
+//! everything newer from the channel, with no gap and no duplicate: see [`Rooms::join`]. In
+//! cluster mode the node's Redis subscriptions call `deliver_message` instead of the store's
+//! commit hook, and a room is only followed while it is open here (see `cluster`); [`Hub`] is
+//! where the two modes differ.
 
 use super::cluster::{Claim, Cluster, ClusterError};
 use super::config::HubConfig;
@@ -114,6 +115,9 @@ pub struct Feed {
 struct Room {
     tx: broadcast::Sender<Delivery>,
     hurry: Arc<Notify>,
+    /// Every message of this room with an id up to this one was handed to `tx` or, for ids
+    /// from before the room was opened here, is in the log. Later ones are yet to come.
+    watermark: u64,
     /// Keyed by the lower-cased username: names are unique case-insensitively.
     members: HashMap<String, Member>,
 }
@@ -125,6 +129,15 @@ pub fn crowded(pending: usize, room_queue: usize) -> bool {
 }
 
 impl Room {
+    fn new(room_queue: usize, watermark: u64) -> Room {
+        Room {
+            tx: broadcast::channel(room_queue).0,
+            hurry: Arc::default(),
+            watermark,
+            members: HashMap::new(),
+        }
+    }
+
     /// Broadcasts to the room's connections and returns how many there are.
     fn send(&self, delivery: Delivery, room_queue: usize) -> usize {
         let recipients = self.tx.send(delivery).unwrap_or(0);
@@ -136,9 +149,14 @@ impl Room {
     }
 }
 
-/// The name is already online in the room, used by someone else.
+/// Why [`Rooms::join`] refused.
 #[derive(Debug)]
-pub struct NameTaken;
+pub enum LocalRefusal {
+    /// The name is already online in the room, used by someone else.
+    NameTaken,
+    /// Cluster mode: the room is not open on this node (see [`Rooms::open`]).
+    NotOpen,
+}
 
 /// A successful join: everything the connection needs to send `welcome` and follow the room.
 pub struct Joined {
@@ -156,11 +174,14 @@ pub struct Rooms {
     /// an `.await`. Rooms are independent, but one lock keeps presence and delivery simple;
     /// the critical sections are a few hundred nanoseconds.
     rooms: Mutex<HashMap<String, Room>>,
+    /// The highest id handed to any room: where a room opened in single-node mode starts, and
+    /// how a cluster node notices Redis losing its data (its counter going back).
     watermark: AtomicU64,
     room_queue: usize,
     presence_limit: usize,
     /// In cluster mode, join, leave and typing notices come from Redis (every node's users
-    /// must see them), so local changes do not announce themselves.
+    /// must see them), so local changes do not announce themselves; and a room exists here
+    /// only between [`Rooms::open`] and [`Rooms::close_if_empty`], while it is subscribed.
     clustered: bool,
     metrics: Arc<Metrics>,
 }
@@ -177,21 +198,54 @@ impl Rooms {
         }
     }
 
-    /// The highest message id handed to local rooms.
+    /// The highest message id handed to any local room.
     pub fn watermark(&self) -> u64 {
         self.watermark.load(Ordering::SeqCst)
     }
 
-    /// Raises the watermark without a delivery (cluster catch-up: everything up to `id` is in
-    /// the shared log, so a join reads it from there).
+    /// Raises every open room's watermark to `id` without a delivery (cluster catch-up:
+    /// everything up to `id` is in the shared log, so a join reads it from there).
     pub fn advance_watermark(&self, id: u64) {
-        let _rooms = self.lock(); // ordered with joins, like deliveries
+        let mut rooms = self.lock(); // ordered with joins, like deliveries
+        for r in rooms.values_mut() {
+            r.watermark = r.watermark.max(id);
+        }
         self.watermark.fetch_max(id, Ordering::SeqCst);
     }
 
-    /// The rooms with people on this node.
-    pub fn room_names(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    /// The rooms open on this node, with their watermarks.
+    pub fn open_rooms(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .map(|(name, r)| (name.clone(), r.watermark))
+            .collect()
+    }
+
+    /// Whether `room` is open on this node.
+    pub fn is_open(&self, room: &str) -> bool {
+        self.lock().contains_key(room)
+    }
+
+    /// Cluster mode: opens `room` here once its channel is subscribed. Every message of the
+    /// room up to `watermark` is in the shared log; every later one will be delivered.
+    pub fn open(&self, room: &str, watermark: u64) {
+        let mut rooms = self.lock();
+        let r = rooms
+            .entry(room.to_string())
+            .or_insert_with(|| Room::new(self.room_queue, watermark));
+        r.watermark = r.watermark.max(watermark);
+        self.watermark.fetch_max(watermark, Ordering::SeqCst);
+    }
+
+    /// Cluster mode: forgets `room` if nobody is in it, and says whether it did (then its
+    /// channel can be unsubscribed).
+    pub fn close_if_empty(&self, room: &str) -> bool {
+        let mut rooms = self.lock();
+        if rooms.get(room).is_some_and(|r| r.members.is_empty()) {
+            rooms.remove(room);
+            return true;
+        }
+        false
     }
 
     /// Every user on this node, with their room and connection.
@@ -241,6 +295,8 @@ impl Rooms {
     }
 
     /// Sends a stored message to the room's local connections and advances the watermark.
+    /// A message at or below the room's watermark was already delivered, or is in the log
+    /// for joins to read, and is skipped (a cluster node may see it twice around a catch-up).
     pub fn deliver_message(&self, room: &str, message: &ChatMessage) {
         let audience = message.to.as_ref().map_or(Audience::Everyone, |to| {
             Audience::Pair(Arc::new((
@@ -252,8 +308,11 @@ impl Rooms {
             frame: encode(&ServerFrame::Message(message.clone())),
             audience,
         };
-        let rooms = self.lock();
-        if let Some(r) = rooms.get(room) {
+        let mut rooms = self.lock();
+        if let Some(r) = rooms.get_mut(room)
+            && message.id > r.watermark
+        {
+            r.watermark = message.id;
             let recipients = r.send(delivery, self.room_queue);
             self.metrics
                 .deliveries
@@ -271,16 +330,17 @@ impl Rooms {
         user: &User,
         conn: ConnId,
         outbound: mpsc::Sender<Outbound>,
-    ) -> Result<Joined, NameTaken> {
+    ) -> Result<Joined, LocalRefusal> {
         let key = user.username.to_lowercase();
         // Serialised before taking the lock every room and delivery shares.
         let joined = encode(&ServerFrame::Joined { user: user.clone() });
         let mut rooms = self.lock();
-        let r = rooms.entry(room.to_string()).or_insert_with(|| Room {
-            tx: broadcast::channel(self.room_queue).0,
-            hurry: Arc::default(),
-            members: HashMap::new(),
-        });
+        if self.clustered && !rooms.contains_key(room) {
+            return Err(LocalRefusal::NotOpen);
+        }
+        let r = rooms
+            .entry(room.to_string())
+            .or_insert_with(|| Room::new(self.room_queue, self.watermark()));
         match r.members.get(&key) {
             Some(old) if old.user.avatar == user.avatar => {
                 let _ = old.outbound.try_send(Outbound::Close(
@@ -288,7 +348,7 @@ impl Rooms {
                     "you joined again from another connection",
                 ));
             }
-            Some(_) => return Err(NameTaken),
+            Some(_) => return Err(LocalRefusal::NameTaken),
             None if !self.clustered && r.members.len() < self.presence_limit => {
                 r.send(Delivery::public(joined), self.room_queue);
             }
@@ -316,7 +376,7 @@ impl Rooms {
                 me: key,
                 hurry: r.hurry.clone(),
             },
-            watermark: self.watermark.load(Ordering::SeqCst),
+            watermark: r.watermark,
             online,
             online_count: r.members.len(),
         })
@@ -362,7 +422,8 @@ impl Rooms {
     }
 
     /// Removes the connection's user from the room, if that connection still holds the name,
-    /// and tells the others. An empty room is forgotten.
+    /// and tells the others. An empty room is forgotten (in cluster mode, by
+    /// [`Rooms::close_if_empty`], which also unsubscribes it).
     pub fn leave(&self, room: &str, user: &User, conn: ConnId) {
         let key = user.username.to_lowercase();
         let left = encode(&ServerFrame::Left { user: user.clone() });
@@ -374,7 +435,7 @@ impl Rooms {
             }
             r.members.remove(&key);
         }
-        if r.members.is_empty() {
+        if r.members.is_empty() && !self.clustered {
             rooms.remove(room);
         }
     }
@@ -512,27 +573,55 @@ impl Hub {
         outbound: mpsc::Sender<Outbound>,
     ) -> Result<Joined, JoinRefused> {
         let Backend::Cluster(cluster) = &self.backend else {
+            // Rooms open themselves in single-node mode: the only refusal is a taken name.
             return self
                 .rooms
                 .join(room, user, conn, outbound)
-                .map_err(|NameTaken| JoinRefused::NameTaken);
+                .map_err(|_| JoinRefused::NameTaken);
         };
+        // The room's channel first: from then on this node gets all of the room's messages.
+        cluster.open(room).await.map_err(JoinRefused::Unavailable)?;
         // The claim also says who is online anywhere in the cluster (this node only knows its
         // own users): one round trip.
         let online = match cluster.claim(room, user, conn, true).await {
-            Ok(Claim::Taken) => return Err(JoinRefused::NameTaken),
             Ok(Claim::Held(online)) => online,
-            Err(e) => return Err(JoinRefused::Unavailable(e)),
+            refused => {
+                cluster.close_if_empty(room);
+                return Err(match refused {
+                    Err(e) => JoinRefused::Unavailable(e),
+                    Ok(_) => JoinRefused::NameTaken,
+                });
+            }
         };
-        let Ok(mut joined) = self.rooms.join(room, user, conn, outbound) else {
-            cluster.release(room, user, conn).await;
-            return Err(JoinRefused::NameTaken);
-        };
-        if let Some(online) = online {
-            joined.online = online.users;
-            joined.online_count = online.count;
+        // The room may close again before this join lands in it (its last user left just
+        // then): open it again. Twice in a row would take a very unlucky timing.
+        let mut refusal = None;
+        for _ in 0..3 {
+            match self.rooms.join(room, user, conn, outbound.clone()) {
+                Ok(mut joined) => {
+                    if let Some(online) = online {
+                        joined.online = online.users;
+                        joined.online_count = online.count;
+                    }
+                    return Ok(joined);
+                }
+                Err(LocalRefusal::NameTaken) => {
+                    refusal = Some(JoinRefused::NameTaken);
+                    break;
+                }
+                Err(LocalRefusal::NotOpen) => {
+                    if let Err(e) = cluster.open(room).await {
+                        refusal = Some(JoinRefused::Unavailable(e));
+                        break;
+                    }
+                }
+            }
         }
-        Ok(joined)
+        cluster.release(room, user, conn).await;
+        cluster.close_if_empty(room);
+        Err(refusal.unwrap_or_else(|| {
+            JoinRefused::Unavailable(StoreError::Write("the room kept closing; try again".into()))
+        }))
     }
 
     /// Removes the connection's user from the room, and from the cluster's presence.
@@ -540,6 +629,7 @@ impl Hub {
         self.rooms.leave(room, user, conn);
         if let Backend::Cluster(cluster) = &self.backend {
             cluster.release(room, user, conn).await;
+            cluster.close_if_empty(room);
         }
     }
 
