@@ -622,7 +622,12 @@ impl Cluster {
             .get(format!("{PREFIX}next-id"))
             .await
             .map_err(unavailable)?;
-        self.rooms.open(room, counter.unwrap_or(0));
+        let counter = counter.unwrap_or(0);
+        if counter < self.rooms.watermark() {
+            // Ids must never be reused (see `catch_up`); the reconnect says why in the log.
+            return Err(StoreError::Write("Redis lost its data".into()));
+        }
+        self.rooms.open(room, counter);
         Ok(())
     }
 
