@@ -30,18 +30,23 @@ test("two people join and chat both ways, with emoji", async ({ browser }) => {
 });
 
 test("a slow page load never loses the join: the form waits for the script", async ({ browser }) => {
-  // The script (WASM) arrives late, as on a slow link or a busy machine. Before it runs, the
-  // server's HTML form could not work: it is shown disabled, and enabled once it can.
+  // The script (WASM) arrives late, as on a slow link or a busy machine: held back here until
+  // the page has been checked. Before it runs the server's HTML form cannot work, so it is
+  // shown disabled, and enabled once it can.
   const context = await browser.newContext();
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
   await context.route("**/*.wasm", async (route) => {
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await released;
     await route.continue();
   });
   const page = await context.newPage();
-  await page.goto(server.url);
+  // Not "load": the page preloads the WASM, so its load event waits for it.
+  await page.goto(server.url, { waitUntil: "domcontentloaded" });
   await expect(page.getByLabel("Email")).toBeDisabled();
   await expect(page.getByRole("button", { name: "Join chat" })).toBeDisabled();
   await expect(page.getByRole("textbox", { name: "Open or create a room" })).toBeDisabled();
+  release();
   // Typed as soon as the form can take it (Playwright waits for enabled, as a person would).
   await join(page, "slowpoke");
   await say(page, "made it");
