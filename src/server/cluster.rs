@@ -617,18 +617,28 @@ impl Cluster {
             .await
             .map_err(|_| StoreError::Write("Redis timed out".into()))?
             .map_err(unavailable)?;
+        let counter = self.counter().await?;
+        self.rooms.open(room, counter);
+        Ok(())
+    }
+
+    /// The id counter's current value: the last id given to a message anywhere.
+    async fn counter(&self) -> Result<u64, StoreError> {
         let counter: Option<u64> = self
             .conn()
             .get(format!("{PREFIX}next-id"))
             .await
             .map_err(unavailable)?;
         let counter = counter.unwrap_or(0);
-        if counter < self.rooms.watermark() {
-            // Ids must never be reused (see `catch_up`); the reconnect says why in the log.
-            return Err(StoreError::Write("Redis lost its data".into()));
+        let watermark = self.rooms.watermark();
+        if counter < watermark {
+            // Ids must never be reused: Redis restarted without its data (no AOF/RDB).
+            return Err(StoreError::Write(format!(
+                "Redis's message counter went back from {watermark} to {counter}: it lost its \
+                 data; enable persistence (docs/deploy.md)"
+            )));
         }
-        self.rooms.open(room, counter);
-        Ok(())
+        Ok(counter)
     }
 
     /// Makes sure `room` is open on this node (subscribed, with its watermark), so a user can
@@ -653,20 +663,7 @@ impl Cluster {
     /// Replays into local rooms what was stored while this node was not subscribed, up to the
     /// counter's current value; published ids up to it are ignored afterwards.
     async fn catch_up(&self) -> Result<(), StoreError> {
-        let counter: Option<u64> = self
-            .conn()
-            .get(format!("{PREFIX}next-id"))
-            .await
-            .map_err(unavailable)?;
-        let counter = counter.unwrap_or(0);
-        let watermark = self.rooms.watermark();
-        if counter < watermark {
-            // Ids must never be reused: Redis restarted without its data (no AOF/RDB).
-            return Err(StoreError::Write(format!(
-                "Redis's message counter went back from {watermark} to {counter}: it lost its \
-                 data; enable persistence (docs/deploy.md)"
-            )));
-        }
+        let counter = self.counter().await?;
         let mut missed = Vec::new();
         for (room, since) in self.rooms.open_rooms() {
             for record in self.range(&room, since, counter).await? {
