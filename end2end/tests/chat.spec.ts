@@ -46,7 +46,10 @@ test("a slow page load never loses the join: the form waits for the script", asy
   await expect(page.getByLabel("Email")).toBeDisabled();
   await expect(page.getByRole("button", { name: "Join chat" })).toBeDisabled();
   await expect(page.getByRole("textbox", { name: "Open or create a room" })).toBeDisabled();
+  const notice = page.getByText("Getting the chat ready");
+  await expect(notice).toBeVisible();
   release();
+  await expect(notice).toBeHidden();
   // Typed as soon as the form can take it (Playwright waits for enabled, as a person would).
   await join(page, "slowpoke");
   await say(page, "made it");

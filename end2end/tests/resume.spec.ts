@@ -55,6 +55,8 @@ test("a reload shows the history, once, and rejoins", async ({ browser }) => {
     const noScript = await context.newPage();
     await noScript.goto(server.url);
     await expect(noScript.getByText("three", { exact: true })).toBeVisible();
+    // The join form cannot work without the script, and says so.
+    await expect(noScript.getByText("(it needs JavaScript)")).toBeVisible();
     await context.close();
   } finally {
     await server.stop();

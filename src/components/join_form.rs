@@ -99,6 +99,11 @@ pub fn JoinForm() -> impl IntoView {
     view! {
         <form class="join" on:submit=submit novalidate>
             <h2>"Join the conversation"</h2>
+            // Says why the form is disabled until the script runs (and, without JavaScript,
+            // that it never will). Not a <noscript>: its content would not hydrate.
+            <p class="hint" hidden=move || ready.get()>
+                "Getting the chat ready… (it needs JavaScript)"
+            </p>
             <FormField
                 id="join-email"
                 label="Email"
