@@ -238,7 +238,7 @@ impl Cluster {
         invocation
             .key(format!("{PREFIX}presence:{room}"))
             .key(format!("{PREFIX}rooms"))
-            .key(format!("{PREFIX}room:{room}"));
+            .key(channel(room));
         invocation
     }
 
@@ -276,7 +276,7 @@ impl Cluster {
             .post
             .key(format!("{PREFIX}next-id"))
             .key(format!("{PREFIX}log:{room}"))
-            .key(format!("{PREFIX}room:{room}"))
+            .key(channel(&room))
             .arg(&json)
             .arg(self.config.redis_history)
             .arg(dedup)

@@ -196,11 +196,11 @@ impl Config {
     }
 }
 
-/// Reads an environment value as the TOML value it spells (`5`, `true`, `2.5`), falling back to
-/// a string; the [`LIST_KEYS`] are comma-separated lists.
 /// `[hub]` keys whose environment value is a comma-separated list.
 const LIST_KEYS: [&str; 2] = ["allowed-origins", "trusted-proxies"];
 
+/// Reads an environment value as the TOML value it spells (`5`, `true`, `2.5`), falling back to
+/// a string; the [`LIST_KEYS`] are comma-separated lists.
 fn env_value(name: &str, raw: &str) -> toml::Value {
     if LIST_KEYS.contains(&name) {
         return toml::Value::Array(

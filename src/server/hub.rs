@@ -161,7 +161,8 @@ pub enum LocalRefusal {
 /// A successful join: everything the connection needs to send `welcome` and follow the room.
 pub struct Joined {
     pub feed: Feed,
-    /// Every message with an id up to this one was delivered before `rx` subscribed.
+    /// Every message of the room with an id up to this one was delivered before `feed`
+    /// subscribed, or is in the log: the welcome's history goes up to here.
     pub watermark: u64,
     /// Alphabetical, at most the presence limit.
     pub online: Vec<User>,

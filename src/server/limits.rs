@@ -24,11 +24,16 @@ impl TokenBucket {
         }
     }
 
+    /// The tokens there are at `now`: what was left, refilled since the last take.
+    fn available(&self, now: Instant) -> f64 {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        (self.tokens + elapsed * self.rate).min(self.burst)
+    }
+
     /// Takes a token if one is available.
     pub fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = self.available(now);
         self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -39,8 +44,7 @@ impl TokenBucket {
 
     /// How long until a token is available: zero if one is now.
     pub fn wait(&self, now: Instant) -> Duration {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        let tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        let tokens = self.available(now);
         if tokens >= 1.0 || self.rate <= 0.0 {
             Duration::ZERO
         } else {
