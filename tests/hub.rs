@@ -347,23 +347,24 @@ async fn a_busy_room_is_written_in_batches_and_loses_nothing() {
 
 #[tokio::test]
 async fn batching_never_drops_a_reader_that_keeps_up() {
-    // A 16-frame room queue and two writes a second: a burst of 200 would overflow the queue
-    // many times over if held back for the next write.
+    // A 128-frame room queue and two writes a second: a burst of 400 would overflow the queue
+    // many times over if held back for the next write. (Not smaller: the store delivers a
+    // commit's messages in one go, and on a busy machine a commit can hold dozens.)
     let server = TestServer::with(|hub| {
-        hub.room_queue = 16;
+        hub.room_queue = 128;
         hub.socket_writes_per_sec = 2.0;
         hub.socket_write_burst = 1.0;
     })
     .await;
     let mut a = server.joined("a").await;
     let mut b = server.joined("b").await;
-    for i in 0..200 {
+    for i in 0..400 {
         a.say(&format!("m{i}")).await;
     }
-    for i in 0..200 {
+    for i in 0..400 {
         assert_eq!(b.recv_message().await.text, format!("m{i}"));
     }
-    for i in 0..200 {
+    for i in 0..400 {
         assert_eq!(a.recv_message().await.text, format!("m{i}"));
     }
     let (_, m) = server.get("/metrics").await;

@@ -572,7 +572,7 @@ async fn write_loop(
             },
             delivery = recv_room(&mut room) => match delivery {
                 Ok(delivery) => visible(&room, delivery).map_or(Step::Idle, Step::Write),
-                Err(broadcast::error::RecvError::Lagged(_)) => slow_consumer(metrics),
+                Err(broadcast::error::RecvError::Lagged(_)) => lagged(&mut room, metrics),
                 Err(broadcast::error::RecvError::Closed) => Step::Stop,
             },
             _ = ping.tick() => Step::Write(Message::Ping(Default::default())),
@@ -612,7 +612,7 @@ async fn write_loop(
             match room.as_mut().map(|r| r.rx.try_recv()) {
                 Some(Ok(delivery)) => batch.extend(visible(&room, delivery)),
                 Some(Err(broadcast::error::TryRecvError::Lagged(_))) => {
-                    if let Step::Close(code, reason) = slow_consumer(metrics) {
+                    if let Step::Close(code, reason) = lagged(&mut room, metrics) {
                         closing = Some((code, reason));
                     }
                 }
@@ -681,7 +681,7 @@ async fn goodbye(
     reason: &'static str,
 ) {
     // Room messages already broadcast were accepted from someone: deliver what is ready
-    // before saying goodbye (a lagging reader has nothing ready to take).
+    // before saying goodbye (a lagging reader no longer follows the room: see `lagged`).
     let mut tail = Vec::new();
     while let Some(Ok(delivery)) = room.as_mut().map(|r| r.rx.try_recv()) {
         tail.extend(visible(room, delivery));
@@ -761,6 +761,15 @@ fn apply(item: Outbound, room: &mut Following) -> Step {
         }
         Outbound::Close(code, reason) => Step::Close(code, reason),
     }
+}
+
+/// The reader fell a whole room queue behind. It stops following the room before it is told
+/// goodbye: after `Lagged` the channel skips to the oldest frame it still holds, so delivering
+/// what is "ready" would send messages after a gap, and a client resuming from the last id it
+/// saw (`since`) would never get the ones in the gap.
+fn lagged(room: &mut Following, metrics: &super::metrics::Metrics) -> Step {
+    *room = None;
+    slow_consumer(metrics)
 }
 
 fn slow_consumer(metrics: &super::metrics::Metrics) -> Step {
