@@ -10,7 +10,7 @@ use crate::components::{
 };
 use crate::protocol::{ChatMessage, DEFAULT_ROOM, RoomSummary, validate_room};
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{Formatter, MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
     SsrMode,
     components::{Route, Router, Routes},
@@ -95,12 +95,14 @@ fn ChatPage() -> impl IntoView {
     // Blocking: the response waits for it, so the history is in the HTML itself.
     let history = Resource::new_blocking(move || room.clone(), recent_messages);
 
-    let title = move || match chat.unread.get() {
-        0 => format!("#{} · hubbub", chat.room.get()),
-        n => format!("({n}) #{} · hubbub", chat.room.get()),
+    // Only a valid room name reaches the title; anything else gets the plain name.
+    let title = move || match (valid, chat.unread.get()) {
+        (false, _) => "hubbub".to_string(),
+        (true, 0) => format!("#{} · hubbub", chat.room.get()),
+        (true, n) => format!("({n}) #{} · hubbub", chat.room.get()),
     };
     view! {
-        <Title text=title />
+        <Title text=title formatter=Formatter::from(escape_title) />
         <div class="app">
             <header class="topbar">
                 <a class="brand" href="/">"hubbub"</a>
@@ -139,4 +141,25 @@ fn ChatPage() -> impl IntoView {
         </div>
     }
     .into_any()
+}
+
+/// leptos_meta 0.8 writes a `<Title>`'s text into the server's HTML as it is, unescaped
+/// (leptos_meta 0.8.7, `src/lib.rs`, where the head is built: `buf.push_str(&title)`), so a
+/// title holding `</title><script>` would run the script. Until that is fixed upstream, the
+/// server escapes it here. In the browser the text is set through `document.title`, which
+/// takes plain text, so it stays as it is there.
+fn escape_title(text: String) -> String {
+    if !cfg!(feature = "ssr") {
+        return text;
+    }
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }

@@ -220,6 +220,12 @@ impl Chat {
                 }
                 self.merge_messages(vec![message]);
             }
+            ServerFrame::CatchUp { messages, .. } => {
+                if let Some(last) = messages.last() {
+                    self.synced(last.id);
+                }
+                self.merge_messages(messages);
+            }
             ServerFrame::History { messages, has_more } => {
                 self.has_more.set(has_more);
                 self.loading_older.set(false);

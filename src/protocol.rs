@@ -110,10 +110,20 @@ pub enum ServerFrame {
         history: Vec<ChatMessage>,
         /// Whether older messages exist before `history[0]`.
         has_more: bool,
+        /// A resume (`since`) found more messages than one frame carries: `history` holds the
+        /// first ones, and `catch_up` frames with the rest follow before any live message.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        catching_up: bool,
         /// How often the client should send `ping` when otherwise idle.
         heartbeat_ms: u64,
     },
     Message(ChatMessage),
+    /// After a `welcome` with `catching_up`: the next messages after the last one received,
+    /// oldest first. `more` is false on the last of them.
+    CatchUp {
+        messages: Vec<ChatMessage>,
+        more: bool,
+    },
     /// The answer to `history`: oldest first.
     History {
         messages: Vec<ChatMessage>,
@@ -185,15 +195,35 @@ impl Invalid {
     }
 }
 
-/// Trims the username and checks it: 1 to 32 characters, no control characters.
+/// Normalises and checks a username: compatibility forms folded (NFKC: fullwidth `ａ` is `a`,
+/// `ﬁ` is `fi`), trimmed, inner runs of spaces made one, 1 to 32 characters, and nothing
+/// invisible: no control, zero-width, bidi-control or other default-ignorable characters, which
+/// would let `alice\u{200b}` or `\u{202e}alice` pose as `alice`. Returns the normalised name,
+/// which is the one shown to everyone. Names that merely look alike (`аlice` in Cyrillic) are
+/// refused by the server against the names online, through [`name_key`].
 pub fn validate_username(raw: &str) -> Result<String, Invalid> {
-    let name = raw.trim();
+    let refuse = |message: &str| Err(Invalid::new(ErrorCode::InvalidUsername, message));
+    // Checked before normalising too: NFKC keeps these, but say so before anything else.
+    if raw.chars().any(char::is_control) {
+        return refuse("Usernames cannot contain control characters.");
+    }
+    let normal = nfkc(raw);
+    if normal.chars().any(|c| is_invisible(c) || c.is_control()) {
+        return refuse(
+            "Usernames cannot contain invisible characters (zero-width, direction or formatting marks).",
+        );
+    }
+    if normal.chars().any(|c| c.is_whitespace() && c != ' ') {
+        return refuse("Usernames can contain ordinary spaces only.");
+    }
+    let name = normal
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     let chars = name.chars().count();
     if chars == 0 {
-        return Err(Invalid::new(
-            ErrorCode::InvalidUsername,
-            "Choose a username.",
-        ));
+        return refuse("Choose a username.");
     }
     if chars > MAX_USERNAME_CHARS {
         return Err(Invalid::new(
@@ -201,13 +231,62 @@ pub fn validate_username(raw: &str) -> Result<String, Invalid> {
             format!("Usernames are at most {MAX_USERNAME_CHARS} characters."),
         ));
     }
-    if name.chars().any(char::is_control) {
-        return Err(Invalid::new(
-            ErrorCode::InvalidUsername,
-            "Usernames cannot contain control characters.",
-        ));
-    }
-    Ok(name.to_string())
+    Ok(name)
+}
+
+/// What two names are compared by: two names with the same key cannot be online in one room
+/// at once. The key folds case, compatibility forms (NFKC), look-alike characters (the UTS #39
+/// skeleton: Cyrillic `а` is Latin `a`, `rn` is `m`) and accents (`ȧlice` is `alice`), so a
+/// name cannot pose as another by looking the same.
+pub fn name_key(name: &str) -> String {
+    // Full case folding (`ß` is `ss`), not just lower case.
+    let folded = caseless::default_case_fold_str(&nfkc(name));
+    // The skeleton is in NFD: accents are separate combining marks, dropped here.
+    unicode_security::skeleton(&folded)
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The NFKC form of `s`. In the browser, the JavaScript engine's `String.prototype.normalize`
+/// does it, so the WASM does not carry Unicode's normalisation tables (the server's copy is
+/// the one that decides).
+#[cfg(feature = "hydrate")]
+fn nfkc(s: &str) -> String {
+    String::from(js_sys::JsString::from(s).normalize("NFKC"))
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn nfkc(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    s.nfkc().collect()
+}
+
+/// Characters that show as nothing, or reorder the text around them: Unicode's
+/// Default_Ignorable_Code_Point set (zero-width spaces and joiners, bidi controls, variation
+/// selectors, fillers, tags), plus the braille blank, which also looks like a space.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x2800
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// Trims and lower-cases the email and checks its shape (`local@domain.tld`, no spaces).
@@ -362,6 +441,47 @@ mod tests {
         assert!(validate_username(&"x".repeat(33)).is_err());
         assert!(validate_username(&"é".repeat(32)).is_ok());
         assert!(validate_username("a\u{7}b").is_err());
+        // Invisible and direction-changing characters are refused, wherever they are.
+        for sneaky in [
+            "alice\u{200b}",
+            "\u{202e}alice",
+            "al\u{2060}ice",
+            "alice\u{fe0f}",
+        ] {
+            let e = validate_username(sneaky).unwrap_err();
+            assert!(e.message.contains("invisible"), "{sneaky:?}: {e:?}");
+        }
+        // Compatibility forms are folded; spaces are tidied, not refused.
+        assert_eq!(validate_username("ａｌｉｃｅ").unwrap(), "alice");
+        assert_eq!(
+            validate_username(" Ada \u{3000} Lovelace ").unwrap(),
+            "Ada Lovelace"
+        );
+        assert!(validate_username("a\u{2028}b").is_err());
+        assert_eq!(validate_username("Zoë 🦀").unwrap(), "Zoë 🦀");
+    }
+
+    #[test]
+    fn look_alike_names_share_a_key() {
+        assert_eq!(name_key("Straße"), name_key("STRASSE"));
+        let alice = name_key("alice");
+        for twin in [
+            "Alice",
+            "ALICE",
+            "аlice",
+            "ȧlice",
+            "a\u{307}lice",
+            "ａｌｉｃｅ",
+            "alİce",
+        ] {
+            assert_eq!(name_key(twin), alice, "{twin:?}");
+        }
+        for other in ["alicia", "bob", "alice2"] {
+            assert_ne!(name_key(other), alice, "{other:?}");
+        }
+        // Scripts other than Latin keep their own names.
+        assert_ne!(name_key("Дмитрий"), name_key("Dmitry"));
+        assert_eq!(name_key("Дмитрий"), name_key("дмитрий"));
     }
 
     #[test]

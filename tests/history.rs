@@ -228,3 +228,183 @@ async fn an_unwritable_database_path_fails_at_start_up_with_a_clear_message() {
     );
     assert!(stderr.contains("/proc/hubbub/nope.db"), "{stderr}");
 }
+
+/// Joins `room` as `name` on a new connection; returns the client and its welcome.
+async fn join_room(
+    server: &TestServer,
+    name: &str,
+    room: &str,
+    since: Option<u64>,
+) -> (Client, ServerFrame) {
+    let mut c = server.client().await;
+    let mut join = json!({"type": "join", "username": name, "email": format!("{name}@example.com"), "room": room});
+    if let Some(since) = since {
+        join["since"] = json!(since);
+    }
+    c.send_json(join).await;
+    let welcome = c.recv().await;
+    assert!(
+        matches!(welcome, ServerFrame::Welcome { .. }),
+        "{welcome:?}"
+    );
+    (c, welcome)
+}
+
+#[tokio::test]
+async fn a_resume_longer_than_the_resume_limit_catches_up_without_a_gap() {
+    let server = TestServer::with(|c| c.resume_limit = 5).await;
+    let mut alice = server.joined("alice").await;
+    alice.say("seen").await;
+    let last_seen = alice.recv_message().await.id;
+    for i in 0..13 {
+        alice.say(&format!("missed {i}")).await;
+        alice.recv_message().await;
+    }
+    let mut back = server.client().await;
+    let welcome = back
+        .join_as("bob", "bob@example.com", Some(last_seen))
+        .await;
+    let ServerFrame::Welcome {
+        history,
+        catching_up,
+        ..
+    } = welcome
+    else {
+        unreachable!()
+    };
+    assert!(catching_up, "the welcome says more follows");
+    let mut got: Vec<String> = history.iter().map(|m| m.text.clone()).collect();
+    assert_eq!(got.len(), 5);
+    // The rest arrives in catch_up frames, in order, before anything live.
+    let mut frames = 0;
+    loop {
+        match back.recv().await {
+            ServerFrame::CatchUp { messages, more } => {
+                frames += 1;
+                assert!(messages.len() <= 5);
+                got.extend(messages.into_iter().map(|m| m.text));
+                if !more {
+                    break;
+                }
+            }
+            other => panic!("expected catch_up, got {other:?}"),
+        }
+    }
+    assert_eq!(frames, 2);
+    let expected: Vec<String> = (0..13).map(|i| format!("missed {i}")).collect();
+    assert_eq!(got, expected);
+    alice.say("live").await;
+    assert_eq!(back.recv_message().await.text, "live");
+    // Exactly at the limit: everything in the welcome, nothing more to catch up.
+    let mut exact = server.client().await;
+    let (_, ids) = {
+        let w = exact
+            .join_as("carol", "carol@example.com", Some(last_seen + 9))
+            .await;
+        let ServerFrame::Welcome {
+            history,
+            catching_up,
+            ..
+        } = w
+        else {
+            unreachable!()
+        };
+        assert!(!catching_up);
+        (catching_up, history.len())
+    };
+    assert_eq!(ids, 5);
+    exact.assert_alive().await;
+}
+
+#[tokio::test]
+async fn a_client_id_is_scoped_to_its_room() {
+    let server = TestServer::start().await;
+    let (mut in_a, _) = join_room(&server, "alice", "room-a", None).await;
+    let send = json!({"type": "message", "text": "hello a", "client_id": "same-id"});
+    in_a.send_json(send).await;
+    let first = in_a.recv_message().await;
+    let (mut in_b, _) = join_room(&server, "alice", "room-b", None).await;
+    in_b.send_json(json!({"type": "message", "text": "hello b", "client_id": "same-id"}))
+        .await;
+    let second = in_b.recv_message().await;
+    assert_eq!(
+        second.text, "hello b",
+        "room b got its own message, not room a's"
+    );
+    assert_ne!(second.id, first.id);
+    // Each room's history holds its own message.
+    let (_, welcome) = join_room(&server, "bob", "room-b", None).await;
+    let (history, _) = history_of(welcome);
+    assert_eq!(texts(&history), ["hello b"]);
+    let (_, welcome) = join_room(&server, "bob", "room-a", None).await;
+    let (history, _) = history_of(welcome);
+    assert_eq!(texts(&history), ["hello a"]);
+    // And a resend in room b is still recognised as a resend.
+    in_b.send_json(json!({"type": "message", "text": "hello b", "client_id": "same-id"}))
+        .await;
+    assert_eq!(in_b.recv_message().await, second);
+}
+
+#[tokio::test]
+async fn a_database_written_by_the_previous_release_opens_and_keeps_its_history() {
+    // The schema and data as the previous release (schema version 1) wrote them.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("chat.db");
+    {
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             CREATE TABLE messages (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, ts INTEGER NOT NULL,
+                 username TEXT NOT NULL, avatar TEXT NOT NULL, text TEXT NOT NULL,
+                 sender_key TEXT NOT NULL, client_id TEXT,
+                 to_username TEXT, to_avatar TEXT, recipient_key TEXT);
+             CREATE INDEX messages_by_room ON messages (room, id);
+             CREATE UNIQUE INDEX messages_by_client_id
+                 ON messages (sender_key, client_id) WHERE client_id IS NOT NULL;
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        let avatar = format!("{:x}", md5::compute("alice@example.com"));
+        let key = format!("alice\n{avatar}");
+        for i in 0..30 {
+            db.execute(
+                "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id) \
+                 VALUES ('room-a', ?1, 'alice', ?2, ?3, ?4, ?5)",
+                rusqlite::params![
+                    1_700_000_000_000i64 + i,
+                    avatar,
+                    format!("old ✓ {i}"),
+                    key,
+                    format!("c{i}")
+                ],
+            )
+            .unwrap();
+        }
+    }
+    let hub = hubbub::server::config::HubConfig {
+        database: path,
+        ..test_config(dir.path())
+    };
+    let server = TestServer::start_in(dir, hub).await;
+    let (_, welcome) = join_room(&server, "bob", "room-a", None).await;
+    let (history, has_more) = history_of(welcome);
+    assert_eq!(
+        history.len(),
+        30.min(hubbub::server::config::HubConfig::default().history_limit)
+    );
+    assert_eq!(history.last().unwrap().text, "old ✓ 29");
+    assert!(!has_more || history.len() < 30);
+    // Its client ids are still recognised in their room, and free in another.
+    let (mut alice, _) = join_room(&server, "alice", "room-a", None).await;
+    alice
+        .send_json(json!({"type": "message", "text": "again", "client_id": "c29"}))
+        .await;
+    assert_eq!(alice.recv_message().await.text, "old ✓ 29");
+    let (mut elsewhere, _) = join_room(&server, "alice", "room-b", None).await;
+    elsewhere
+        .send_json(json!({"type": "message", "text": "new", "client_id": "c29"}))
+        .await;
+    let new = elsewhere.recv_message().await;
+    assert_eq!((new.text.as_str(), new.id), ("new", 31));
+}

@@ -88,11 +88,25 @@ async fn a_client_that_stops_reading_is_dropped_and_nobody_else_notices() {
         "after {sent} messages"
     );
     // When it finally reads, it finds frames it had buffered, then the end of the connection:
-    // the 4000 close frame, or a plain drop when even that could not be written.
-    match stalled.ending().await {
-        Ending::Close(code, _) => assert_eq!(code, 4000),
-        Ending::Dropped => {}
-    }
+    // the 4000 close frame, or a plain drop when even that could not be written. What it had
+    // buffered is bounded by the server's socket send buffer (`socket-send-buffer`, 64 KiB by
+    // default), not by the kernel's autotuning, which on common defaults (`tcp_wmem` up to
+    // 4 MiB) would hold thousands of these frames for a reader that stopped reading.
+    let mut buffered = 0;
+    let ending = loop {
+        match tokio::time::timeout(WAIT, stalled.ws.next()).await {
+            Err(_) => panic!("the stalled connection did not end"),
+            Ok(Some(Ok(Message::Text(_)))) => buffered += 1,
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(_)) | None) => break None,
+        }
+    };
+    assert!(matches!(ending, None | Some(4000)), "{ending:?}");
+    assert!(
+        buffered < 400,
+        "{buffered} frames of 1 KB were buffered for a reader that stopped reading"
+    );
 }
 
 #[tokio::test]
@@ -398,4 +412,188 @@ async fn static_files_are_gzipped_for_browsers_that_ask() {
     let (head, size) = fetch("identity").await;
     assert!(!head.contains("content-encoding"), "{head}");
     assert_eq!(size, original.len());
+}
+
+/// Reads from a raw connection until the server closes it; how long that took, or `None` if
+/// it stayed open for `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let start = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(start + limit, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_trickling_its_headers_is_cut_off_and_idle_connections_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::with(|c| c.http_header_timeout_ms = 1_000).await;
+    // Slowloris: one header line every 300 ms, for ever.
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let trickle = async {
+        for i in 0.. {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if slow
+                .write_all(format!("X-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    let cut = tokio::time::timeout(Duration::from_secs(5), trickle).await;
+    assert!(
+        cut.is_ok(),
+        "a connection trickling headers stayed open for 5 s"
+    );
+    // A connection that says nothing at all.
+    let mut mute = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let took = closed_within(&mut mute, Duration::from_secs(5)).await;
+    assert!(took.is_some(), "a silent connection stayed open for 5 s");
+    // A keep-alive connection after its response: closed once idle for the timeout.
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", server.addr);
+    idle.write_all(request.as_bytes()).await.unwrap();
+    let took = closed_within(&mut idle, Duration::from_secs(5)).await;
+    let took = took.expect("an idle keep-alive connection stayed open for 5 s");
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
+    // Ordinary requests are unaffected.
+    assert_eq!(server.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn open_http_connections_are_capped_per_address_and_in_total() {
+    use tokio::io::AsyncReadExt;
+    async fn refused(server: &TestServer) -> String {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(WAIT, s.read_to_string(&mut answer))
+            .await
+            .expect("the refusal did not come")
+            .unwrap();
+        answer
+    }
+    let server = TestServer::with(|c| c.max_http_connections_per_ip = 2).await;
+    let held: Vec<_> =
+        futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(server.addr)))
+            .await;
+    // Let the server accept them before the third arrives.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = refused(&server).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+    drop(held);
+    let mut back = None;
+    for _ in 0..100 {
+        let (status, _) = server.get("/healthz").await;
+        if status == 200 {
+            back = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(back, Some(200), "the places were never given back");
+
+    let server = TestServer::with(|c| c.max_http_connections = 1).await;
+    let _held = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let answer = refused(&server).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    // An upgraded WebSocket no longer counts as an HTTP connection.
+    drop(_held);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ws = server.joined("alice").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.get("/healthz").await.0, 200);
+}
+
+#[tokio::test]
+async fn a_flood_of_history_requests_is_limited_then_closed() {
+    // The default request budget; only the message rate is raised (as in every test).
+    let server = TestServer::with(|c| {
+        let defaults = hubbub::server::config::HubConfig::default();
+        c.requests_per_sec = defaults.requests_per_sec;
+        c.request_burst = defaults.request_burst;
+    })
+    .await;
+    let mut c = server.joined("reader").await;
+    for i in 0..20 {
+        c.say(&format!("m{i}")).await;
+        c.recv_message().await;
+    }
+    for _ in 0..400 {
+        if c.ws
+            .send(Message::text(
+                json!({"type": "history", "before": 15}).to_string(),
+            ))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (mut answered, mut limited) = (0, 0);
+    let code = loop {
+        match c.ending_or_frame().await {
+            Err(code) => break code,
+            Ok(v) if v["type"] == "history" => answered += 1,
+            Ok(v) if v["type"] == "error" => {
+                assert_eq!(v["code"], "rate_limited", "{v}");
+                limited += 1;
+            }
+            Ok(_) => {}
+        }
+    };
+    assert_eq!(code, 4001, "closed for flooding");
+    assert!(answered <= 40, "{answered} history requests were answered");
+    assert_eq!(limited, 10, "each refusal is said, until the close");
+    let (_, metrics) = server.get("/metrics").await;
+    assert!(metric(&metrics, "hubbub_rate_limited_frames_total") >= 11.0);
+}
+
+#[tokio::test]
+async fn refused_joins_are_strikes() {
+    let server = TestServer::with(|c| c.max_strikes = 3).await;
+    let _alice = server.joined("alice").await;
+    let mut guesser = server.client().await;
+    let attempts = [
+        json!({"type": "join", "username": "alice", "email": "x@example.com"}),
+        json!({"type": "join", "username": "ALICE", "email": "y@example.com"}),
+        json!({"type": "join", "username": "bob", "email": "b@example.com", "room": "Nope!"}),
+        json!({"type": "join", "username": "аlice", "email": "z@example.com"}),
+    ];
+    let mut codes = Vec::new();
+    for attempt in attempts {
+        guesser.send_json(attempt).await;
+        match guesser.ending_or_frame().await {
+            Ok(v) => codes.push(v["code"].as_str().unwrap_or_default().to_string()),
+            Err(code) => {
+                codes.push(code.to_string());
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        codes,
+        ["username_taken", "username_taken", "invalid_room", "4004"]
+    );
+    // Strikes are counted in a row: a successful join starts again from zero.
+    let mut fine = server.client().await;
+    fine.send_json(json!({"type": "join", "username": "alice", "email": "q@example.com"}))
+        .await;
+    assert_eq!(fine.recv_error().await, "username_taken");
+    fine.join("carol").await;
+    fine.assert_alive().await;
 }

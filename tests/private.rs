@@ -131,3 +131,89 @@ async fn sending_to_someone_not_online_is_refused_clearly() {
     }
     alice.assert_alive().await;
 }
+
+#[tokio::test]
+async fn a_private_message_does_not_end_typing_for_the_room() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    let mut carol = server.joined("carol").await;
+    alice.recv_json().await; // bob joined
+    alice.recv_json().await; // carol joined
+    bob.recv_json().await; // carol joined
+    alice.send_json(json!({"type": "typing"})).await;
+    let v = carol.recv_json().await;
+    assert_eq!(
+        (v["type"].as_str(), v["active"].as_bool()),
+        (Some("typing"), Some(true))
+    );
+    bob.recv_json().await; // typing, for bob too
+    alice
+        .send_json(json!({"type": "message", "text": "psst", "to": "bob"}))
+        .await;
+    assert_eq!(bob.recv_message().await.text, "psst");
+    // Carol's next frame is bob's public message: no "stopped typing" gave the private
+    // message away (the typing notice itself lasts its 5 s unless a public message ends it).
+    bob.say("marker").await;
+    let v = carol.recv_json().await;
+    assert_eq!(
+        (v["type"].as_str(), v["text"].as_str()),
+        (Some("message"), Some("marker")),
+        "{v}"
+    );
+    // A public message from alice ends it for everyone, as before.
+    alice.say("public").await;
+    let v = carol.recv_json().await;
+    assert_eq!(
+        (v["type"].as_str(), v["active"].as_bool()),
+        (Some("typing"), Some(false)),
+        "{v}"
+    );
+    assert!(!carol.raw.iter().any(|f| f.contains("psst")));
+}
+
+#[tokio::test]
+async fn names_that_look_like_an_online_name_are_refused() {
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    for twin in [
+        "alice\u{200b}",
+        "\u{202e}alice",
+        "a\u{307}lice",
+        "аlice",
+        "ALICE",
+        "ａｌｉｃｅ",
+    ] {
+        let mut c = server.client().await;
+        c.send_json(json!({"type": "join", "username": twin, "email": "mallory@example.com"}))
+            .await;
+        let v = c.recv_json().await;
+        assert_eq!(v["type"], "error", "{twin:?} was accepted: {v}");
+        let code = v["code"].as_str().unwrap();
+        assert!(
+            code == "username_taken" || code == "invalid_username",
+            "{twin:?}: {v}"
+        );
+        if code == "username_taken" && twin != "ALICE" && twin != "ａｌｉｃｅ" {
+            let message = v["message"].as_str().unwrap();
+            assert!(message.contains("looks too much like “alice”"), "{message}");
+        }
+    }
+    // A private message to a look-alike spelling reaches the real alice, nobody else.
+    let mut bob = server.joined("bob").await;
+    alice.recv_json().await; // bob joined
+    bob.send_json(json!({"type": "message", "text": "hi", "to": "АLICE"}))
+        .await;
+    let got = alice.recv_message().await;
+    assert_eq!(
+        (got.text.as_str(), got.to.unwrap().username.as_str()),
+        ("hi", "alice")
+    );
+    // The name is shown as normalised: fullwidth letters become ordinary ones.
+    let mut wide = server.client().await;
+    let ServerFrame::Welcome { you, .. } = wide.join_as("ｄａｖｅ", "dave@example.com", None).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(you.username, "dave");
+}

@@ -34,7 +34,7 @@
 use super::config::HubConfig;
 use super::hub::{ConnId, Delivery, Rooms, encode};
 use super::store::{Appended, Draft, StoreError};
-use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User};
+use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User, name_key};
 use futures::StreamExt;
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
@@ -388,7 +388,7 @@ impl Cluster {
         let joined = format!("j{}", json(user));
         let reply: Vec<String> = self
             .presence_script(&self.scripts.claim, room)
-            .arg(user.username.to_lowercase())
+            .arg(name_key(&user.username))
             .arg(json(&entry))
             .arg(&user.avatar)
             .arg(format!("{PREFIX}node:"))
@@ -427,7 +427,7 @@ impl Cluster {
     ) -> Result<(), redis::RedisError> {
         let _: i64 = self
             .presence_script(&self.scripts.release, room)
-            .arg(user.username.to_lowercase())
+            .arg(name_key(&user.username))
             .arg(&self.node)
             .arg(conn.to_string())
             .arg(room)
@@ -475,7 +475,7 @@ impl Cluster {
     pub async fn member(&self, room: &str, name: &str) -> Option<User> {
         let entry: Option<String> = self
             .conn()
-            .hget(format!("{PREFIX}presence:{room}"), name.to_lowercase())
+            .hget(format!("{PREFIX}presence:{room}"), name_key(name))
             .await
             .ok()?;
         serde_json::from_str::<Entry>(&entry?).ok().map(|e| e.user)
@@ -729,7 +729,7 @@ impl Cluster {
                 let Ok(user) = serde_json::from_slice::<User>(body) else {
                     return;
                 };
-                let name = user.username.to_lowercase();
+                let name = name_key(&user.username);
                 let frame = if tag == b'j' {
                     ServerFrame::Joined { user }
                 } else {
@@ -744,7 +744,7 @@ impl Cluster {
                 let Ok(event) = serde_json::from_slice::<TypingEvent>(body) else {
                     return;
                 };
-                let name = event.user.username.to_lowercase();
+                let name = name_key(&event.user.username);
                 let frame = ServerFrame::Typing {
                     user: event.user,
                     active: event.active,

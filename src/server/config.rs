@@ -59,12 +59,33 @@ pub struct HubConfig {
     pub rate_per_sec: f64,
     /// Messages a connection may send in a burst above the sustained rate.
     pub rate_burst: f64,
+    /// Sustained requests per second per connection other than messages (`join`, `history`,
+    /// `typing`, `ping`, unreadable frames): each costs a database read or a fan-out, so none
+    /// is free. A browser sends about one every two seconds while typing.
+    pub requests_per_sec: f64,
+    /// Requests a connection may send in a burst above `requests-per-sec`.
+    pub request_burst: f64,
     /// Rate-limited or malformed frames tolerated before the connection is closed.
     pub max_strikes: u32,
     /// Open WebSocket connections the server accepts in total (503 beyond).
     pub max_connections: usize,
     /// Open WebSocket connections per client IP (429 beyond).
     pub max_connections_per_ip: usize,
+    /// Open HTTP connections (page loads, assets, WebSocket handshakes not yet upgraded) the
+    /// server holds at once; beyond it a new connection is answered 503 and closed.
+    pub max_http_connections: usize,
+    /// Open HTTP connections per client address (not applied to `trusted-proxies`, which
+    /// carry many clients); beyond it, 429 and closed.
+    pub max_http_connections_per_ip: usize,
+    /// A request must have sent its whole header within this time, and an idle keep-alive
+    /// connection is closed after it (a client trickling one header line at a time cannot
+    /// hold a connection: "slowloris").
+    pub http_header_timeout_ms: u64,
+    /// The kernel's send buffer for each WebSocket (`SO_SNDBUF`; Linux doubles it). It bounds
+    /// how much a reader that stopped reading can make the server hold before its writes
+    /// block and it is dropped as a slow consumer, whatever the machine's autotuning allows
+    /// (`net.ipv4.tcp_wmem`, up to 4 MiB on common defaults). 0: leave the kernel's default.
+    pub socket_send_buffer: usize,
     /// The server pings every connection this often.
     pub ping_interval_ms: u64,
     /// A connection silent (not even a pong) for this long is closed.
@@ -105,9 +126,15 @@ impl Default for HubConfig {
             socket_write_burst: 10.0,
             rate_per_sec: 5.0,
             rate_burst: 20.0,
+            requests_per_sec: 10.0,
+            request_burst: 30.0,
             max_strikes: 10,
             max_connections: 20_000,
             max_connections_per_ip: 100,
+            max_http_connections: 2_000,
+            max_http_connections_per_ip: 64,
+            http_header_timeout_ms: 10_000,
+            socket_send_buffer: 64 * 1024,
             ping_interval_ms: 20_000,
             idle_timeout_ms: 60_000,
             allowed_origins: Vec::new(),
@@ -192,7 +219,109 @@ impl Config {
                 path: path.to_owned(),
                 message: e.message().to_string(),
             })?;
+        hub.check().map_err(|message| ConfigError::Hub {
+            path: path.to_owned(),
+            message,
+        })?;
         Ok(Config { site, hub })
+    }
+}
+
+impl HubConfig {
+    /// Checks every setting against the range it works in, so a bad value stops the server
+    /// at start-up with the key named, instead of failing later (a zero ping interval made
+    /// every writer panic). The error names the first key out of range.
+    pub fn check(&self) -> Result<(), String> {
+        fn within<T: PartialOrd + std::fmt::Display>(
+            key: &str,
+            value: T,
+            low: T,
+            high: T,
+        ) -> Result<(), String> {
+            if value >= low && value <= high {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{key} = {value} is out of range: allowed {low} to {high}"
+                ))
+            }
+        }
+        fn rate(key: &str, value: f64, low: f64) -> Result<(), String> {
+            if value.is_finite() {
+                within(key, value, low, 1e9)
+            } else {
+                Err(format!(
+                    "{key} = {value} is not a number: allowed {low} to 1e9"
+                ))
+            }
+        }
+        if self.database.as_os_str().is_empty() {
+            return Err("database is empty: give the path of the SQLite file".into());
+        }
+        within("history-limit", self.history_limit, 1, 1_000)?;
+        within("resume-limit", self.resume_limit, 1, 100_000)?;
+        within("max-frame-bytes", self.max_frame_bytes, 1_024, 16 << 20)?;
+        let most = crate::protocol::MAX_MESSAGE_CHARS;
+        within("max-message-chars", self.max_message_chars, 1, most)?;
+        within("presence-limit", self.presence_limit, 0, 1_000_000)?;
+        within("typing-timeout-ms", self.typing_timeout_ms, 100, 600_000)?;
+        within("room-queue", self.room_queue, 16, 1 << 20)?;
+        within("direct-queue", self.direct_queue, 4, 1 << 20)?;
+        within("write-timeout-ms", self.write_timeout_ms, 10, 600_000)?;
+        if self.socket_writes_per_sec != 0.0 {
+            rate("socket-writes-per-sec", self.socket_writes_per_sec, 1.0)?;
+        }
+        rate("socket-write-burst", self.socket_write_burst, 1.0)?;
+        rate("rate-per-sec", self.rate_per_sec, 0.001)?;
+        rate("rate-burst", self.rate_burst, 1.0)?;
+        rate("requests-per-sec", self.requests_per_sec, 0.001)?;
+        rate("request-burst", self.request_burst, 1.0)?;
+        within("max-strikes", self.max_strikes, 1, 1_000_000)?;
+        within("max-connections", self.max_connections, 1, 10_000_000)?;
+        within(
+            "max-connections-per-ip",
+            self.max_connections_per_ip,
+            1,
+            10_000_000,
+        )?;
+        within(
+            "max-http-connections",
+            self.max_http_connections,
+            1,
+            10_000_000,
+        )?;
+        let per_ip = self.max_http_connections_per_ip;
+        within("max-http-connections-per-ip", per_ip, 1, 10_000_000)?;
+        within(
+            "http-header-timeout-ms",
+            self.http_header_timeout_ms,
+            100,
+            600_000,
+        )?;
+        if self.socket_send_buffer != 0 {
+            within(
+                "socket-send-buffer",
+                self.socket_send_buffer,
+                4_096,
+                64 << 20,
+            )?;
+        }
+        within("ping-interval-ms", self.ping_interval_ms, 10, 600_000)?;
+        let idle_low = self.ping_interval_ms.saturating_add(1);
+        within("idle-timeout-ms", self.idle_timeout_ms, idle_low, 3_600_000)
+            .map_err(|e| format!("{e} (it must exceed ping-interval-ms)"))?;
+        within("shutdown-grace-ms", self.shutdown_grace_ms, 0, 600_000)?;
+        within("redis-history", self.redis_history, 1, 100_000_000)?;
+        within("node-ttl-ms", self.node_ttl_ms, 1_000, 600_000)?;
+        for origin in &self.allowed_origins {
+            let scheme = origin.starts_with("http://") || origin.starts_with("https://");
+            if !scheme || origin.contains(char::is_whitespace) {
+                return Err(format!(
+                    "allowed-origins: {origin:?} is not an origin like https://chat.example.com"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -257,6 +386,29 @@ mod tests {
         );
         // LEPTOS_* variables are read from the process environment by leptos_config itself.
         assert_eq!(&*config.site.output_name, "hubbub");
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        let f = write("[site]\noutput-name = \"hubbub\"\n[hub]\nping-interval-ms = 0\n");
+        let err = Config::load(f.path(), []).unwrap_err().to_string();
+        assert!(
+            err.contains("ping-interval-ms = 0 is out of range"),
+            "{err}"
+        );
+        for (key, value) in [
+            ("HUBBUB_ROOM_QUEUE", "0"),
+            ("HUBBUB_RATE_PER_SEC", "nan"),
+            ("HUBBUB_IDLE_TIMEOUT_MS", "20000"),
+            ("HUBBUB_SOCKET_SEND_BUFFER", "10"),
+            ("HUBBUB_ALLOWED_ORIGINS", "chat.example.com"),
+        ] {
+            let f = write("[site]\noutput-name = \"hubbub\"\n");
+            let err = Config::load(f.path(), [(key.into(), value.into())]).unwrap_err();
+            let name = key["HUBBUB_".len()..].to_lowercase().replace('_', "-");
+            assert!(err.to_string().contains(&name), "{key}: {err}");
+        }
+        assert_eq!(HubConfig::default().check(), Ok(()));
     }
 
     #[test]

@@ -39,7 +39,11 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How fast this connection sends, and how many refused frames it has sent in a row.
 struct Pace {
+    /// Messages.
     bucket: TokenBucket,
+    /// Every other request (`join`, `history`, `typing`, `ping`): each costs a read or a
+    /// fan-out, so none is free.
+    requests: TokenBucket,
     strikes: u32,
 }
 
@@ -152,6 +156,7 @@ async fn read_loop(
     let idle = Duration::from_millis(config.idle_timeout_ms);
     let mut pace = Pace {
         bucket: TokenBucket::new(config.rate_per_sec, config.rate_burst),
+        requests: TokenBucket::new(config.requests_per_sec, config.request_burst),
         strikes: 0,
     };
     loop {
@@ -237,13 +242,30 @@ async fn handle(
     pace: &mut Pace,
 ) -> Next {
     let config = &hub.config;
+    let is_message = matches!(frame, ClientFrame::Message { .. });
+    if !is_message && !pace.requests.try_take(Instant::now()) {
+        hub.metrics.rate_limited_frames.fetch_add(1, Relaxed);
+        let slow_down = Invalid {
+            code: ErrorCode::RateLimited,
+            message: "you are sending requests too fast; this one was not answered".into(),
+        };
+        return strike(out, hub, &mut pace.strikes, slow_down, None).await;
+    }
     match frame {
         ClientFrame::Join {
             username,
             email,
             room,
             since,
-        } => join(out, hub, conn, session, &username, &email, room, since).await,
+        } => {
+            let asked = Asked {
+                username: &username,
+                email: &email,
+                room,
+                since,
+            };
+            join(out, hub, conn, session, &mut pace.strikes, asked).await
+        }
         ClientFrame::Message {
             text,
             client_id,
@@ -251,7 +273,11 @@ async fn handle(
         } => match session {
             None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
             Some(s) => {
-                s.stop_typing(hub).await;
+                // Only a public message ends "is typing" for everyone: ending it on a private
+                // one would tell the whole room that something private was just sent.
+                if to.is_none() {
+                    s.stop_typing(hub).await;
+                }
                 post(out, hub, s, pace, text, client_id, to).await
             }
         },
@@ -268,6 +294,7 @@ async fn handle(
                 .await
             {
                 Ok((messages, has_more)) => {
+                    pace.strikes = 0;
                     send(out, &ServerFrame::History { messages, has_more }).await
                 }
                 Err(e) => unavailable(out, e, None).await,
@@ -289,34 +316,40 @@ async fn handle(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a `join` frame asked for.
+struct Asked<'a> {
+    username: &'a str,
+    email: &'a str,
+    room: Option<String>,
+    since: Option<u64>,
+}
+
+/// Joins the room, sends `welcome` (and `catch_up` frames after a long absence), then has the
+/// writer follow the room. A refused join counts as a strike: each one costs the server (in
+/// cluster mode, Redis round trips), so guessing names cannot go on for free.
 async fn join(
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
     conn: u64,
     session: &mut Option<Session>,
-    username: &str,
-    email: &str,
-    room: Option<String>,
-    since: Option<u64>,
+    strikes: &mut u32,
+    asked: Asked<'_>,
 ) -> Next {
     if session.is_some() {
-        return send_error(
-            out,
-            ErrorCode::AlreadyJoined,
-            "this connection already joined",
-            None,
-        )
-        .await;
+        let again = Invalid {
+            code: ErrorCode::AlreadyJoined,
+            message: "this connection already joined".into(),
+        };
+        return strike(out, hub, strikes, again, None).await;
     }
-    let checked = protocol::validate_username(username).and_then(|name| {
-        let email = protocol::validate_email(email)?;
-        let room = protocol::validate_room(room.as_deref().unwrap_or(DEFAULT_ROOM))?;
+    let checked = protocol::validate_username(asked.username).and_then(|name| {
+        let email = protocol::validate_email(asked.email)?;
+        let room = protocol::validate_room(asked.room.as_deref().unwrap_or(DEFAULT_ROOM))?;
         Ok((name, email, room))
     });
     let (username, email, room) = match checked {
         Ok(ok) => ok,
-        Err(invalid) => return send_error(out, invalid.code, &invalid.message, None).await,
+        Err(invalid) => return strike(out, hub, strikes, invalid, None).await,
     };
     // Only the hash leaves this function: other users never see the address.
     let user = User {
@@ -325,15 +358,26 @@ async fn join(
     };
     let joined = match hub.join(&room, &user, conn, out.clone()).await {
         Ok(joined) => joined,
-        Err(JoinRefused::NameTaken) => {
-            let message = format!(
-                "“{}” is already in this room; pick another name",
-                user.username
-            );
-            return send_error(out, ErrorCode::UsernameTaken, &message, None).await;
+        Err(JoinRefused::NameTaken(holder)) => {
+            let message = match holder {
+                Some(holder) if holder != user.username => format!(
+                    "“{}” looks too much like “{holder}”, who is in this room; pick another name",
+                    user.username
+                ),
+                _ => format!(
+                    "“{}” is already in this room; pick another name",
+                    user.username
+                ),
+            };
+            let taken = Invalid {
+                code: ErrorCode::UsernameTaken,
+                message,
+            };
+            return strike(out, hub, strikes, taken, None).await;
         }
         Err(JoinRefused::Unavailable(e)) => return unavailable(out, e, None).await,
     };
+    *strikes = 0;
     let sender_key = identity_key(&user);
     *session = Some(Session {
         room: room.clone(),
@@ -341,24 +385,48 @@ async fn join(
         sender_key: sender_key.clone(),
         typing_until: None,
     });
-    let (history, has_more) = match hub
-        .welcome_history(&room, &sender_key, since, joined.watermark)
+    let history = match hub
+        .welcome_history(&room, &sender_key, asked.since, joined.watermark)
         .await
     {
         Ok(found) => found,
         Err(e) => return unavailable(out, e, None).await,
     };
+    let mut last = history.messages.last().map(|m| m.id);
+    let mut catching_up = history.more_after;
     let welcome = ServerFrame::Welcome {
         you: user,
-        room,
+        room: room.clone(),
         online: joined.online,
         online_count: joined.online_count,
-        history,
-        has_more,
+        history: history.messages,
+        has_more: history.has_more,
+        catching_up,
         heartbeat_ms: hub.config.ping_interval_ms,
     };
     if let Next::Stop = send(out, &welcome).await {
         return Next::Stop;
+    }
+    // The rest of a long absence, before the writer follows the room: everything after
+    // `since` reaches the client, in order, with no gap before the live messages.
+    while catching_up {
+        let since = last.unwrap_or(0);
+        let (messages, more) = match hub
+            .resume_page(&room, &sender_key, since, joined.watermark)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => return unavailable(out, e, None).await,
+        };
+        last = messages.last().map(|m| m.id).or(last);
+        catching_up = more && !messages.is_empty();
+        let frame = ServerFrame::CatchUp {
+            messages,
+            more: catching_up,
+        };
+        if let Next::Stop = send(out, &frame).await {
+            return Next::Stop;
+        }
     }
     forward(out, Outbound::Subscribe(Box::new(joined.feed))).await
 }
@@ -465,7 +533,7 @@ async fn strike(
                 "kept sending faster than the rate limit",
             )
         } else {
-            (close::PROTOCOL_ABUSE, "too many invalid frames")
+            (close::PROTOCOL_ABUSE, "too many invalid or refused frames")
         };
         let _ = out.send(Outbound::Close(close_code, reason)).await;
         return Next::Stop;

@@ -18,7 +18,7 @@ use super::cluster::{Claim, Cluster, ClusterError};
 use super::config::HubConfig;
 use super::metrics::Metrics;
 use super::store::{Appended, Draft, Finished, Store, StoreError};
-use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User};
+use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User, name_key};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,8 @@ pub struct Delivery {
     pub audience: Audience,
 }
 
-/// Who in the room a delivery is for. Names are lower-cased.
+/// Who in the room a delivery is for, by name key ([`name_key`]: case, compatibility forms
+/// and look-alike characters folded).
 #[derive(Clone)]
 pub enum Audience {
     Everyone,
@@ -56,7 +57,7 @@ impl Delivery {
         }
     }
 
-    /// For everyone in the room except the user with lower-cased name `except`.
+    /// For everyone in the room except the user whose name key is `except`.
     pub fn all_but(frame: Frame, except: Option<String>) -> Self {
         Delivery {
             frame,
@@ -64,7 +65,7 @@ impl Delivery {
         }
     }
 
-    /// Whether the user with lower-cased name `key` may see this.
+    /// Whether the user whose name key is `key` may see this.
     pub fn is_for(&self, key: &str) -> bool {
         match &self.audience {
             Audience::Everyone => true,
@@ -104,7 +105,7 @@ struct Member {
 /// A connection's view of its room: the broadcasts, and the room's call to write now.
 pub struct Feed {
     pub rx: broadcast::Receiver<Delivery>,
-    /// This connection's user, lower-cased: private messages to others are skipped.
+    /// This connection's user's name key: private messages to others are skipped.
     pub me: String,
     /// Notified when some connection of the room has half the room queue waiting. A writer
     /// holding frames back to batch them (`socket-writes-per-sec`) stops waiting then, so
@@ -118,7 +119,7 @@ struct Room {
     /// Every message of this room with an id up to this one was handed to `tx` or, for ids
     /// from before the room was opened here, is in the log. Later ones are yet to come.
     watermark: u64,
-    /// Keyed by the lower-cased username: names are unique case-insensitively.
+    /// Keyed by [`name_key`]: two names that look alike cannot be in a room together.
     members: HashMap<String, Member>,
 }
 
@@ -152,8 +153,9 @@ impl Room {
 /// Why [`Rooms::join`] refused.
 #[derive(Debug)]
 pub enum LocalRefusal {
-    /// The name is already online in the room, used by someone else.
-    NameTaken,
+    /// The name, or one that looks like it, is online in the room, used by someone else
+    /// (the name they use).
+    NameTaken(String),
     /// Cluster mode: the room is not open on this node (see [`Rooms::open`]).
     NotOpen,
 }
@@ -281,7 +283,7 @@ impl Rooms {
         let rooms = self.lock();
         if let Some(m) = rooms
             .get(room)
-            .and_then(|r| r.members.get(&user.username.to_lowercase()))
+            .and_then(|r| r.members.get(&name_key(&user.username)))
             && m.conn == conn
         {
             let _ = m.outbound.try_send(Outbound::Close(
@@ -301,8 +303,8 @@ impl Rooms {
     pub fn deliver_message(&self, room: &str, message: &ChatMessage) {
         let audience = message.to.as_ref().map_or(Audience::Everyone, |to| {
             Audience::Pair(Arc::new((
-                message.from.username.to_lowercase(),
-                to.username.to_lowercase(),
+                name_key(&message.from.username),
+                name_key(&to.username),
             )))
         });
         let delivery = Delivery {
@@ -322,7 +324,8 @@ impl Rooms {
         self.watermark.fetch_max(message.id, Ordering::SeqCst);
     }
 
-    /// Adds `user` to `room`. A name already online is refused, unless it is the same person
+    /// Adds `user` to `room`. A name already online (or one that looks like it: same
+    /// [`name_key`]) is refused, unless it is the same person
     /// (same email, hence the same avatar hash) coming back on a new connection: then the new
     /// connection takes over and the old one is closed, without leave/join notices.
     pub fn join(
@@ -332,7 +335,7 @@ impl Rooms {
         conn: ConnId,
         outbound: mpsc::Sender<Outbound>,
     ) -> Result<Joined, LocalRefusal> {
-        let key = user.username.to_lowercase();
+        let key = name_key(&user.username);
         // Serialised before taking the lock every room and delivery shares.
         let joined = encode(&ServerFrame::Joined { user: user.clone() });
         let mut rooms = self.lock();
@@ -349,7 +352,7 @@ impl Rooms {
                     "you joined again from another connection",
                 ));
             }
-            Some(_) => return Err(LocalRefusal::NameTaken),
+            Some(other) => return Err(LocalRefusal::NameTaken(other.user.username.clone())),
             None if !self.clustered && r.members.len() < self.presence_limit => {
                 r.send(Delivery::public(joined), self.room_queue);
             }
@@ -363,9 +366,13 @@ impl Rooms {
                 outbound,
             },
         );
-        // Keys are the lower-cased names: sorting them sorts case-insensitively.
-        let mut members: Vec<(&String, &Member)> = r.members.iter().collect();
-        members.sort_unstable_by_key(|(key, _)| *key);
+        // Sorted case-insensitively, as people read a list of names.
+        let mut members: Vec<(String, &Member)> = r
+            .members
+            .values()
+            .map(|m| (m.user.username.to_lowercase(), m))
+            .collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let online = members
             .into_iter()
             .take(self.presence_limit)
@@ -417,16 +424,14 @@ impl Rooms {
     pub fn member(&self, room: &str, username: &str) -> Option<User> {
         let rooms = self.lock();
         let r = rooms.get(room)?;
-        r.members
-            .get(&username.to_lowercase())
-            .map(|m| m.user.clone())
+        r.members.get(&name_key(username)).map(|m| m.user.clone())
     }
 
     /// Removes the connection's user from the room, if that connection still holds the name,
     /// and tells the others. An empty room is forgotten (in cluster mode, by
     /// [`Rooms::close_if_empty`], which also unsubscribes it).
     pub fn leave(&self, room: &str, user: &User, conn: ConnId) {
-        let key = user.username.to_lowercase();
+        let key = name_key(&user.username);
         let left = encode(&ServerFrame::Left { user: user.clone() });
         let mut rooms = self.lock();
         let Some(r) = rooms.get_mut(room) else { return };
@@ -452,7 +457,8 @@ enum Backend {
 
 /// Why a join was refused.
 pub enum JoinRefused {
-    NameTaken,
+    /// The name, or a look-alike, is online; the name in use, when this node knows it.
+    NameTaken(Option<String>),
     Unavailable(StoreError),
 }
 
@@ -578,7 +584,10 @@ impl Hub {
             return self
                 .rooms
                 .join(room, user, conn, outbound)
-                .map_err(|_| JoinRefused::NameTaken);
+                .map_err(|refused| match refused {
+                    LocalRefusal::NameTaken(holder) => JoinRefused::NameTaken(Some(holder)),
+                    LocalRefusal::NotOpen => JoinRefused::NameTaken(None),
+                });
         };
         // The room's channel first: from then on this node gets all of the room's messages.
         cluster.open(room).await.map_err(JoinRefused::Unavailable)?;
@@ -590,7 +599,7 @@ impl Hub {
                 cluster.close_if_empty(room);
                 return Err(match refused {
                     Err(e) => JoinRefused::Unavailable(e),
-                    Ok(_) => JoinRefused::NameTaken,
+                    Ok(_) => JoinRefused::NameTaken(None),
                 });
             }
         };
@@ -606,8 +615,8 @@ impl Hub {
                     }
                     return Ok(joined);
                 }
-                Err(LocalRefusal::NameTaken) => {
-                    refusal = Some(JoinRefused::NameTaken);
+                Err(LocalRefusal::NameTaken(holder)) => {
+                    refusal = Some(JoinRefused::NameTaken(Some(holder)));
                     break;
                 }
                 Err(LocalRefusal::NotOpen) => {
@@ -658,35 +667,72 @@ impl Hub {
         }
     }
 
-    /// The history for `welcome`: everything after `since` (capped by `resume_limit`), or the
-    /// last `history_limit` messages; never past the join's watermark.
-    /// `viewer` is the joining user's key: their private messages are included.
+    /// The history for `welcome`: the first `resume_limit` messages after `since`, or the
+    /// last `history_limit` messages; never past the join's watermark. `viewer` is the joining
+    /// user's key: their private messages are included.
     pub async fn welcome_history(
         &self,
         room: &str,
         viewer: &str,
         since: Option<u64>,
         watermark: u64,
-    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+    ) -> Result<WelcomeHistory, StoreError> {
         match since {
             Some(since) => {
-                let limit = self.config.resume_limit;
-                let messages = self
-                    .after(room, Some(viewer), since, watermark, limit)
-                    .await?;
+                let (messages, more_after) =
+                    self.resume_page(room, viewer, since, watermark).await?;
                 // Older history exists if anything precedes what we send.
                 let first = messages.first().map_or(since.saturating_add(1), |m| m.id);
                 let (older, _) = self
                     .page(room, Some(viewer), Some(first), watermark, 1)
                     .await?;
-                Ok((messages, !older.is_empty()))
+                Ok(WelcomeHistory {
+                    messages,
+                    has_more: !older.is_empty(),
+                    more_after,
+                })
             }
             None => {
                 let limit = self.config.history_limit;
-                self.page(room, Some(viewer), None, watermark, limit).await
+                let (messages, has_more) = self
+                    .page(room, Some(viewer), None, watermark, limit)
+                    .await?;
+                Ok(WelcomeHistory {
+                    messages,
+                    has_more,
+                    more_after: false,
+                })
             }
         }
     }
+
+    /// Up to `resume_limit` messages after `since`, up to `watermark`, and whether more
+    /// follow them (then the connection sends those in `catch_up` frames before any live
+    /// message, so a long absence never leaves a gap).
+    pub async fn resume_page(
+        &self,
+        room: &str,
+        viewer: &str,
+        since: u64,
+        watermark: u64,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let limit = self.config.resume_limit;
+        let mut messages = self
+            .after(room, Some(viewer), since, watermark, limit + 1)
+            .await?;
+        let more = messages.len() > limit;
+        messages.truncate(limit);
+        Ok((messages, more))
+    }
+}
+
+/// What `welcome` carries of a room's history.
+pub struct WelcomeHistory {
+    pub messages: Vec<ChatMessage>,
+    /// Older messages exist before the first one.
+    pub has_more: bool,
+    /// A resume was cut at `resume_limit`: newer messages up to the join follow.
+    pub more_after: bool,
 }
 
 /// Why the hub could not start.

@@ -85,14 +85,25 @@ impl ConnectionLimits {
         })
     }
 
+    /// Takes a place for a connection from `ip`, within the total and the per-address caps.
     pub fn try_acquire(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        self.acquire(ip, self.max_per_ip)
+    }
+
+    /// Takes a place within the total cap only: for a peer that carries many clients (a
+    /// trusted reverse proxy), whose own address says nothing about who is connecting.
+    pub fn try_acquire_shared(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
+        self.acquire(ip, usize::MAX)
+    }
+
+    fn acquire(self: &Arc<Self>, ip: IpAddr, max_per_ip: usize) -> Result<ConnectionSlot, Refusal> {
         let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let (total, per_ip) = &mut *guard;
         if *total >= self.max_total {
             return Err(Refusal::Full);
         }
         let n = per_ip.entry(ip).or_insert(0);
-        if *n >= self.max_per_ip {
+        if *n >= max_per_ip {
             return Err(Refusal::PerIp);
         }
         *n += 1;

@@ -14,8 +14,10 @@
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod headers;
 pub mod hub;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod shutdown;
 pub mod store;
@@ -28,7 +30,6 @@ use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use config::Config;
 use hub::Hub;
 use leptos::config::LeptosOptions;
@@ -74,6 +75,8 @@ pub enum ServerError {
     Hub(#[from] hub::HubError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("[hub] settings: {0}")]
+    Config(String),
 }
 
 /// Serves until `shutdown` resolves, then closes every WebSocket with 1001 and waits (up to
@@ -83,6 +86,7 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    config.hub.check().map_err(ServerError::Config)?;
     let metrics = Arc::new(Metrics::default());
     let hub_config = Arc::new(config.hub);
     let (hub, store_finished) = Hub::open(hub_config.clone(), metrics.clone()).await?;
@@ -99,47 +103,43 @@ pub async fn serve(
     };
     let routes = generate_route_list(App);
     let context_hub = hub.clone();
+    // Every page render, routed or not found, gets the hub and its security policy.
+    let page_context = move || {
+        provide_context(context_hub.clone());
+        headers::provide_page_policy();
+    };
     let app = Router::new()
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(prometheus))
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(context_hub.clone()),
-            {
-                let options = config.site.clone();
-                move || shell(options.clone())
-            },
-        )
+        .leptos_routes_with_context(&state, routes, page_context.clone(), {
+            let options = config.site.clone();
+            move || shell(options.clone())
+        })
         // Static files (the WASM, JS, CSS and fonts) are gzipped for clients that accept it:
         // the 1.34 MB WASM goes out as 0.60 MB. The fastest level: about 17 ms of CPU per
         // uncached fetch of the WASM, against 72 ms for the default level's 0.49 MB.
         // Pages are left alone, so their streamed HTML is not held back by a compressor.
         .fallback(
-            leptos_axum::file_and_error_handler::<AppState, _>(shell)
+            leptos_axum::file_and_error_handler_with_context::<AppState, _>(page_context, shell)
                 .layer(CompressionLayer::new().quality(CompressionLevel::Fastest)),
         )
+        .layer(axum::middleware::map_response(headers::secure))
         .with_state(state);
 
-    // No Nagle delay: the writer already batches what is ready into one write, and a frame
-    // held back waiting for the previous one's ACK is pure latency (Go, like the seeds, sets
-    // TCP_NODELAY by default too).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let http = listener::HttpSettings {
+        header_timeout: Duration::from_millis(hub_config.http_header_timeout_ms),
+        max_connections: hub_config.max_http_connections,
+        max_connections_per_ip: hub_config.max_http_connections_per_ip,
+        trusted_proxies: hub_config.trusted_proxies.clone(),
+        grace: Duration::from_millis(hub_config.shutdown_grace_ms),
+    };
+    listener::serve(listener, app, http, async move {
         shutdown.await;
         tracing::info!("shutting down: closing WebSocket connections");
         let _ = stop.send(true);
     })
-    .await?;
+    .await;
 
     // HTTP has stopped accepting. Upgraded WebSockets are not tracked by axum: each writer
     // saw the stop signal and is sending 1001; wait for them to finish.
@@ -172,6 +172,10 @@ async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let socket = request
+        .extensions()
+        .get::<listener::SocketHandle>()
+        .cloned();
     let ws = match websocket::Upgrade::from_request(request) {
         Ok(ws) => ws,
         Err(refused) => return refused.into_response(),
@@ -219,6 +223,14 @@ async fn upgrade(
                 .into_response();
         }
     };
+    // Bounded whatever the kernel's autotuning would allow, so a reader that stopped reading
+    // blocks our writes (and is dropped as a slow consumer) after a known number of bytes.
+    if let Some(socket) = socket
+        && hub.config.socket_send_buffer > 0
+        && let Err(e) = socket.set_send_buffer(hub.config.socket_send_buffer)
+    {
+        tracing::debug!("SO_SNDBUF: {e}");
+    }
     let hub = state.hub.clone();
     // The connection enforces `max_frame_bytes` itself, after reading the whole frame, so it
     // can answer with a clean 1009. Tungstenite's own cap is only a backstop against memory

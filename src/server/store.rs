@@ -272,9 +272,8 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room, id);
 -- Private messages (schema version 1): the recipient, and who they are (as sender_key).
--- Added with ALTER TABLE below for databases created before.
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
-    ON messages (sender_key, client_id) WHERE client_id IS NOT NULL;
+-- Added with ALTER TABLE in `migrate` for databases created before. So is the client_id
+-- index (version 2), which `migrate` creates.
 ";
 
 /// Brings an older database up to the current schema (tracked in `PRAGMA user_version`).
@@ -291,6 +290,19 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
             }
         }
         conn.execute_batch("PRAGMA user_version = 1")?;
+    }
+    if version < 2 {
+        // A `client_id` identifies a message within one sender's conversation in one room:
+        // the same id sent in another room is another message (it used to return the first
+        // room's message and store nothing).
+        conn.execute_batch(
+            "BEGIN;
+             DROP INDEX IF EXISTS messages_by_client_id;
+             CREATE UNIQUE INDEX IF NOT EXISTS messages_by_room_client_id
+                 ON messages (sender_key, room, client_id) WHERE client_id IS NOT NULL;
+             PRAGMA user_version = 2;
+             COMMIT;",
+        )?;
     }
     Ok(())
 }
@@ -356,7 +368,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<(Ch
     {
         let mut find = tx.prepare_cached(
             "SELECT id, ts, username, avatar, text, client_id, to_username, to_avatar \
-             FROM messages WHERE sender_key = ?1 AND client_id = ?2",
+             FROM messages WHERE sender_key = ?1 AND room = ?2 AND client_id = ?3",
         )?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
@@ -366,7 +378,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<(Ch
         for Job { draft: d, .. } in batch {
             if let Some(client_id) = &d.client_id
                 && let Some(existing) = find
-                    .query_row(params![d.sender_key, client_id], row_to_message)
+                    .query_row(params![d.sender_key, d.room, client_id], row_to_message)
                     .optional()?
             {
                 out.push((existing, true));

@@ -33,6 +33,8 @@ pub fn test_config(dir: &Path) -> HubConfig {
         database: dir.join("chat.db"),
         rate_per_sec: 1_000.0,
         rate_burst: 1_000.0,
+        requests_per_sec: 1_000.0,
+        request_burst: 1_000.0,
         ..HubConfig::default()
     }
 }

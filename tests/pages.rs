@@ -1,0 +1,155 @@
+//! The HTML side under attack: markup and quote-breaking payloads in every path segment and
+//! query value of every route never come back raw, and every response carries the security
+//! headers (a per-response CSP nonce on pages, `nosniff` everywhere). Real server, raw HTTP.
+
+mod common;
+
+use common::*;
+
+/// Payloads that break out of text, attributes and the `<title>`, percent-encoded as a
+/// browser would send them in a URL, with the raw string that must never come back.
+const PAYLOADS: [(&str, &str); 5] = [
+    (
+        "%3C%2Ftitle%3E%3Cscript%3Ealert(document.domain)%3C%2Fscript%3E",
+        "</title><script>alert(document.domain)</script>",
+    ),
+    (
+        "%22%3E%3Cimg%20src%3Dx%20onerror%3Dalert(1)%3E",
+        "\"><img src=x onerror=alert(1)>",
+    ),
+    (
+        "%27%3E%3Csvg%20onload%3Dalert(1)%3E",
+        "'><svg onload=alert(1)>",
+    ),
+    (
+        "%3C%2Fscript%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        "</script><script>alert(1)</script>",
+    ),
+    ("%3Cb%3Ebold%3C%2Fb%3E", "<b>bold</b>"),
+];
+
+/// The parts of a response where a payload could have landed.
+fn leaks(raw: &str, head: &str, body: &str) -> bool {
+    body.contains(raw) || head.contains(&raw.to_lowercase())
+}
+
+#[tokio::test]
+async fn markup_in_any_path_segment_or_query_value_never_comes_back_raw() {
+    let server = TestServer::start().await;
+    for (encoded, raw) in PAYLOADS {
+        let paths = [
+            format!("/r/{encoded}"),
+            format!("/r/general?{encoded}={encoded}"),
+            format!("/?room={encoded}&q={encoded}"),
+            format!("/{encoded}"),
+            format!("/r/{encoded}/{encoded}"),
+            format!("/pkg/{encoded}"),
+            format!("/api/{encoded}"),
+            format!("/healthz?{encoded}"),
+            format!("/ws?{encoded}"),
+        ];
+        for path in paths {
+            let (status, head, body) = http_response(server.addr, &path, &[]).await;
+            let body = String::from_utf8_lossy(&body);
+            assert!(
+                !leaks(raw, &head, &body),
+                "{path} ({status}) echoed {raw:?}:\n{head}\n{body}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_room_gets_the_plain_title_and_a_valid_one_its_name() {
+    let server = TestServer::start().await;
+    let (status, _, body) = http_response(
+        server.addr,
+        "/r/%3C%2Ftitle%3E%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+        &[],
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>hubbub</title>"), "{body}");
+    assert!(body.contains("Room names are 1 to 32"), "{body}");
+    let (_, _, body) = http_response(server.addr, "/r/dev-ops", &[]).await;
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("<title>#dev-ops · hubbub</title>"), "{body}");
+}
+
+/// The nonce of the page's policy, checked to be on every script of the page.
+fn page_nonce(head: &str, body: &str) -> String {
+    let policy = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-security-policy: "))
+        .unwrap_or_else(|| panic!("no CSP on the page:\n{head}"));
+    for needed in [
+        "frame-ancestors 'none'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "'wasm-unsafe-eval'",
+    ] {
+        assert!(policy.contains(needed), "{needed} missing from {policy}");
+    }
+    let script_src = policy
+        .split(';')
+        .map(str::trim)
+        .find(|d| d.starts_with("script-src "))
+        .unwrap_or_else(|| panic!("no script-src in {policy}"));
+    assert!(!script_src.contains("unsafe-inline"), "{policy}");
+    assert!(!script_src.contains(" 'unsafe-eval'"), "{policy}");
+    let nonce = policy
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap_or_else(|| panic!("no nonce in {policy}"))
+        .to_string();
+    // The policy is lower-cased with the head; the page carries the nonce as generated.
+    let scripts: Vec<&str> = body.split("<script").skip(1).collect();
+    assert!(!scripts.is_empty(), "the page has no script");
+    for script in scripts {
+        let tag = script.split('>').next().unwrap();
+        assert!(
+            tag.to_lowercase().contains(&format!("nonce=\"{nonce}\"")),
+            "a script without the nonce: <script{tag}>"
+        );
+    }
+    nonce
+}
+
+#[tokio::test]
+async fn pages_carry_a_fresh_nonce_policy_and_every_response_nosniff() {
+    let server = TestServer::start().await;
+    let mut nonces = Vec::new();
+    for path in ["/", "/r/dev", "/", "/no/such/page"] {
+        let (_, head, body) = http_response(server.addr, path, &[]).await;
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            head.contains("x-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains("referrer-policy: same-origin"),
+            "{path}: {head}"
+        );
+        nonces.push(page_nonce(&head, &body));
+    }
+    nonces.sort();
+    nonces.dedup();
+    assert_eq!(nonces.len(), 4, "every response has its own nonce");
+    // Not pages: nosniff, and a policy that allows nothing.
+    std::fs::create_dir_all(server.dir.path().join("pkg")).unwrap();
+    std::fs::write(server.dir.path().join("pkg/hubbub.js"), "export {}").unwrap();
+    for path in ["/pkg/hubbub.js", "/healthz", "/metrics"] {
+        let (status, head, _) = http_response(server.addr, path, &[]).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            head.contains("x-content-type-options: nosniff"),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains("content-security-policy: default-src 'none'; frame-ancestors 'none'"),
+            "{path}: {head}"
+        );
+    }
+}
