@@ -472,9 +472,16 @@ mod socket {
     }
 
     /// Called on every keystroke; tells the server at most every two seconds (it ends the
-    /// "typing" state itself a few seconds after the last one).
+    /// "typing" state itself a few seconds after the last one). Never while writing a private
+    /// message (`/msg …`): the room would learn that something private is being written.
     pub fn typing(chat: Chat) {
         const EVERY_MS: f64 = 2_000.0;
+        if chat
+            .draft
+            .with_untracked(|d| d.trim_start().starts_with("/msg"))
+        {
+            return;
+        }
         let now = js_sys::Date::now();
         if now - chat.typing_sent.get_value() >= EVERY_MS {
             chat.typing_sent.set_value(now);

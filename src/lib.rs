@@ -7,6 +7,7 @@
 //! - [`app`]: the page shell, routes and chat page (Leptos, rendered on the server and
 //!   hydrated in the browser).
 //! - [`components`]: the UI pieces, one per file.
+//! - [`browser`]: browser APIs (resize observers) with do-nothing twins for the server build.
 //! - [`client`]: the browser's chat state and its WebSocket task (reconnect, resume, outbox).
 //! - [`emoji`]: `:shortcode:` to emoji; [`text`]: how message text is shown (emoji, mentions).
 //! - `server` (feature `ssr` only): configuration, the hub, connections, storage, limits,
@@ -16,6 +17,7 @@
 #![recursion_limit = "256"]
 
 pub mod app;
+pub mod browser;
 pub mod client;
 pub mod components;
 pub mod emoji;

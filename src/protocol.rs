@@ -207,11 +207,27 @@ pub fn validate_username(raw: &str) -> Result<String, Invalid> {
     if raw.chars().any(char::is_control) {
         return refuse("Usernames cannot contain control characters.");
     }
-    let normal = nfkc(raw);
-    if normal.chars().any(|c| is_invisible(c) || c.is_control()) {
-        return refuse(
-            "Usernames cannot contain invisible characters (zero-width, direction or formatting marks).",
-        );
+    // Variation selectors only choose how an emoji is drawn (phone keyboards add U+FE0F to
+    // many): dropped rather than refused.
+    let normal: String = nfkc(raw)
+        .chars()
+        .filter(|c| !is_variation_selector(*c))
+        .collect();
+    let chars: Vec<char> = normal.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let joiner = c == '\u{200c}' || c == '\u{200d}';
+        let between_others = i > 0
+            && i + 1 < chars.len()
+            && [chars[i - 1], chars[i + 1]]
+                .iter()
+                .all(|&n| !n.is_ascii() && !n.is_whitespace() && !is_invisible(n));
+        // Joiners are part of emoji sequences (👩‍💻) and of Persian and Indic spelling, between
+        // two such characters; anywhere else they only hide.
+        if (joiner && !between_others) || (!joiner && (is_invisible(c) || c.is_control())) {
+            return refuse(
+                "Usernames cannot contain invisible characters (zero-width, direction or formatting marks).",
+            );
+        }
     }
     if normal.chars().any(|c| c.is_whitespace() && c != ' ') {
         return refuse("Usernames can contain ordinary spaces only.");
@@ -239,13 +255,50 @@ pub fn validate_username(raw: &str) -> Result<String, Invalid> {
 /// skeleton: Cyrillic `а` is Latin `a`, `rn` is `m`) and accents (`ȧlice` is `alice`), so a
 /// name cannot pose as another by looking the same.
 pub fn name_key(name: &str) -> String {
-    // Full case folding (`ß` is `ss`), not just lower case.
+    use unicode_normalization::char::is_combining_mark;
+    // Full case folding: `ß` is `ss`.
     let folded = caseless::default_case_fold_str(&nfkc(name));
-    // The skeleton is in NFD: accents are separate combining marks, dropped here.
-    unicode_security::skeleton(&folded)
-        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
-        .flat_map(char::to_lowercase)
-        .collect()
+    // The skeleton is in NFD: accents are separate combining marks. They are dropped from
+    // Latin, Greek and Cyrillic letters (`ȧlice` is `alice`) but kept elsewhere, where marks
+    // are vowels and spell different names (`राम`, `रमा`).
+    let mut key = String::with_capacity(folded.len());
+    let mut drop_marks = false;
+    for c in unicode_security::skeleton(&folded) {
+        if is_combining_mark(c) {
+            if drop_marks {
+                continue;
+            }
+        } else {
+            drop_marks = is_latin_greek_or_cyrillic(c);
+        }
+        key.extend(c.to_lowercase());
+    }
+    // Capital `I` looks like `l` (the skeleton maps it so) and folds to `i`, so in a
+    // case-insensitive comparison `i` and `l` cannot be told apart: `AIice`, `ALICE` and
+    // `alice` are one name. (`Ali` and `All` too: the rule errs on the side of safety.)
+    key.replace('i', "l")
+}
+
+/// Letters of the scripts whose accents are decoration on a base letter.
+fn is_latin_greek_or_cyrillic(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x0000..=0x024F
+            | 0x0370..=0x052F
+            | 0x1C80..=0x1C8F
+            | 0x1D00..=0x1DBF
+            | 0x1E00..=0x1FFF
+            | 0x2C60..=0x2C7F
+            | 0x2DE0..=0x2DFF
+            | 0xA640..=0xA69F
+            | 0xA720..=0xA7FF
+            | 0xAB30..=0xAB6F
+    )
+}
+
+/// Variation selectors: they pick a glyph's presentation (emoji or text), nothing else.
+fn is_variation_selector(c: char) -> bool {
+    matches!(c as u32, 0xFE00..=0xFE0F | 0xE0100..=0xE01EF)
 }
 
 /// The NFKC form of `s`. In the browser, the JavaScript engine's `String.prototype.normalize`
@@ -446,7 +499,8 @@ mod tests {
             "alice\u{200b}",
             "\u{202e}alice",
             "al\u{2060}ice",
-            "alice\u{fe0f}",
+            "al\u{200d}ice",
+            "alice\u{200c}",
         ] {
             let e = validate_username(sneaky).unwrap_err();
             assert!(e.message.contains("invisible"), "{sneaky:?}: {e:?}");
@@ -459,6 +513,14 @@ mod tests {
         );
         assert!(validate_username("a\u{2028}b").is_err());
         assert_eq!(validate_username("Zoë 🦀").unwrap(), "Zoë 🦀");
+        // What phone keyboards and other scripts need: emoji presentation (dropped), emoji
+        // sequences and Persian joiners (kept).
+        assert_eq!(validate_username("❤\u{fe0f} Ana").unwrap(), "❤ Ana");
+        assert_eq!(validate_username("👩\u{200d}💻").unwrap(), "👩\u{200d}💻");
+        assert_eq!(
+            validate_username("می\u{200c}خواهم").unwrap(),
+            "می\u{200c}خواهم"
+        );
     }
 
     #[test]
@@ -479,6 +541,8 @@ mod tests {
         for other in ["alicia", "bob", "alice2"] {
             assert_ne!(name_key(other), alice, "{other:?}");
         }
+        // Marks that spell other names in other scripts are kept.
+        assert_ne!(name_key("राम"), name_key("रमा"));
         // Scripts other than Latin keep their own names.
         assert_ne!(name_key("Дмитрий"), name_key("Dmitry"));
         assert_eq!(name_key("Дмитрий"), name_key("дмитрий"));

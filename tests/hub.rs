@@ -597,3 +597,117 @@ async fn refused_joins_are_strikes() {
     fine.join("carol").await;
     fine.assert_alive().await;
 }
+
+#[tokio::test]
+async fn a_request_body_that_stalls_is_cut_off_and_a_large_one_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::with(|c| c.http_header_timeout_ms = 1_000).await;
+    // Headers in time, then a body that never comes: the connection is closed, it does not
+    // keep its place for ever.
+    let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/list_rooms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nx",
+        server.addr
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let took = closed_within(&mut stalled, Duration::from_secs(5)).await;
+    assert!(
+        took.is_some(),
+        "a stalled request body held its connection for 5 s"
+    );
+    // A body larger than anything the site takes: 413, not read into memory.
+    let mut big = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/list_rooms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    big.write_all(head.as_bytes()).await.unwrap();
+    let _ = big.write_all(&vec![b'a'; 256 * 1024]).await;
+    let mut answer = vec![0u8; 12];
+    big.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 413");
+}
+
+#[tokio::test]
+async fn a_slow_link_reading_a_large_welcome_is_not_taken_for_a_stalled_reader() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A one-second write timeout, and a welcome of about 400 KB that takes this client
+    // several seconds to read: it keeps reading, so it is slow, not stalled.
+    let server = TestServer::with(|c| {
+        c.write_timeout_ms = 1_000;
+        c.history_limit = 200;
+    })
+    .await;
+    let mut alice = server.joined("alice").await;
+    let long = "é".repeat(1_000);
+    for i in 0..200 {
+        alice.say(&format!("{i} {long}")).await;
+        alice.recv_message().await;
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut raw = socket.connect(server.addr).await.unwrap();
+    let handshake = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    raw.write_all(handshake.as_bytes()).await.unwrap();
+    // The join, as a masked text frame (mask of zeros: the payload goes as it is).
+    let join = br#"{"type":"join","username":"slowpoke","email":"s@example.com"}"#;
+    let mut frame = vec![0x81, 0x80 | join.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(join);
+    raw.write_all(&frame).await.unwrap();
+    // Read about 130 KB/s.
+    let started = tokio::time::Instant::now();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 2048];
+    loop {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let n = tokio::time::timeout(WAIT, raw.read(&mut chunk))
+            .await
+            .expect("the server stopped sending")
+            .unwrap();
+        assert!(n > 0, "dropped after {} bytes", got.len());
+        got.extend_from_slice(&chunk[..n]);
+        if let Some(welcome) = welcome_payload(&got) {
+            let v: serde_json::Value = serde_json::from_slice(&welcome).unwrap();
+            assert_eq!(v["type"], "welcome");
+            assert_eq!(v["history"].as_array().unwrap().len(), 200);
+            break;
+        }
+    }
+    assert!(
+        started.elapsed() > Duration::from_millis(1_500),
+        "the welcome was read too fast to test anything ({:?})",
+        started.elapsed()
+    );
+}
+
+/// The payload of the first WebSocket message after the HTTP response in `raw` (its fragments
+/// joined), once it is complete.
+fn welcome_payload(raw: &[u8]) -> Option<Vec<u8>> {
+    let start = raw.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let mut f = &raw[start..];
+    let mut payload = Vec::new();
+    loop {
+        if f.len() < 2 {
+            return None;
+        }
+        let fin = f[0] & 0x80 != 0;
+        let (len, at) = match f[1] & 0x7f {
+            126 if f.len() >= 4 => (u16::from_be_bytes([f[2], f[3]]) as usize, 4),
+            127 if f.len() >= 10 => (
+                u64::from_be_bytes(f[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n if n < 126 => (n as usize, 2),
+            _ => return None,
+        };
+        payload.extend_from_slice(f.get(at..at + len)?);
+        if fin {
+            return Some(payload);
+        }
+        f = &f[at + len..];
+    }
+}

@@ -246,9 +246,19 @@ async fn the_same_person_rejoining_takes_their_name_back() {
     let server = TestServer::start().await;
     let mut old = server.joined("alice").await;
     let mut watcher = server.joined("bob").await;
+    // Another spelling, even with the same email, is refused: a silent takeover would leave
+    // everyone else's list showing the old spelling.
+    let mut other = server.client().await;
+    other
+        .send_json(
+            serde_json::json!({"type": "join", "username": "ALICE", "email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(other.recv_error().await, "username_taken");
     let mut new = server.client().await;
-    // Same name, same email (any case): the new connection wins, the old one is told why.
-    new.join_as("ALICE", "Alice@example.com", None).await;
+    // Same name, same email (any case of the email): the new connection wins, the old one
+    // is told why.
+    new.join_as("alice", "Alice@example.com", None).await;
     assert_eq!(old.close_code().await, 4003);
     new.say("back").await;
     assert_eq!(watcher.recv_message().await.text, "back");

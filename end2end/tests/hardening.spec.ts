@@ -57,6 +57,12 @@ for (const [label, viewport] of [
         await say(writer, `new line ${i}`);
         await expect(messages(reader).getByText(`new line ${i}`, { exact: true })).toBeInViewport();
       }
+      // The layout changes under it (a phone's keyboard opening, a window made smaller):
+      // the newest message stays in view at once, not only when the next one arrives.
+      await reader.setViewportSize({ width: viewport.width, height: viewport.height - 200 });
+      await expect(messages(reader).getByText("new line 5", { exact: true })).toBeInViewport();
+      await reader.setViewportSize(viewport);
+      await expect(messages(reader).getByText("new line 5", { exact: true })).toBeInViewport();
       // It never decided the reader had scrolled away.
       await expect(reader.getByRole("button", { name: /new message/ })).toHaveCount(0);
       // The reader's own message lands in view too.

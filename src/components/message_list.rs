@@ -1,7 +1,9 @@
 //! The conversation: messages, join/leave notices and the sender's pending messages.
 //!
-//! It follows the newest message while the reader is at the bottom. A reader who has scrolled
-//! up is left where they are and gets a "new messages" button instead. Scrolling to the top
+//! It follows the newest message while the reader is at the bottom: when messages arrive, and
+//! when the layout changes under it (the join form giving way to the composer, a phone's
+//! keyboard, fonts and pictures arriving), which fires no scroll event to react to. A reader who
+//! has scrolled up is left where they are and gets a "new messages" button instead. Scrolling to the top
 //! (or the "Load older messages" button) fetches the previous page, keeping the view steady.
 
 use super::avatar::Avatar;
@@ -9,7 +11,7 @@ use super::clock;
 use crate::client::{Chat, Entry, Pending};
 use crate::protocol::ChatMessage;
 use crate::text::{Segment, mentions, segments};
-use leptos::html::Div;
+use leptos::html::{Div, Ol};
 use leptos::prelude::*;
 
 /// Within this many pixels of the bottom counts as "at the bottom".
@@ -25,6 +27,7 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
         chat.has_more.set(has_more);
     }
     let scroller = NodeRef::<Div>::new();
+    let list = NodeRef::<Ol>::new();
     let at_bottom = RwSignal::new(true);
     let unseen = RwSignal::new(0usize);
     // Times switch to the reader's time zone once hydrated (the server renders them in UTC).
@@ -72,6 +75,25 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
         },
     );
 
+    // Pinned through layout changes: while the reader is at the bottom, any change in the size
+    // of the list or of its viewport keeps the newest message in view.
+    let resize = StoredValue::new_local(None::<crate::browser::Resize>);
+    Effect::new(move || {
+        let (Some(el), Some(content)) = (scroller.get(), list.get()) else {
+            return;
+        };
+        let pin = move || {
+            if at_bottom.get_untracked()
+                && let Some(el) = scroller.get_untracked()
+            {
+                el.set_scroll_top(el.scroll_height());
+                height.set_value(el.scroll_height());
+            }
+        };
+        resize.set_value(Some(crate::browser::on_resize(&el, &content, pin)));
+    });
+    on_cleanup(move || resize.set_value(None));
+
     let on_scroll = move |_| {
         let Some(el) = scroller.get() else { return };
         let bottom = el.scroll_height() - el.scroll_top() - el.client_height() < STICKY_PX;
@@ -114,7 +136,7 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
             // The live region wraps the list (a role on the <ol> itself would take away its
             // list semantics): screen readers announce each message as it arrives.
             <div role="log" aria-label="Messages">
-            <ol class="messages">
+            <ol class="messages" node_ref=list>
                 <For each=move || chat.entries.get() key=Entry::key let:entry>
                     {match entry {
                         Entry::Message(m) => view! { <MessageItem message=m hydrated /> }.into_any(),

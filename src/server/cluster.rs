@@ -390,7 +390,9 @@ impl Cluster {
             .presence_script(&self.scripts.claim, room)
             .arg(name_key(&user.username))
             .arg(json(&entry))
-            .arg(&user.avatar)
+            // The same person is the same avatar *and* the same spelling: a look-alike
+            // spelling with the same email is refused, not a silent takeover.
+            .arg(format!("{}\n{}", user.avatar, user.username))
             .arg(format!("{PREFIX}node:"))
             .arg(room)
             .arg(self.config.presence_limit)
@@ -899,7 +901,7 @@ if current == ARGV[2] then return held('new') end
 if current then
   local c = cjson.decode(current)
   local alive = redis.call('EXISTS', ARGV[4] .. c.node) == 1
-  if alive and c.user.avatar ~= ARGV[3] then return {'taken'} end
+  if alive and (c.user.avatar .. '\n' .. c.user.username) ~= ARGV[3] then return {'taken'} end
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
   if alive then redis.call('PUBLISH', KEYS[3], 'r' .. current) end
   return held('replaced')

@@ -259,7 +259,8 @@ impl HubConfig {
             return Err("database is empty: give the path of the SQLite file".into());
         }
         within("history-limit", self.history_limit, 1, 1_000)?;
-        within("resume-limit", self.resume_limit, 1, 100_000)?;
+        // A resume's pages are frames of this many messages: bounded, so one is not huge.
+        within("resume-limit", self.resume_limit, 1, 10_000)?;
         within("max-frame-bytes", self.max_frame_bytes, 1_024, 16 << 20)?;
         let most = crate::protocol::MAX_MESSAGE_CHARS;
         within("max-message-chars", self.max_message_chars, 1, most)?;
@@ -307,9 +308,10 @@ impl HubConfig {
             )?;
         }
         within("ping-interval-ms", self.ping_interval_ms, 10, 600_000)?;
-        let idle_low = self.ping_interval_ms.saturating_add(1);
+        // At least two pings per idle timeout, or one late pong drops a live client.
+        let idle_low = self.ping_interval_ms.saturating_mul(2);
         within("idle-timeout-ms", self.idle_timeout_ms, idle_low, 3_600_000)
-            .map_err(|e| format!("{e} (it must exceed ping-interval-ms)"))?;
+            .map_err(|e| format!("{e} (at least twice ping-interval-ms)"))?;
         within("shutdown-grace-ms", self.shutdown_grace_ms, 0, 600_000)?;
         within("redis-history", self.redis_history, 1, 100_000_000)?;
         within("node-ttl-ms", self.node_ttl_ms, 1_000, 600_000)?;

@@ -15,6 +15,7 @@
 
 use super::hub::{Delivery, Feed, Hub, JoinRefused, Outbound, crowded, encode};
 use super::limits::{ConnectionSlot, TokenBucket};
+use super::listener::Progress;
 use super::store::Draft;
 use super::websocket::{FRAGMENT_BYTES, Socket};
 use crate::protocol::{
@@ -25,7 +26,7 @@ use futures::{SinkExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{MissedTickBehavior, timeout};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
@@ -73,6 +74,7 @@ impl Session {
 /// not kept in the returned future's state for the connection's whole life.
 pub fn serve(
     socket: Socket,
+    progress: Progress,
     hub: Arc<Hub>,
     slot: ConnectionSlot,
     shutdown: watch::Receiver<bool>,
@@ -82,7 +84,7 @@ pub fn serve(
     let conn = hub.next_conn_id();
     let (sink, stream) = socket.split();
     let (out, out_rx) = mpsc::channel(hub.config.direct_queue.max(4));
-    let writer = tokio::spawn(write_loop(sink, out_rx, shutdown, hub.clone()));
+    let writer = tokio::spawn(write_loop(sink, out_rx, shutdown, hub.clone(), progress));
     run(stream, out, writer, hub, conn, slot)
 }
 
@@ -213,9 +215,19 @@ async fn read_loop(
         let frame = match parsed {
             Ok(frame) => frame,
             Err(message) => {
-                let bad = Invalid {
-                    code: ErrorCode::BadFrame,
-                    message,
+                // A strike, and a request from the budget like any other frame: a stream of
+                // unreadable frames between good ones cannot go on for free.
+                let bad = if pace.requests.try_take(Instant::now()) {
+                    Invalid {
+                        code: ErrorCode::BadFrame,
+                        message,
+                    }
+                } else {
+                    hub.metrics.rate_limited_frames.fetch_add(1, Relaxed);
+                    Invalid {
+                        code: ErrorCode::RateLimited,
+                        message: "you are sending requests too fast".into(),
+                    }
                 };
                 if let Next::Stop = Box::pin(strike(out, hub, &mut pace.strikes, bad, None)).await {
                     return;
@@ -271,7 +283,7 @@ async fn handle(
             client_id,
             to,
         } => match session {
-            None => send_error(out, ErrorCode::NotJoined, "join a room first", client_id).await,
+            None => strike(out, hub, &mut pace.strikes, not_joined(), client_id).await,
             Some(s) => {
                 // Only a public message ends "is typing" for everyone: ending it on a private
                 // one would tell the whole room that something private was just sent.
@@ -282,7 +294,7 @@ async fn handle(
             }
         },
         ClientFrame::History { before } => match session {
-            None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
+            None => strike(out, hub, &mut pace.strikes, not_joined(), None).await,
             Some(s) => match hub
                 .page(
                     &s.room,
@@ -302,7 +314,7 @@ async fn handle(
         },
         ClientFrame::Ping => send(out, &ServerFrame::Pong).await,
         ClientFrame::Typing => match session {
-            None => send_error(out, ErrorCode::NotJoined, "join a room first", None).await,
+            None => strike(out, hub, &mut pace.strikes, not_joined(), None).await,
             Some(s) => {
                 // Announced once; repeats only push the end back (a natural throttle).
                 if s.typing_until.is_none() {
@@ -408,8 +420,17 @@ async fn join(
         return Next::Stop;
     }
     // The rest of a long absence, before the writer follows the room: everything after
-    // `since` reaches the client, in order, with no gap before the live messages.
+    // `since` reaches the client, in order, with no gap before the live messages. One page
+    // at a time: the next is read only once the writer has taken the previous one, so a
+    // client that reads slowly never makes the server hold the whole history for it.
     while catching_up {
+        let (reached, taken) = oneshot::channel();
+        if let Next::Stop = forward(out, Outbound::Reached(reached)).await {
+            return Next::Stop;
+        }
+        if taken.await.is_err() {
+            return Next::Stop;
+        }
         let since = last.unwrap_or(0);
         let (messages, more) = match hub
             .resume_page(&room, &sender_key, since, joined.watermark)
@@ -457,7 +478,7 @@ async fn post(
             .map_or(Ok(()), protocol::validate_client_id)
     });
     if let Err(invalid) = checked {
-        return send_error(out, invalid.code, &invalid.message, client_id).await;
+        return strike(out, hub, &mut pace.strikes, invalid, client_id).await;
     }
     if !pace.bucket.try_take(received) {
         hub.metrics.rate_limited_frames.fetch_add(1, Relaxed);
@@ -481,7 +502,11 @@ async fn post(
                     "“{}” is not online in this room; nothing was sent",
                     name.trim()
                 );
-                return send_error(out, ErrorCode::RecipientNotOnline, &message, client_id).await;
+                let absent = Invalid {
+                    code: ErrorCode::RecipientNotOnline,
+                    message,
+                };
+                return strike(out, hub, &mut pace.strikes, absent, client_id).await;
             }
         },
     };
@@ -511,6 +536,13 @@ async fn post(
 /// repeated `client_id` "the same sender" and whom a private message belongs to.
 fn identity_key(user: &User) -> String {
     format!("{}\n{}", user.username.to_lowercase(), user.avatar)
+}
+
+fn not_joined() -> Invalid {
+    Invalid {
+        code: ErrorCode::NotJoined,
+        message: "join a room first".into(),
+    }
 }
 
 /// Answers a bad or refused frame and counts it; too many in a row close the connection.
@@ -613,6 +645,7 @@ async fn write_loop(
     mut queue: mpsc::Receiver<Outbound>,
     mut shutdown: watch::Receiver<bool>,
     hub: Arc<Hub>,
+    progress: Progress,
 ) {
     let metrics = &hub.metrics;
     let config = &hub.config;
@@ -693,10 +726,19 @@ async fn write_loop(
             let mut write = std::pin::pin!(write);
             // Almost every write completes at once (the socket has room): only a write that
             // has to wait arms the timer, which keeps a timer-wheel insert and removal off
-            // the path of every delivery.
+            // the path of every delivery. A write that waits is given up on only when the
+            // client has taken no bytes at all for `write-timeout-ms`: a slow link still
+            // reading a large welcome is not a stalled reader.
             let written = match futures::poll!(write.as_mut()) {
                 std::task::Poll::Ready(result) => Ok(result),
-                std::task::Poll::Pending => timeout(write_timeout, write).await,
+                std::task::Poll::Pending => {
+                    let started = Instant::now();
+                    let quiet = |p: &Progress| p.write_idle().min(started.elapsed());
+                    tokio::select! {
+                        result = write => Ok(result),
+                        () = progress.stalled(quiet, write_timeout) => Err(()),
+                    }
+                }
             };
             match written {
                 Ok(Ok(())) => {
@@ -828,6 +870,10 @@ fn apply(item: Outbound, room: &mut Following) -> Step {
             Step::Idle
         }
         Outbound::Close(code, reason) => Step::Close(code, reason),
+        Outbound::Reached(tell) => {
+            let _ = tell.send(());
+            Step::Idle
+        }
     }
 }
 

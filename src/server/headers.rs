@@ -16,6 +16,20 @@ use axum::response::Response;
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
+/// Under `cargo leptos watch` (`make dev`), the page also opens cargo-leptos's live-reload
+/// socket on its own port.
+fn reload_source() -> String {
+    match (
+        std::env::var("LEPTOS_WATCH"),
+        std::env::var("LEPTOS_RELOAD_PORT"),
+    ) {
+        (Ok(_), Ok(port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+            format!(" ws://localhost:{port} ws://127.0.0.1:{port}")
+        }
+        _ => String::new(),
+    }
+}
+
 /// The policy for a page whose scripts carry `nonce`. Pictures come from Gravatar; the
 /// socket (`connect-src 'self'`) is this site's `/ws`. Style *attributes* are allowed (an
 /// avatar's colour is a `style="--hue: …"` custom property), style elements and sheets only
@@ -24,8 +38,9 @@ pub fn page_policy(nonce: &str) -> String {
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
          style-src 'self'; style-src-attr 'unsafe-inline'; img-src 'self' https://www.gravatar.com; font-src 'self'; \
-         connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; \
-         frame-ancestors 'none'"
+         connect-src 'self'{}; object-src 'none'; base-uri 'none'; form-action 'self'; \
+         frame-ancestors 'none'",
+        reload_source()
     )
 }
 

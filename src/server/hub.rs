@@ -85,6 +85,9 @@ pub enum Outbound {
     Subscribe(Box<Feed>),
     /// Send a close frame and stop.
     Close(u16, &'static str),
+    /// Say when the writer has reached this point of the queue (everything before it is
+    /// written or in the batch being written): lets a long catch-up go one page at a time.
+    Reached(tokio::sync::oneshot::Sender<()>),
 }
 
 /// Serialises a frame once, for any number of recipients.
@@ -325,7 +328,7 @@ impl Rooms {
     }
 
     /// Adds `user` to `room`. A name already online (or one that looks like it: same
-    /// [`name_key`]) is refused, unless it is the same person
+    /// [`name_key`]) is refused, unless it is the same person with the same spelling
     /// (same email, hence the same avatar hash) coming back on a new connection: then the new
     /// connection takes over and the old one is closed, without leave/join notices.
     pub fn join(
@@ -346,7 +349,9 @@ impl Rooms {
             .entry(room.to_string())
             .or_insert_with(|| Room::new(self.room_queue, self.watermark()));
         match r.members.get(&key) {
-            Some(old) if old.user.avatar == user.avatar => {
+            // Only the very same name: a look-alike spelling with the same email would
+            // replace the holder without anyone being told the name changed.
+            Some(old) if old.user == *user => {
                 let _ = old.outbound.try_send(Outbound::Close(
                     crate::protocol::close::REPLACED,
                     "you joined again from another connection",

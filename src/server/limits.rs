@@ -53,6 +53,18 @@ impl TokenBucket {
     }
 }
 
+/// What a per-address limit counts: an IPv4 address (also when written as IPv6-mapped), or an
+/// IPv6 /64, the block one subscriber is usually given (they can use any address in it).
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 /// Why an upgrade was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -97,6 +109,7 @@ impl ConnectionLimits {
     }
 
     fn acquire(self: &Arc<Self>, ip: IpAddr, max_per_ip: usize) -> Result<ConnectionSlot, Refusal> {
+        let ip = client_block(ip);
         let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let (total, per_ip) = &mut *guard;
         if *total >= self.max_total {
@@ -155,5 +168,20 @@ mod tests {
         assert_eq!(limits.try_acquire(b).err(), Some(Refusal::Full));
         drop(s1);
         assert!(limits.try_acquire(a).is_ok());
+        // One IPv6 /64 is one client; a mapped IPv4 address is that address.
+        let limits = ConnectionLimits::new(10, 1);
+        let _v6 = limits
+            .try_acquire("2001:db8:1:2::1".parse().unwrap())
+            .unwrap();
+        let same_block = limits.try_acquire("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert_eq!(same_block.err(), Some(Refusal::PerIp));
+        assert!(
+            limits
+                .try_acquire("2001:db8:1:3::1".parse().unwrap())
+                .is_ok()
+        );
+        let _v4 = limits.try_acquire("10.0.0.9".parse().unwrap()).unwrap();
+        let mapped = limits.try_acquire("::ffff:10.0.0.9".parse().unwrap());
+        assert_eq!(mapped.err(), Some(Refusal::PerIp));
     }
 }

@@ -7,9 +7,13 @@
 //! - **A cap on open connections,** in total and per client address, like the WebSocket caps
 //!   (an upgraded WebSocket leaves this count and is counted by those instead). Beyond it a
 //!   connection gets a plain 503 or 429 and is closed.
-//! - **A bounded send buffer for WebSockets:** each request carries a handle on its socket
-//!   ([`SocketHandle`]), so the `/ws` handler can set `SO_SNDBUF` on the connections it
-//!   upgrades without shrinking the buffer page loads stream the WASM through.
+//! - **No stalled requests:** a connection whose bytes stop moving both ways for the same
+//!   time is closed, so a request body sent a byte at a time or a response nobody reads
+//!   cannot hold a place either (hyper's timeout covers only the header).
+//!
+//! Each connection's socket is wrapped in [`Tracked`], which records when bytes last moved
+//! each way. After a WebSocket upgrade the socket is handed on with its record (see
+//! `websocket`), so the writer can tell a slow reader from a stalled one.
 //!
 //! Shutdown: stop accepting, ask every HTTP connection to finish its current request and close
 //! (hyper's graceful shutdown), and wait for them up to the grace period.
@@ -21,13 +25,23 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tower::ServiceExt;
+
+/// The IO hyper serves: the TCP socket with its progress record. The WebSocket upgrade takes
+/// it back by this exact type (`hyper::upgrade::Upgraded::downcast`).
+pub type Io = TokioIo<Tracked<TcpStream>>;
+
+/// Refusals answered at once; beyond this, a connection over the limits is just closed.
+const REFUSALS_IN_FLIGHT: usize = 64;
 
 /// The HTTP limits, from `[hub]`.
 pub struct HttpSettings {
@@ -37,20 +51,6 @@ pub struct HttpSettings {
     /// Proxies carry many clients on their connections: only the total cap applies to them.
     pub trusted_proxies: Vec<IpAddr>,
     pub grace: Duration,
-}
-
-/// The socket a request arrived on, for settings that only some responses need (the
-/// WebSocket send buffer). A duplicate of the connection's descriptor: it refers to the same
-/// socket, and it is closed when the request is done with it.
-#[derive(Clone)]
-pub struct SocketHandle(Arc<OwnedFd>);
-
-impl SocketHandle {
-    /// Caps the kernel's send buffer for this socket (Linux doubles the value for its own
-    /// bookkeeping) and turns its autotuning off.
-    pub fn set_send_buffer(&self, bytes: usize) -> std::io::Result<()> {
-        socket2::SockRef::from(&*self.0).set_send_buffer_size(bytes)
-    }
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.
@@ -69,6 +69,12 @@ pub async fn serve(
     // Every connection task holds a clone of `done`; when all are dropped, `finished` ends.
     let (done, mut finished) = mpsc::channel::<()>(1);
     let (stop, stopping) = watch::channel(false);
+    let refusals = Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT));
+    let trusted: Vec<IpAddr> = settings
+        .trusted_proxies
+        .iter()
+        .map(IpAddr::to_canonical)
+        .collect();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -89,8 +95,8 @@ pub async fn serve(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!("TCP_NODELAY: {e}");
         }
-        let ip = peer.ip();
-        let slot = if settings.trusted_proxies.contains(&ip) {
+        let ip = peer.ip().to_canonical();
+        let slot = if trusted.contains(&ip) {
             limits.try_acquire_shared(ip)
         } else {
             limits.try_acquire(ip)
@@ -104,6 +110,7 @@ pub async fn serve(
                     http.clone(),
                     stopping.clone(),
                     settings.grace,
+                    settings.header_timeout,
                 );
                 let done = done.clone();
                 tokio::spawn(async move {
@@ -113,18 +120,27 @@ pub async fn serve(
                 });
             }
             Err(refusal) => {
-                tokio::spawn(refuse(stream, refusal));
+                // Each answer holds a socket for up to two seconds; a flood beyond the cap is
+                // just closed.
+                if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        refuse(stream, refusal).await;
+                        drop(permit);
+                    });
+                }
             }
         }
     }
+    // New clients are refused at once from here, not left waiting in the backlog.
+    drop(listener);
     let _ = stop.send(true);
     drop(done);
     let _ = tokio::time::timeout(settings.grace, finished.recv()).await;
 }
 
 /// Serves one HTTP connection: its requests go to `app` with the peer's address (as axum's
-/// `ConnectInfo`) and a handle on the socket. On shutdown the connection finishes the request
-/// in hand, then closes (hyper's graceful shutdown).
+/// `ConnectInfo`). Closed when its bytes stop moving for `stall`; on shutdown it finishes the
+/// request in hand, then closes (hyper's graceful shutdown).
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -132,28 +148,25 @@ async fn connection(
     http: Arc<http1::Builder>,
     mut stopping: watch::Receiver<bool>,
     grace: Duration,
+    stall: Duration,
 ) {
-    let socket = stream
-        .as_fd()
-        .try_clone_to_owned()
-        .ok()
-        .map(|fd| SocketHandle(Arc::new(fd)));
+    let stream = Tracked::new(stream);
+    let progress = stream.progress();
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        if let Some(socket) = &socket {
-            request.extensions_mut().insert(socket.clone());
-        }
         app.clone().oneshot(request)
     });
-    let conn = http
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+    let io: Io = TokioIo::new(stream);
+    let conn = http.serve_connection(io, service).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     tokio::select! {
         served = conn.as_mut() => {
             if let Err(e) = served {
                 tracing::debug!("HTTP connection from {peer}: {e}");
             }
+        }
+        () = progress.stalled(Progress::idle, stall) => {
+            tracing::debug!("HTTP connection from {peer}: no progress for {stall:?}, closed");
         }
         () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
             conn.as_mut().graceful_shutdown();
@@ -189,4 +202,128 @@ async fn refuse(mut stream: TcpStream, refusal: Refusal) {
         Ok::<_, std::io::Error>(())
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), answer).await;
+}
+
+/// When a connection last moved bytes each way, shared between its IO and whoever watches it
+/// (the HTTP stall check here, the WebSocket writer's slow-consumer check).
+#[derive(Clone)]
+pub struct Progress(Arc<[AtomicU64; 2]>);
+
+const READ: usize = 0;
+const WRITE: usize = 1;
+
+/// Milliseconds since the first call: a monotonic clock small enough for an atomic.
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Progress {
+    fn new() -> Self {
+        let now = now_ms();
+        Progress(Arc::new([AtomicU64::new(now), AtomicU64::new(now)]))
+    }
+
+    fn touch(&self, way: usize) {
+        self.0[way].store(now_ms(), Relaxed);
+    }
+
+    /// How long since the peer last took any bytes we wrote.
+    pub fn write_idle(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.0[WRITE].load(Relaxed)))
+    }
+
+    /// How long since bytes last moved either way.
+    pub fn idle(&self) -> Duration {
+        let last = self.0[READ].load(Relaxed).max(self.0[WRITE].load(Relaxed));
+        Duration::from_millis(now_ms().saturating_sub(last))
+    }
+
+    /// Resolves once `idle` (one of the two measures above) has reached `limit`.
+    pub async fn stalled(&self, idle: impl Fn(&Self) -> Duration, limit: Duration) {
+        loop {
+            let quiet = idle(self);
+            if quiet >= limit {
+                return;
+            }
+            tokio::time::sleep(limit - quiet).await;
+        }
+    }
+}
+
+/// A connection's socket, recording when bytes last moved each way (an atomic store per read
+/// or write that moved bytes).
+pub struct Tracked<T> {
+    inner: T,
+    progress: Progress,
+}
+
+impl<T> Tracked<T> {
+    pub fn new(inner: T) -> Self {
+        Tracked {
+            inner,
+            progress: Progress::new(),
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.progress.touch(READ);
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.progress.touch(WRITE);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.progress.touch(WRITE);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

@@ -54,6 +54,9 @@ const READ_BUFFER: usize = 512;
 /// this only has to hold one batch in the common case.
 const WRITE_BUFFER: usize = 8 * 1024;
 
+/// The largest HTTP request body accepted (server-function arguments are a few hundred bytes).
+const MAX_REQUEST_BODY: usize = 64 * 1024;
+
 /// Shared by every request handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -124,6 +127,11 @@ pub async fn serve(
             leptos_axum::file_and_error_handler_with_context::<AppState, _>(page_context, shell)
                 .layer(CompressionLayer::new().quality(CompressionLevel::Fastest)),
         )
+        // Nothing we serve takes a large body (server functions read theirs whole, with no
+        // limit of their own): 413 beyond this.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_REQUEST_BODY,
+        ))
         .layer(axum::middleware::map_response(headers::secure))
         .with_state(state);
 
@@ -172,10 +180,6 @@ async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let socket = request
-        .extensions()
-        .get::<listener::SocketHandle>()
-        .cloned();
     let ws = match websocket::Upgrade::from_request(request) {
         Ok(ws) => ws,
         Err(refused) => return refused.into_response(),
@@ -223,14 +227,6 @@ async fn upgrade(
                 .into_response();
         }
     };
-    // Bounded whatever the kernel's autotuning would allow, so a reader that stopped reading
-    // blocks our writes (and is dropped as a slow consumer) after a known number of bytes.
-    if let Some(socket) = socket
-        && hub.config.socket_send_buffer > 0
-        && let Err(e) = socket.set_send_buffer(hub.config.socket_send_buffer)
-    {
-        tracing::debug!("SO_SNDBUF: {e}");
-    }
     let hub = state.hub.clone();
     // The connection enforces `max_frame_bytes` itself, after reading the whole frame, so it
     // can answer with a clean 1009. Tungstenite's own cap is only a backstop against memory
@@ -241,8 +237,9 @@ async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_frame_size(Some(max))
         .max_message_size(Some(max));
-    ws.accept(config, move |socket| {
-        connection::serve(socket, hub, slot, state.shutdown)
+    let send_buffer = hub.config.socket_send_buffer;
+    ws.accept(config, send_buffer, move |socket, progress| {
+        connection::serve(socket, progress, hub, slot, state.shutdown)
     })
 }
 
@@ -272,8 +269,12 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 /// `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends the peer it saw,
 /// so the entries left of the last trusted hop could have been written by the client).
 /// Otherwise, and when the header is missing or unreadable, the peer itself.
+/// Addresses are compared canonically: behind a dual-stack listener, an IPv4 proxy arrives
+/// as `::ffff:a.b.c.d`.
 fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
+    if !is_trusted(&peer) {
         return peer;
     }
     let hops: Vec<IpAddr> = headers
@@ -281,12 +282,12 @@ fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
-        .map(|hop| hop.trim().parse())
+        .map(|hop| hop.trim().parse().map(|ip: IpAddr| ip.to_canonical()))
         .collect::<Result<_, _>>()
         .unwrap_or_default();
     hops.into_iter()
         .rev()
-        .find(|hop| !trusted.contains(hop))
+        .find(|hop| !is_trusted(hop))
         .unwrap_or(peer)
 }
 

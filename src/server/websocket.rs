@@ -8,17 +8,19 @@
 //! [`FRAGMENT_BYTES`] as a series of fragments (RFC 6455 §5.4, reassembled by every client)
 //! and the buffer never grows past one fragment for an idle connection.
 
+use super::listener::{Io, Progress, Tracked};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// An accepted WebSocket, as the connection drives it.
-pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// An accepted WebSocket, as the connection drives it: the TCP socket itself, taken back from
+/// hyper after the handshake, with its progress record.
+pub type Socket = WebSocketStream<Tracked<TcpStream>>;
 
 /// Text frames longer than this are written as fragments of at most this many bytes.
 pub const FRAGMENT_BYTES: usize = 1024;
@@ -79,26 +81,48 @@ impl Upgrade {
     }
 
     /// Answers 101 and runs `serve` on the socket once hyper hands the connection over.
-    pub fn accept<F, Fut>(self, config: WebSocketConfig, serve: F) -> Response
+    /// `send_buffer` (bytes, 0 for the kernel's default) caps the socket's `SO_SNDBUF`.
+    pub fn accept<F, Fut>(self, config: WebSocketConfig, send_buffer: usize, serve: F) -> Response
     where
-        F: FnOnce(Socket) -> Fut + Send + 'static,
+        F: FnOnce(Socket, Progress) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
         tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let io = TokioIo::new(upgraded);
-                    let socket =
-                        WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-                    // A task of its own rather than `.await` here: this task's state (the
-                    // pending upgrade, the socket while it is built) is freed now instead of
-                    // sitting beside the connection's for its whole life.
-                    tokio::spawn(serve(socket));
-                }
-                Err(e) => tracing::debug!("WebSocket upgrade failed: {e}"),
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(e) => return tracing::debug!("WebSocket upgrade failed: {e}"),
+            };
+            // The TCP socket itself rather than hyper's boxed wrapper: no indirection on
+            // every read and write, and its send buffer can be set.
+            let parts = match upgraded.downcast::<Io>() {
+                Ok(parts) => parts,
+                Err(_) => return tracing::error!("WebSocket upgrade on an unexpected socket type"),
+            };
+            let tcp = parts.io.into_inner();
+            // Bounded whatever the kernel's autotuning would allow, so a reader that stopped
+            // reading blocks our writes (and is dropped as a slow consumer) after a known
+            // number of bytes. Page loads keep the autotuned buffer.
+            if send_buffer > 0
+                && let Err(e) =
+                    socket2::SockRef::from(tcp.get_ref()).set_send_buffer_size(send_buffer)
+            {
+                tracing::debug!("SO_SNDBUF: {e}");
             }
+            let progress = tcp.progress();
+            // Bytes the client sent right behind its request (its first frame) are not lost.
+            let socket = WebSocketStream::from_partially_read(
+                tcp,
+                parts.read_buf.to_vec(),
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            // A task of its own rather than `.await` here: this task's state (the pending
+            // upgrade, the socket while it is built) is freed now instead of sitting beside
+            // the connection's for its whole life.
+            tokio::spawn(serve(socket, progress));
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
