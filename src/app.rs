@@ -93,13 +93,24 @@ fn ChatPage() -> impl IntoView {
     let chat = Chat::new(room.clone());
     provide_context(chat);
     // Blocking: the response waits for it, so the history is in the HTML itself.
-    let history = Resource::new_blocking(move || room.clone(), recent_messages);
-
     // Only a valid room name reaches the title; anything else gets the plain name.
-    let title = move || match (valid, chat.unread.get()) {
-        (false, _) => "hubbub".to_string(),
-        (true, 0) => format!("#{} · hubbub", chat.room.get()),
-        (true, n) => format!("({n}) #{} · hubbub", chat.room.get()),
+    let titled = valid.then(|| room.clone());
+    let history = Resource::new_blocking(move || room.clone(), recent_messages);
+    let title = move || {
+        // Nothing is unread on the server, and there the title is read after the page has
+        // rendered, outside the reactive arena (leptos_axum 0.8.10, `handle_response_inner`
+        // calling `TitleContext::as_string`), where reading a signal panics now and then
+        // ("no Arena is active") and the browser gets an empty response.
+        let unread = if cfg!(feature = "hydrate") {
+            chat.unread.get()
+        } else {
+            0
+        };
+        match (&titled, unread) {
+            (None, _) => "hubbub".to_string(),
+            (Some(room), 0) => format!("#{room} · hubbub"),
+            (Some(room), n) => format!("({n}) #{room} · hubbub"),
+        }
     };
     view! {
         <Title text=title formatter=Formatter::from(escape_title) />

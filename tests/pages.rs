@@ -35,7 +35,10 @@ fn leaks(raw: &str, head: &str, body: &str) -> bool {
 
 #[tokio::test]
 async fn markup_in_any_path_segment_or_query_value_never_comes_back_raw() {
-    let server = TestServer::start().await;
+    // The real binary: many page loads (see `every_page_load_is_answered_in_full`).
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("chat.db"));
+    let server = Process::start(&config, None).await;
     for (encoded, raw) in PAYLOADS {
         let paths = [
             format!("/r/{encoded}"),
@@ -57,6 +60,7 @@ async fn markup_in_any_path_segment_or_query_value_never_comes_back_raw() {
             );
         }
     }
+    server.kill9().await;
 }
 
 #[tokio::test]
@@ -152,4 +156,35 @@ async fn pages_carry_a_fresh_nonce_policy_and_every_response_nosniff() {
             "{path}: {head}"
         );
     }
+}
+
+#[tokio::test]
+async fn every_page_load_is_answered_in_full() {
+    // Rendering runs on any worker thread, and its reactive owner can be dropped on another:
+    // a component keeping thread-bound state, or a signal read outside the reactive arena,
+    // panics there now and then, and the browser gets an empty response. The real binary (a
+    // multi-threaded runtime, as in production), four page loads at a time.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &dir.path().join("chat.db"));
+    let server = Process::start(&config, None).await;
+    let addr = server.addr;
+    let loads = (0..4).map(|stream| {
+        tokio::spawn(async move {
+            for i in 0..500 {
+                let path = if (i + stream) % 2 == 0 { "/" } else { "/r/dev" };
+                let (status, _, body) = http_response(addr, path, &[]).await;
+                let body = String::from_utf8_lossy(&body);
+                assert_eq!(status, 200, "load {i} of {path}");
+                // The document, then the scripts that hand the server's data to hydration.
+                assert!(
+                    body.contains("</body></html>"),
+                    "load {i} of {path}: {body}"
+                );
+            }
+        })
+    });
+    for load in futures::future::join_all(loads).await {
+        load.unwrap();
+    }
+    server.kill9().await;
 }

@@ -77,10 +77,12 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
 
     // Pinned through layout changes: while the reader is at the bottom, any change in the size
     // of the list or of its viewport keeps the newest message in view.
-    let resize = StoredValue::new_local(None::<crate::browser::Resize>);
-    Effect::new(move || {
+    // The watcher is the effect's value, so it lives as long as the effect (which only ever
+    // runs in the browser: nothing of it exists on the server, where the page's reactive
+    // owner is dropped on another thread than the one that made it).
+    Effect::new(move |_: Option<Option<crate::browser::Resize>>| {
         let (Some(el), Some(content)) = (scroller.get(), list.get()) else {
-            return;
+            return None;
         };
         let pin = move || {
             if at_bottom.get_untracked()
@@ -90,9 +92,8 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
                 height.set_value(el.scroll_height());
             }
         };
-        resize.set_value(Some(crate::browser::on_resize(&el, &content, pin)));
+        Some(crate::browser::on_resize(&el, &content, pin))
     });
-    on_cleanup(move || resize.set_value(None));
 
     let on_scroll = move |_| {
         let Some(el) = scroller.get() else { return };

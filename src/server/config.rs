@@ -75,7 +75,8 @@ pub struct HubConfig {
     /// server holds at once; beyond it a new connection is answered 503 and closed.
     pub max_http_connections: usize,
     /// Open HTTP connections per client address (not applied to `trusted-proxies`, which
-    /// carry many clients); beyond it, 429 and closed.
+    /// carry many clients); beyond it, 429 and closed. Generous: an office behind one NAT
+    /// address is many browsers, each keeping several connections open.
     pub max_http_connections_per_ip: usize,
     /// A request must have sent its whole header within this time, and an idle keep-alive
     /// connection is closed after it (a client trickling one header line at a time cannot
@@ -132,7 +133,7 @@ impl Default for HubConfig {
             max_connections: 20_000,
             max_connections_per_ip: 100,
             max_http_connections: 2_000,
-            max_http_connections_per_ip: 64,
+            max_http_connections_per_ip: 256,
             http_header_timeout_ms: 10_000,
             socket_send_buffer: 64 * 1024,
             ping_interval_ms: 20_000,

@@ -372,11 +372,12 @@ async fn join(
         Ok(joined) => joined,
         Err(JoinRefused::NameTaken(holder)) => {
             let message = match holder {
-                Some(holder) if holder != user.username => format!(
+                Some(holder) if holder.to_lowercase() != user.username.to_lowercase() => format!(
                     "“{}” looks too much like “{holder}”, who is in this room; pick another name",
                     user.username
                 ),
-                _ => format!(
+                Some(holder) => format!("“{holder}” is already in this room; pick another name"),
+                None => format!(
                     "“{}” is already in this room; pick another name",
                     user.username
                 ),
