@@ -29,12 +29,15 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$WASM_BINDGE
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 
-# --- Debian packages: Chromium for the end-to-end tests, Redis and nginx for the cluster tests ---
+# --- Debian packages: Chromium for the end-to-end tests, Redis and nginx for the cluster tests,
+# PostgreSQL for the storage tests ---
 if [ -z "${HUBBUB_SKIP_APT:-}" ]; then
   missing=()
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v redis-server >/dev/null || missing+=(redis-server)
   [ -x /usr/sbin/nginx ] || missing+=(nginx)  # the tested deploy/nginx.conf (tests/cluster.rs)
+  # PostgreSQL: the tests start throw-away servers of their own (tests/common/mod.rs).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   if [ ${#missing[@]} -gt 0 ]; then
     say "installing Debian packages: ${missing[*]}"
     sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"

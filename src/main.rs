@@ -19,6 +19,20 @@ async fn main() -> std::process::ExitCode {
         /// its embedded history, no Redis needed.
         #[arg(long = "redis", value_name = "URL")]
         redis: Option<String>,
+        /// Where messages are kept: a SQLite file (the default, `hubbub.db`) or a
+        /// `postgres://user:password@host/db` URL; the same as `database` in [hub] or
+        /// HUBBUB_DATABASE.
+        #[arg(long = "database", value_name = "PATH|URL")]
+        database: Option<std::path::PathBuf>,
+        #[command(subcommand)]
+        command: Option<Command>,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        /// Write a consistent copy of the SQLite database to FILE, while the server runs.
+        /// Restoring is starting a server on that file. (PostgreSQL: use pg_dump.)
+        Backup { file: std::path::PathBuf },
     }
 
     tracing_subscriber::fmt()
@@ -33,6 +47,9 @@ async fn main() -> std::process::ExitCode {
             if args.redis.is_some() {
                 config.hub.redis_url = args.redis;
             }
+            if let Some(database) = args.database {
+                config.hub.database = database;
+            }
             config
         }
         Err(e) => {
@@ -40,6 +57,25 @@ async fn main() -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Backup { file }) = args.command {
+        use hubbub::server::storage::{Location, backup_sqlite};
+        return match Location::parse(&config.hub.database) {
+            Location::Postgres(_) => {
+                eprintln!("hubbub: the database is PostgreSQL: back it up with pg_dump");
+                ExitCode::from(2)
+            }
+            Location::Sqlite(db) => match backup_sqlite(&db, &file) {
+                Ok(()) => {
+                    println!("hubbub: {} backed up to {}", db.display(), file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hubbub: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        };
+    }
     let addr = config.site.site_addr;
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(listener) => listener,

@@ -408,3 +408,68 @@ async fn a_database_written_by_the_previous_release_opens_and_keeps_its_history(
     let new = elsewhere.recv_message().await;
     assert_eq!((new.text.as_str(), new.id), ("new", 31));
 }
+
+#[tokio::test]
+async fn a_backup_taken_under_load_holds_every_message_acknowledged_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("chat.db");
+    let config = write_config(dir.path(), &db);
+    let server = Process::start(&config, None).await;
+    let mut writer = Client::connect(&server.url()).await;
+    writer.join("writer").await;
+    // Keep writing while the backup is taken.
+    let (acked_tx, acked_rx) = tokio::sync::watch::channel(0u64);
+    let load = tokio::spawn(async move {
+        for i in 0..400 {
+            writer.say(&format!("m{i}")).await;
+            let id = writer.recv_message().await.id;
+            let _ = acked_tx.send(id);
+        }
+    });
+    while *acked_rx.borrow() < 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let acknowledged = *acked_rx.borrow();
+    let backup = dir.path().join("backup.db");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubbub"))
+        .env("HUBBUB_CONFIG", &config)
+        .arg("backup")
+        .arg(&backup)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    load.await.unwrap();
+    server.kill9().await;
+    // Restoring is starting on the copy: it opens, and holds every message acknowledged
+    // before the backup started, with no gap.
+    let restored = write_config(dir.path(), &backup);
+    let server = Process::start(&restored, None).await;
+    let mut reader = Client::connect(&server.url()).await;
+    let ServerFrame::Welcome { history, .. } =
+        reader.join_as("reader", "r@example.com", Some(0)).await
+    else {
+        unreachable!()
+    };
+    let ids: Vec<u64> = history.iter().map(|m| m.id).collect();
+    assert!(
+        ids.len() as u64 >= acknowledged,
+        "{} of {acknowledged}",
+        ids.len()
+    );
+    assert_eq!(ids, (1..=ids.len() as u64).collect::<Vec<_>>());
+    // A second backup to the same file is refused rather than overwriting it.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_hubbub"))
+        .env("HUBBUB_CONFIG", &restored)
+        .arg("backup")
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    server.kill9().await;
+}

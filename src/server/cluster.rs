@@ -33,7 +33,7 @@
 
 use super::config::HubConfig;
 use super::hub::{ConnId, Delivery, Rooms, encode};
-use super::store::{Appended, Draft, StoreError};
+use super::storage::{Appended, Draft, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User, name_key};
 use futures::StreamExt;
 use redis::AsyncCommands;

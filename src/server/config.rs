@@ -23,7 +23,8 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct HubConfig {
-    /// SQLite file holding the message history (created if missing).
+    /// Where the message history is kept: a SQLite file (created if missing), or a
+    /// `postgres://` URL (see `storage`).
     pub database: PathBuf,
     /// Messages sent in `welcome` and per `history` page.
     pub history_limit: usize,

@@ -16,7 +16,7 @@
 use super::hub::{Delivery, Feed, Hub, JoinRefused, Outbound, crowded, encode};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
-use super::store::Draft;
+use super::storage::Draft;
 use super::websocket::{FRAGMENT_BYTES, Socket};
 use crate::protocol::{
     self, ClientFrame, DEFAULT_ROOM, ErrorCode, Invalid, ServerFrame, User, close,
@@ -576,7 +576,7 @@ async fn strike(
 
 async fn unavailable(
     out: &mpsc::Sender<Outbound>,
-    error: super::store::StoreError,
+    error: super::storage::StoreError,
     client_id: Option<String>,
 ) -> Next {
     tracing::error!("{error}");

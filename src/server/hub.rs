@@ -17,7 +17,7 @@
 use super::cluster::{Claim, Cluster, ClusterError};
 use super::config::HubConfig;
 use super::metrics::Metrics;
-use super::store::{Appended, Draft, Finished, Store, StoreError};
+use super::storage::{Appended, Draft, Finished, Location, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User, name_key};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -454,8 +454,8 @@ impl Rooms {
 
 /// Where messages are stored and how they reach the other nodes' rooms.
 enum Backend {
-    /// One node: SQLite; the store's commit hook feeds the rooms.
-    Embedded(Store),
+    /// One node: the storage seam (SQLite or PostgreSQL); its commit hook feeds the rooms.
+    Embedded(Storage),
     /// Several nodes: Redis; each node's subscription feeds its rooms.
     Cluster(Arc<Cluster>),
 }
@@ -501,19 +501,20 @@ impl Hub {
         // through a slot filled right after.
         let slot: Arc<std::sync::OnceLock<Arc<Rooms>>> = Arc::default();
         let hook = slot.clone();
-        let opened = Store::open(
-            &config.database,
+        let opened = Storage::open(
+            &Location::parse(&config.database),
             Box::new(move |room, message| {
                 if let Some(rooms) = hook.get() {
                     rooms.deliver_message(room, message);
                 }
             }),
-        )?;
+        )
+        .await?;
         let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
         let _ = slot.set(rooms.clone());
         let hub = Hub {
             rooms,
-            backend: Backend::Embedded(opened.store),
+            backend: Backend::Embedded(opened.storage),
             config,
             metrics,
             next_conn: AtomicU64::new(1),
@@ -537,7 +538,7 @@ impl Hub {
     /// cluster subscription).
     pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
         let appended = match &self.backend {
-            Backend::Embedded(store) => store.append(draft).await?,
+            Backend::Embedded(storage) => storage.append(draft).await?,
             Backend::Cluster(cluster) => cluster.post(draft).await?,
         };
         if !appended.duplicate {
@@ -557,7 +558,7 @@ impl Hub {
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         match &self.backend {
-            Backend::Embedded(store) => store.page(room, viewer, before, upto, limit).await,
+            Backend::Embedded(storage) => storage.page(room, viewer, before, upto, limit).await,
             Backend::Cluster(cluster) => cluster.page(room, viewer, before, upto, limit).await,
         }
     }
@@ -571,7 +572,7 @@ impl Hub {
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         match &self.backend {
-            Backend::Embedded(store) => store.after(room, viewer, since, upto, limit).await,
+            Backend::Embedded(storage) => storage.after(room, viewer, since, upto, limit).await,
             Backend::Cluster(cluster) => cluster.after(room, viewer, since, upto, limit).await,
         }
     }

@@ -4,8 +4,10 @@
 //! - [`config`]: settings from `Leptos.toml` and the environment.
 //! - [`hub`]: rooms, presence, and the fan-out of frames.
 //! - [`connection`]: one WebSocket's lifecycle (reader, writer, limits, heartbeats).
-//! - [`store`]: message history in SQLite.
+//! - [`storage`]: the storage seam: message history in SQLite or PostgreSQL, rules written once.
 //! - [`limits`]: token bucket and connection caps.
+//! - [`listener`]: the HTTP accept loop (header timeout, connection caps, stalled requests).
+//! - [`headers`]: security headers (the pages' nonce CSP, `nosniff`).
 //! - [`metrics`]: Prometheus counters.
 //! - [`shutdown`]: SIGTERM / Ctrl-C.
 //!
@@ -20,7 +22,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod shutdown;
-pub mod store;
+pub mod storage;
 pub mod websocket;
 
 use crate::app::{App, shell};

@@ -1,0 +1,359 @@
+//! The storage seam: where every message is kept, with its rules written once.
+//!
+//! [`Storage`] is the one handle the hub holds. Behind it, a [`Log`] is a database that can
+//! store a batch of messages in one transaction and read a room's messages before or after an
+//! id: SQLite (`sqlite`, the embedded default: one file, nothing to set up) or PostgreSQL
+//! (`postgres`, for people who outgrow one machine). Everything else is here, once, for both:
+//!
+//! - **Group commit and order:** one writer task takes every message waiting, stores them in
+//!   one transaction, and only after the commit hands each new one to `on_commit`, in id order.
+//!   So a message is durable before anyone sees it, and everyone sees messages in id order.
+//! - **Ids** increase in commit order (SQLite: its one writer; PostgreSQL: a counter row taken
+//!   inside the storing transaction, so several nodes writing at once still commit in id order).
+//! - **Privacy:** a private message is visible to its sender and its recipient only
+//!   ([`visible_to`], the same SQL for both databases).
+//! - **Paging** (`page`: the newest before an id, oldest first, and whether older ones exist)
+//!   and **resuming** (`after`: exactly what came after an id).
+//! - **Resends:** a `client_id` names one message per sender and room; sending it again
+//!   returns the stored message instead of a second copy.
+//!
+//! Schema changes are versioned SQL files in `migrations/sqlite` and `migrations/postgres`,
+//! applied at start-up by refinery.
+
+mod postgres;
+mod sqlite;
+
+use crate::protocol::{ChatMessage, User};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most messages stored in one transaction.
+const MAX_BATCH: usize = 512;
+/// Messages waiting for the writer; senders wait beyond this (back-pressure).
+const QUEUE: usize = 4_096;
+
+/// A message accepted from a client, before it has an id.
+pub struct Draft {
+    pub room: String,
+    pub from: User,
+    /// Who sent it, for `client_id` de-duplication and privacy: the same name with the same
+    /// email.
+    pub sender_key: String,
+    pub text: String,
+    pub client_id: Option<String>,
+    /// A private message's recipient, and their identity key (as `sender_key`).
+    pub to: Option<(User, String)>,
+}
+
+impl Draft {
+    /// The message as stored, once it has an id and a time.
+    fn stored(&self, id: u64, ts: i64) -> ChatMessage {
+        ChatMessage {
+            id,
+            ts,
+            from: self.from.clone(),
+            text: self.text.clone(),
+            client_id: self.client_id.clone(),
+            to: self.to.as_ref().map(|(user, _)| user.clone()),
+        }
+    }
+}
+
+/// The result of an append.
+pub struct Appended {
+    pub message: ChatMessage,
+    /// The same sender already stored a message with this `client_id` in this room; this is
+    /// that message, and it was not broadcast again.
+    pub duplicate: bool,
+}
+
+/// Why storage failed. Messages say what failed, for the log; clients get `unavailable`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the message database {location}: {reason}")]
+    Open { location: String, reason: String },
+    #[error("cannot upgrade the message database {location}: {reason}")]
+    Migrate { location: String, reason: String },
+    #[error("reading messages failed: {0}")]
+    Read(String),
+    #[error("storing messages failed: {0}")]
+    Write(String),
+    #[error("the database is unreachable: {0}")]
+    Unreachable(String),
+    #[error("the message store has stopped")]
+    Stopped,
+}
+
+/// Called by the writer, in id order, for every newly stored message.
+pub type OnCommit = Box<dyn Fn(&str, &ChatMessage) + Send + Sync>;
+
+/// What a database behind the seam does; the rules above are built on these.
+trait Log: Send + Sync + 'static {
+    /// Stores `batch` in one transaction, in order. For each draft: the stored message, and
+    /// whether it was a resend of one already stored (then nothing new was stored for it).
+    fn store(
+        &self,
+        batch: Arc<[Draft]>,
+    ) -> impl Future<Output = Result<Vec<(ChatMessage, bool)>, StoreError>> + Send;
+
+    /// Up to `limit` messages of `room` visible to `viewer` with `id < before`, newest first.
+    fn before(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        before: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ChatMessage>, StoreError>> + Send;
+
+    /// Up to `limit` messages of `room` visible to `viewer` with `since < id <= upto`, oldest
+    /// first.
+    fn after(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        since: u64,
+        upto: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<ChatMessage>, StoreError>> + Send;
+}
+
+/// The columns every read selects, in the order [`Row`] reads them.
+const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, to_avatar";
+
+/// The privacy rule, for both databases: public messages, and private ones the viewer sent or
+/// received. `param` is the placeholder holding the viewer's key (NULL: nobody, so public
+/// messages only).
+fn visible_to(param: &str) -> String {
+    format!("(recipient_key IS NULL OR recipient_key = {param} OR sender_key = {param})")
+}
+
+/// One row of [`COLUMNS`], as both drivers hand it over.
+struct Row {
+    id: i64,
+    ts: i64,
+    username: String,
+    avatar: String,
+    text: String,
+    client_id: Option<String>,
+    to_username: Option<String>,
+    to_avatar: Option<String>,
+}
+
+impl From<Row> for ChatMessage {
+    fn from(r: Row) -> Self {
+        ChatMessage {
+            id: r.id as u64,
+            ts: r.ts,
+            from: User {
+                username: r.username,
+                avatar: r.avatar,
+            },
+            text: r.text,
+            client_id: r.client_id,
+            to: match (r.to_username, r.to_avatar) {
+                (Some(username), Some(avatar)) => Some(User { username, avatar }),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// Ids as both databases store them (signed 64-bit): a bound above that is "no bound".
+fn sql_id(id: u64) -> i64 {
+    id.min(i64::MAX as u64) as i64
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Where the messages live, from the `database` setting: a `postgres://` (or
+/// `postgresql://`) URL, or the path of a SQLite file.
+pub enum Location {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Location {
+    pub fn parse(setting: &std::path::Path) -> Location {
+        match setting.to_str() {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Location::Postgres(url.to_string())
+            }
+            _ => Location::Sqlite(setting.to_owned()),
+        }
+    }
+}
+
+struct Job {
+    draft: Draft,
+    reply: oneshot::Sender<Result<Appended, String>>,
+}
+
+/// The database behind a [`Storage`].
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<sqlite::Sqlite>),
+    Postgres(Arc<postgres::Postgres>),
+}
+
+/// Handle to the message log; cheap to clone.
+#[derive(Clone)]
+pub struct Storage {
+    jobs: mpsc::Sender<Job>,
+    log: Backend,
+}
+
+/// What [`Storage::open`] gives back.
+pub struct Opened {
+    pub storage: Storage,
+    /// The highest message id already stored.
+    pub last_id: u64,
+    pub finished: Finished,
+}
+
+/// Signals that the writer has stored everything queued and stopped. It stops when the last
+/// [`Storage`] handle is dropped; waiting for it is how shutdown makes sure no accepted
+/// message is cut off half-written by the process exiting.
+pub struct Finished(std::sync::mpsc::Receiver<()>);
+
+impl Finished {
+    /// For a hub with nothing to write locally (cluster mode: Redis holds the history).
+    pub fn already() -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _ = tx.send(());
+        Finished(rx)
+    }
+
+    /// Waits (blocking) up to `timeout`; false if the writer is still busy.
+    pub fn wait(self, timeout: std::time::Duration) -> bool {
+        !matches!(
+            self.0.recv_timeout(timeout),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+}
+
+impl Storage {
+    /// Opens (or creates) the database, brings its schema up to date, and starts the writer.
+    /// Fails here, at start-up, when the database is unreachable, corrupt or cannot be
+    /// upgraded.
+    pub async fn open(location: &Location, on_commit: OnCommit) -> Result<Opened, StoreError> {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        let (done, finished) = std::sync::mpsc::channel();
+        let (log, last_id) = match location {
+            Location::Sqlite(path) => {
+                let (log, last_id) = sqlite::Sqlite::open(path).await?;
+                let log = Arc::new(log);
+                tokio::spawn(write_loop(log.clone(), rx, on_commit, done));
+                (Backend::Sqlite(log), last_id)
+            }
+            Location::Postgres(url) => {
+                let (log, last_id) = postgres::Postgres::open(url).await?;
+                let log = Arc::new(log);
+                tokio::spawn(write_loop(log.clone(), rx, on_commit, done));
+                (Backend::Postgres(log), last_id)
+            }
+        };
+        Ok(Opened {
+            storage: Storage { jobs, log },
+            last_id,
+            finished: Finished(finished),
+        })
+    }
+
+    /// Stores a message and, once committed, hands it to `on_commit`.
+    pub async fn append(&self, draft: Draft) -> Result<Appended, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { draft, reply })
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        match answer.await {
+            Ok(Ok(appended)) => Ok(appended),
+            Ok(Err(message)) => Err(StoreError::Write(message)),
+            Err(_) => Err(StoreError::Stopped),
+        }
+    }
+
+    /// Up to `limit` messages of `room` visible to `viewer` with `id < before` (or the newest,
+    /// without `before`) and `id <= upto`, oldest first, and whether older ones exist.
+    pub async fn page(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        before: Option<u64>,
+        upto: u64,
+        limit: usize,
+    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
+        let before = before.unwrap_or(u64::MAX).min(upto.saturating_add(1));
+        let mut rows = match &self.log {
+            Backend::Sqlite(log) => log.before(room, viewer, before, limit + 1).await?,
+            Backend::Postgres(log) => log.before(room, viewer, before, limit + 1).await?,
+        };
+        let has_more = rows.len() > limit;
+        rows.truncate(limit);
+        rows.reverse();
+        Ok((rows, has_more))
+    }
+
+    /// Messages of `room` visible to `viewer` with `since < id <= upto`, oldest first, at
+    /// most `limit`.
+    pub async fn after(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        since: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        match &self.log {
+            Backend::Sqlite(log) => log.after(room, viewer, since, upto, limit).await,
+            Backend::Postgres(log) => log.after(room, viewer, since, upto, limit).await,
+        }
+    }
+}
+
+/// Writes a consistent copy of the SQLite database at `from` to `to`, while a server may be
+/// using it (see `sqlite::backup`).
+pub fn backup_sqlite(from: &std::path::Path, to: &std::path::Path) -> Result<(), StoreError> {
+    sqlite::backup(from, to)
+}
+
+/// The writer: group commit, then `on_commit` in id order (see the module doc).
+async fn write_loop<L: Log>(
+    log: Arc<L>,
+    mut rx: mpsc::Receiver<Job>,
+    on_commit: OnCommit,
+    done: std::sync::mpsc::Sender<()>,
+) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let (drafts, replies): (Vec<Draft>, Vec<_>) =
+            jobs.drain(..).map(|job| (job.draft, job.reply)).unzip();
+        let drafts: Arc<[Draft]> = drafts.into();
+        match log.store(drafts.clone()).await {
+            Ok(stored) => {
+                for ((draft, reply), (message, duplicate)) in drafts.iter().zip(replies).zip(stored)
+                {
+                    if !duplicate {
+                        on_commit(&draft.room, &message);
+                    }
+                    let _ = reply.send(Ok(Appended { message, duplicate }));
+                }
+            }
+            Err(e) => {
+                tracing::error!("storing {} message(s) failed: {e}", drafts.len());
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
+    let _ = done.send(());
+}

@@ -1,0 +1,214 @@
+//! The message log in PostgreSQL, for deployments that outgrow one machine's file.
+//!
+//! A pool of connections (deadpool): the writer takes one per batch, reads take one each.
+//! While the database is unreachable (a restart, a network cut) every call fails quickly with
+//! [`StoreError::Unreachable`], which clients see as `unavailable` (nothing acknowledged, so
+//! nothing lost: the browser keeps the message in its outbox); the pool reconnects by itself.
+//!
+//! Ids come from the `counters` row, incremented inside the storing transaction: its row lock
+//! is held until commit, so ids follow commit order even with several nodes writing at once.
+
+use super::{COLUMNS, Draft, Log, Row, StoreError, now_ms, sql_id, visible_to};
+use crate::protocol::ChatMessage;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+/// Connections kept open: one for the writer, the rest for reads (history pages, resumes).
+const POOL_SIZE: usize = 8;
+/// How long a call waits for a connection (or to make one) before failing as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub struct Postgres {
+    pool: Pool,
+}
+
+fn unreachable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unreachable(e.to_string())
+}
+
+impl Postgres {
+    /// Connects, applies the migrations, and returns the highest id given out so far.
+    pub async fn open(url: &str) -> Result<(Postgres, u64), StoreError> {
+        // The URL may hold a password: it is never repeated in errors.
+        let location = "the PostgreSQL database".to_string();
+        let open_err = |reason: String| StoreError::Open {
+            location: location.clone(),
+            reason,
+        };
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| open_err(e.to_string()))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| open_err(e.to_string()))?;
+        let mut client = pool.get().await.map_err(|e| open_err(e.to_string()))?;
+        embedded::migrations::runner()
+            .run_async(&mut **client)
+            .await
+            .map_err(|e| StoreError::Migrate {
+                location: location.clone(),
+                reason: e.to_string(),
+            })?;
+        let last: i64 = client
+            .query_one("SELECT value FROM counters WHERE name = 'message'", &[])
+            .await
+            .map_err(|e| open_err(e.to_string()))?
+            .get(0);
+        drop(client);
+        Ok((Postgres { pool }, last as u64))
+    }
+
+    async fn read(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let client = self.pool.get().await.map_err(unreachable)?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        let rows = client
+            .query(&statement, params)
+            .await
+            .map_err(|e| StoreError::Read(e.to_string()))?;
+        Ok(rows.iter().map(read_row).collect())
+    }
+}
+
+fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
+    Row {
+        id: row.get(0),
+        ts: row.get(1),
+        username: row.get(2),
+        avatar: row.get(3),
+        text: row.get(4),
+        client_id: row.get(5),
+        to_username: row.get(6),
+        to_avatar: row.get(7),
+    }
+    .into()
+}
+
+impl Log for Postgres {
+    async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<(ChatMessage, bool)>, StoreError> {
+        let mut client = self.pool.get().await.map_err(unreachable)?;
+        let write = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
+        let tx = client.transaction().await.map_err(write)?;
+        let find = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM messages \
+                 WHERE sender_key = $1 AND room = $2 AND client_id = $3"
+            ))
+            .await
+            .map_err(write)?;
+        let next_id = tx
+            .prepare_cached(
+                "UPDATE counters SET value = value + 1 WHERE name = 'message' RETURNING value",
+            )
+            .await
+            .map_err(write)?;
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
+                 client_id, to_username, to_avatar, recipient_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .await
+            .map_err(write)?;
+        let mut out = Vec::with_capacity(batch.len());
+        for d in batch.iter() {
+            if let Some(client_id) = &d.client_id
+                && let Some(existing) = tx
+                    .query_opt(&find, &[&d.sender_key, &d.room, client_id])
+                    .await
+                    .map_err(write)?
+            {
+                out.push((read_row(&existing), true));
+                continue;
+            }
+            let id: i64 = tx.query_one(&next_id, &[]).await.map_err(write)?.get(0);
+            let ts = now_ms();
+            let to_name = d.to.as_ref().map(|(u, _)| u.username.as_str());
+            let to_avatar = d.to.as_ref().map(|(u, _)| u.avatar.as_str());
+            let to_key = d.to.as_ref().map(|(_, key)| key.as_str());
+            tx.execute(
+                &insert,
+                &[
+                    &id,
+                    &d.room,
+                    &ts,
+                    &d.from.username,
+                    &d.from.avatar,
+                    &d.text,
+                    &d.sender_key,
+                    &d.client_id,
+                    &to_name,
+                    &to_avatar,
+                    &to_key,
+                ],
+            )
+            .await
+            .map_err(write)?;
+            out.push((d.stored(id as u64, ts), false));
+        }
+        tx.commit().await.map_err(write)?;
+        Ok(out)
+    }
+
+    async fn before(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE room = $1 AND id < $2 AND {} \
+             ORDER BY id DESC LIMIT $3",
+            visible_to("$4::TEXT")
+        );
+        let limit = limit as i64;
+        self.read(&sql, &[&room, &sql_id(before), &limit, &viewer])
+            .await
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        since: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE room = $1 AND id > $2 AND id <= $3 AND {} \
+             ORDER BY id ASC LIMIT $4",
+            visible_to("$5::TEXT")
+        );
+        let limit = limit as i64;
+        self.read(
+            &sql,
+            &[&room, &sql_id(since), &sql_id(upto), &limit, &viewer],
+        )
+        .await
+    }
+}

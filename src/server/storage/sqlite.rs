@@ -1,0 +1,251 @@
+//! The embedded default: the message log in one SQLite file, nothing to set up.
+//!
+//! Two connections: the writer's (one transaction per batch, see the seam's writer) and the
+//! readers' (WAL lets it read while the writer writes). Both are used on tokio's blocking pool.
+//! The database runs in WAL mode with `synchronous = NORMAL`: a committed transaction survives
+//! the process being killed (`kill -9`); an operating-system crash or power loss can lose the
+//! last moments.
+
+use super::{COLUMNS, Draft, Log, Row, StoreError, now_ms, sql_id, visible_to};
+use crate::protocol::ChatMessage;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+mod embedded {
+    refinery::embed_migrations!("migrations/sqlite");
+}
+
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                       PRAGMA busy_timeout = 5000;";
+const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;";
+
+pub struct Sqlite {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// Opens or creates the file, upgrades its schema, checks it; returns the highest id.
+    pub async fn open(path: &Path) -> Result<(Sqlite, u64), StoreError> {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+            .await
+            .map_err(|e| StoreError::Open {
+                location: "SQLite".into(),
+                reason: e.to_string(),
+            })?
+    }
+
+    fn open_blocking(path: &PathBuf) -> Result<(Sqlite, u64), StoreError> {
+        let location = path.display().to_string();
+        let open_err = |e: rusqlite::Error| StoreError::Open {
+            location: location.clone(),
+            reason: e.to_string(),
+        };
+        let mut writer = Connection::open(path).map_err(open_err)?;
+        writer.execute_batch(PRAGMAS).map_err(open_err)?;
+        let check: String = writer
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(open_err)?;
+        if check != "ok" {
+            return Err(StoreError::Open {
+                location,
+                reason: format!("the file is damaged: {check}"),
+            });
+        }
+        let migrate_err = |reason: String| StoreError::Migrate {
+            location: location.clone(),
+            reason,
+        };
+        before_versioned_migrations(&writer).map_err(|e| migrate_err(e.to_string()))?;
+        embedded::migrations::runner()
+            .run(&mut writer)
+            .map_err(|e| migrate_err(e.to_string()))?;
+        let last_id: i64 = writer
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+                r.get(0)
+            })
+            .map_err(open_err)?;
+        let reader = Connection::open(path).map_err(open_err)?;
+        reader.execute_batch(READER_PRAGMAS).map_err(open_err)?;
+        Ok((
+            Sqlite {
+                writer: Arc::new(Mutex::new(writer)),
+                reader: Arc::new(Mutex::new(reader)),
+            },
+            last_id as u64,
+        ))
+    }
+}
+
+/// Brings a file written before versioned migrations up to the shape migration 1 describes.
+/// Those releases tracked their schema in `PRAGMA user_version`: version 0 lacked the private
+/// message columns. (`ALTER TABLE ADD COLUMN` has no `IF NOT EXISTS`, so this cannot be a
+/// plain SQL migration.) A new file has no table yet and is left to the migrations.
+fn before_versioned_migrations(conn: &Connection) -> rusqlite::Result<()> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info('messages')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    if columns.is_empty() {
+        return Ok(());
+    }
+    for column in ["to_username", "to_avatar", "recipient_key"] {
+        if !columns.iter().any(|c| c == column) {
+            conn.execute_batch(&format!("ALTER TABLE messages ADD COLUMN {column} TEXT"))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(Row {
+        id: row.get(0)?,
+        ts: row.get(1)?,
+        username: row.get(2)?,
+        avatar: row.get(3)?,
+        text: row.get(4)?,
+        client_id: row.get(5)?,
+        to_username: row.get(6)?,
+        to_avatar: row.get(7)?,
+    }
+    .into())
+}
+
+/// Runs `f` on `conn` on the blocking pool.
+async fn with<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    fail: fn(String) -> StoreError,
+) -> Result<T, StoreError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut conn).map_err(|e| fail(e.to_string()))
+    })
+    .await
+    .map_err(|_| StoreError::Stopped)?
+}
+
+impl Log for Sqlite {
+    async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<(ChatMessage, bool)>, StoreError> {
+        with(
+            &self.writer,
+            move |conn| store(conn, &batch),
+            StoreError::Write,
+        )
+        .await
+    }
+
+    async fn before(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let (room, viewer) = (room.to_string(), viewer.map(str::to_string));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND id < ?2 AND {} \
+             ORDER BY id DESC LIMIT ?3",
+            visible_to("?4")
+        );
+        let read = move |conn: &mut Connection| {
+            conn.prepare_cached(&sql)?
+                .query_map(
+                    params![room, sql_id(before), limit as i64, viewer],
+                    read_row,
+                )?
+                .collect()
+        };
+        with(&self.reader, read, StoreError::Read).await
+    }
+
+    async fn after(
+        &self,
+        room: &str,
+        viewer: Option<&str>,
+        since: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        let (room, viewer) = (room.to_string(), viewer.map(str::to_string));
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND id > ?2 AND id <= ?3 AND {} \
+             ORDER BY id ASC LIMIT ?4",
+            visible_to("?5")
+        );
+        let read = move |conn: &mut Connection| {
+            conn.prepare_cached(&sql)?
+                .query_map(
+                    params![room, sql_id(since), sql_id(upto), limit as i64, viewer],
+                    read_row,
+                )?
+                .collect()
+        };
+        with(&self.reader, read, StoreError::Read).await
+    }
+}
+
+/// One transaction for the batch; SQLite's single writer makes ids follow commit order.
+fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<(ChatMessage, bool)>> {
+    let tx = conn.transaction()?;
+    let mut out = Vec::with_capacity(batch.len());
+    {
+        let mut find = tx.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM messages WHERE sender_key = ?1 AND room = ?2 AND client_id = ?3"
+        ))?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
+             to_username, to_avatar, recipient_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for d in batch {
+            if let Some(client_id) = &d.client_id
+                && let Some(existing) = find
+                    .query_row(params![d.sender_key, d.room, client_id], read_row)
+                    .optional()?
+            {
+                out.push((existing, true));
+                continue;
+            }
+            let ts = now_ms();
+            insert.execute(params![
+                d.room,
+                ts,
+                d.from.username,
+                d.from.avatar,
+                d.text,
+                d.sender_key,
+                d.client_id,
+                d.to.as_ref().map(|(u, _)| &u.username),
+                d.to.as_ref().map(|(u, _)| &u.avatar),
+                d.to.as_ref().map(|(_, key)| key),
+            ])?;
+            out.push((d.stored(tx.last_insert_rowid() as u64, ts), false));
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// A consistent copy of the database at `from`, written to `to` while a server may be writing
+/// to it: `VACUUM INTO` reads one snapshot (WAL readers never block the writer, nor it them),
+/// so the copy holds exactly the messages committed before it started.
+pub fn backup(from: &Path, to: &Path) -> Result<(), StoreError> {
+    let fail = |e: rusqlite::Error| StoreError::Read(format!("backup of {}: {e}", from.display()));
+    if to.exists() {
+        return Err(StoreError::Write(format!(
+            "{} already exists; give the backup a new file name",
+            to.display()
+        )));
+    }
+    let conn = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(fail)?;
+    conn.execute_batch("PRAGMA busy_timeout = 5000;")
+        .map_err(fail)?;
+    conn.execute("VACUUM INTO ?1", params![to.to_string_lossy()])
+        .map_err(fail)?;
+    Ok(())
+}

@@ -1,0 +1,331 @@
+//! The storage contract: the same history, paging, `since`, privacy, resend and ordering rules
+//! hold for every database behind the seam. Each case runs against SQLite (a temporary file)
+//! and PostgreSQL (a throw-away server of its own; see `common::Postgres`).
+
+mod common;
+
+use common::{Postgres, TestServer, WAIT, test_config};
+use hubbub::protocol::{ChatMessage, User};
+use hubbub::server::storage::{Draft, Location, Storage};
+use std::sync::{Arc, Mutex};
+
+/// What the commit hook saw: (room, id), in the order it was called.
+type Committed = Arc<Mutex<Vec<(String, u64)>>>;
+
+async fn open(location: &Location) -> (Storage, Committed, u64) {
+    let committed: Committed = Arc::default();
+    let seen = committed.clone();
+    let opened = Storage::open(
+        location,
+        Box::new(move |room, message| seen.lock().unwrap().push((room.to_string(), message.id))),
+    )
+    .await
+    .expect("open");
+    (opened.storage, committed, opened.last_id)
+}
+
+fn user(name: &str) -> User {
+    User {
+        username: name.into(),
+        avatar: format!("{:x}", md5::compute(format!("{name}@example.com"))),
+    }
+}
+
+fn key(name: &str) -> String {
+    format!("{name}\n{}", user(name).avatar)
+}
+
+fn draft(room: &str, from: &str, text: &str) -> Draft {
+    Draft {
+        room: room.into(),
+        from: user(from),
+        sender_key: key(from),
+        text: text.into(),
+        client_id: None,
+        to: None,
+    }
+}
+
+fn private(room: &str, from: &str, to: &str, text: &str) -> Draft {
+    Draft {
+        to: Some((user(to), key(to))),
+        ..draft(room, from, text)
+    }
+}
+
+fn texts(messages: &[ChatMessage]) -> Vec<&str> {
+    messages.iter().map(|m| m.text.as_str()).collect()
+}
+
+async fn history_pages_and_since(location: Location) {
+    let (store, committed, _) = open(&location).await;
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        ids.push(
+            store
+                .append(draft("a", "alice", &format!("m{i} ✓")))
+                .await
+                .unwrap()
+                .message
+                .id,
+        );
+        store
+            .append(draft("b", "bob", &format!("other {i}")))
+            .await
+            .unwrap();
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    // The newest page, oldest first, and whether older ones exist.
+    let (page, more) = store.page("a", None, None, u64::MAX, 3).await.unwrap();
+    assert_eq!(texts(&page), ["m4 ✓", "m5 ✓", "m6 ✓"]);
+    assert!(more);
+    let (page, more) = store
+        .page("a", None, Some(page[0].id), u64::MAX, 3)
+        .await
+        .unwrap();
+    assert_eq!(texts(&page), ["m1 ✓", "m2 ✓", "m3 ✓"]);
+    assert!(more);
+    let (page, more) = store
+        .page("a", None, Some(page[0].id), u64::MAX, 3)
+        .await
+        .unwrap();
+    assert_eq!(texts(&page), ["m0 ✓"]);
+    assert!(!more);
+    // Never past `upto`.
+    let (page, _) = store.page("a", None, None, ids[2], 10).await.unwrap();
+    assert_eq!(texts(&page), ["m0 ✓", "m1 ✓", "m2 ✓"]);
+    // Exactly what came after `since`, up to `upto`, at most `limit`.
+    let after = store.after("a", None, ids[3], u64::MAX, 100).await.unwrap();
+    assert_eq!(texts(&after), ["m4 ✓", "m5 ✓", "m6 ✓"]);
+    let after = store.after("a", None, ids[3], ids[5], 100).await.unwrap();
+    assert_eq!(texts(&after), ["m4 ✓", "m5 ✓"]);
+    let after = store.after("a", None, ids[0], u64::MAX, 2).await.unwrap();
+    assert_eq!(texts(&after), ["m1 ✓", "m2 ✓"]);
+    assert!(
+        store
+            .after("a", None, ids[6], u64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Every new message reached the hook once, in id order.
+    let committed = committed.lock().unwrap().clone();
+    assert_eq!(committed.len(), 14);
+    assert!(committed.windows(2).all(|w| w[0].1 < w[1].1));
+    // Reopened: the history and the highest id are still there.
+    drop(store);
+    let (store, _, last) = open(&location).await;
+    assert_eq!(last, committed.last().unwrap().1);
+    let (page, _) = store.page("a", None, None, u64::MAX, 1).await.unwrap();
+    assert_eq!(texts(&page), ["m6 ✓"]);
+    assert!(
+        store
+            .append(draft("a", "alice", "after"))
+            .await
+            .unwrap()
+            .message
+            .id
+            > last
+    );
+}
+
+async fn private_messages_are_seen_by_their_two_people_only(location: Location) {
+    let (store, _, _) = open(&location).await;
+    store.append(draft("a", "alice", "public")).await.unwrap();
+    let pm = store
+        .append(private("a", "alice", "bob", "psst <b>"))
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(pm.to, Some(user("bob")));
+    store
+        .append(private("a", "bob", "alice", "reply"))
+        .await
+        .unwrap();
+    let seen = |viewer: Option<String>| {
+        let store = store.clone();
+        async move {
+            let (page, _) = store
+                .page("a", viewer.as_deref(), None, u64::MAX, 10)
+                .await
+                .unwrap();
+            let after = store
+                .after("a", viewer.as_deref(), 0, u64::MAX, 10)
+                .await
+                .unwrap();
+            assert_eq!(page, after, "paging and resuming agree");
+            page.iter().map(|m| m.text.clone()).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        seen(Some(key("alice"))).await,
+        ["public", "psst <b>", "reply"]
+    );
+    assert_eq!(
+        seen(Some(key("bob"))).await,
+        ["public", "psst <b>", "reply"]
+    );
+    assert_eq!(seen(Some(key("carol"))).await, ["public"]);
+    assert_eq!(seen(None).await, ["public"]);
+    // The same name with another email is another person.
+    assert_eq!(seen(Some("bob\nsomeone-else".into())).await, ["public"]);
+}
+
+async fn a_resend_is_stored_once_per_sender_and_room(location: Location) {
+    let (store, committed, _) = open(&location).await;
+    let with_id = |room: &str, from: &str, text: &str| Draft {
+        client_id: Some("c-1".into()),
+        ..draft(room, from, text)
+    };
+    let first = store.append(with_id("a", "alice", "once")).await.unwrap();
+    assert!(!first.duplicate);
+    let again = store
+        .append(with_id("a", "alice", "once (resent)"))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message, first.message);
+    // Another room, or another sender: another message.
+    assert!(
+        !store
+            .append(with_id("b", "alice", "elsewhere"))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    assert!(
+        !store
+            .append(with_id("a", "bob", "bob's"))
+            .await
+            .unwrap()
+            .duplicate
+    );
+    // A resend inside one batch is recognised too.
+    let (x, y) = tokio::join!(
+        store.append(with_id("c", "carol", "twice")),
+        store.append(with_id("c", "carol", "twice"))
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.message, y.message);
+    assert!(x.duplicate != y.duplicate);
+    assert_eq!(
+        committed.lock().unwrap().len(),
+        4,
+        "duplicates are never broadcast"
+    );
+}
+
+async fn concurrent_writers_commit_in_id_order(location: Location) {
+    // Two handles on the same database, as two nodes would be (SQLite: two stores on one
+    // file, each with its writer), posting at once.
+    let (one, seen_one, _) = open(&location).await;
+    let (two, seen_two, _) = open(&location).await;
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(draft("busy", "alice", &format!("{i}")))
+                .await
+                .unwrap()
+                .message
+                .id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "every message got its own id");
+    // Each writer handed its messages on in increasing id order.
+    for seen in [seen_one, seen_two] {
+        let seen = seen.lock().unwrap();
+        assert!(seen.windows(2).all(|w| w[0].1 < w[1].1), "{seen:?}");
+    }
+    // And the history holds them all, in one order.
+    let all = one.after("busy", None, 0, u64::MAX, 1_000).await.unwrap();
+    assert_eq!(all.len(), 200);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn sqlite_keeps_the_contract() {
+            $(
+                let dir = tempfile::tempdir().unwrap();
+                $case(Location::Sqlite(dir.path().join("chat.db"))).await;
+            )*
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn postgres_keeps_the_contract() {
+            let pg = Postgres::start();
+            $(
+                $case(Location::Postgres(pg.database())).await;
+            )*
+        }
+    };
+}
+
+contract!(
+    history_pages_and_since,
+    private_messages_are_seen_by_their_two_people_only,
+    a_resend_is_stored_once_per_sender_and_room,
+    concurrent_writers_commit_in_id_order,
+);
+
+#[tokio::test]
+async fn a_server_on_postgres_chats_and_survives_a_database_restart() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hubbub::server::config::HubConfig {
+        database: pg.database().into(),
+        ..test_config(dir.path())
+    };
+    let server = TestServer::start_in(dir, hub).await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    alice.say("hello from postgres ✓").await;
+    let first = bob.recv_message().await;
+    assert_eq!(first.text, "hello from postgres ✓");
+    alice.recv_message().await;
+
+    // The database goes away: a message is refused clearly, nothing is half-sent.
+    pg.stop();
+    alice
+        .send_json(serde_json::json!({"type": "message", "text": "while down", "client_id": "d-1"}))
+        .await;
+    let v = alice.recv_json().await;
+    assert_eq!(
+        (v["type"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{v}"
+    );
+    assert_eq!(v["client_id"], "d-1");
+    // Back: the resend goes through once, and the history holds everything acknowledged.
+    pg.start_again();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let resent = loop {
+        alice
+            .send_json(
+                serde_json::json!({"type": "message", "text": "while down", "client_id": "d-1"}),
+            )
+            .await;
+        let v = alice.recv_json().await;
+        if v["type"] == "message" {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still refused: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert!(resent["id"].as_u64().unwrap() > first.id);
+    assert_eq!(bob.recv_message().await.text, "while down");
+    let mut carol = server.client().await;
+    let hubbub::protocol::ServerFrame::Welcome { history, .. } = carol.join("carol").await else {
+        unreachable!()
+    };
+    assert_eq!(texts(&history), ["hello from postgres ✓", "while down"]);
+}
