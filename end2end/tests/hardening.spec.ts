@@ -155,3 +155,31 @@ test("a look-alike of an online name is explained in the join form", async ({ br
     await local.stop();
   }
 });
+
+test("a reader away for longer than one resume catches up on everything, in order", async ({ browser }) => {
+  // resume-limit 5: the welcome carries 5 of the 12 missed messages, catch_up frames the rest.
+  const local = await Hubbub.start({ HUBBUB_RESUME_LIMIT: "5" });
+  try {
+    const alice = await openChat(browser, local.url);
+    const bob = await openChat(browser, local.url);
+    await join(alice, "alice");
+    await join(bob, "bob");
+    await say(alice, "before");
+    await expect(messages(bob).getByText("before")).toBeVisible();
+    await bob.context().setOffline(true);
+    await expect(bob.getByRole("status")).toContainText("Offline");
+    const missed = Array.from({ length: 12 }, (_, i) => `missed ${i + 1}`);
+    for (const t of missed) await say(alice, t);
+    await expect(messages(alice).getByText("missed 12", { exact: true })).toBeVisible();
+    await bob.context().setOffline(false);
+    await expect(bob.getByRole("status")).toHaveText("Connected");
+    for (const t of missed) await expect(messages(bob).getByText(t, { exact: true })).toHaveCount(1);
+    const shown = await messages(bob).locator(".message .text").allTextContents();
+    expect(shown.filter((t) => t.startsWith("missed"))).toEqual(missed);
+    // Live again afterwards.
+    await say(alice, "live");
+    await expect(messages(bob).getByText("live", { exact: true })).toBeVisible();
+  } finally {
+    await local.stop();
+  }
+});
