@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# 1 node against 2 nodes sharing a Redis, on this machine, with the same load generator
+# 1 node against 2 nodes sharing a PostgreSQL and a Redis, on this machine, with the same load generator
 # spreading its clients over the nodes' URLs (docs/benchmarks.md, "Cluster"):
 #
 #   scripts/bench-cluster.sh
@@ -7,6 +7,8 @@
 # Cases: the embedded single node (SQLite, no Redis) for reference, then one and two cluster
 # nodes; fixed load and closed loop, 1,000 clients. Not part of `make test`.
 source "$(dirname "$0")/bench-setup.sh"
+source "$(dirname "$0")/postgres.sh"
+chmod 755 "$work"  # the postgres user reaches its data directory inside
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
 
@@ -19,10 +21,14 @@ run() {
     env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:18200 HUBBUB_DATABASE="$work/bench.db" target/release/hubbub >/dev/null &
     pids+=("$!"); urls+=(--url ws://127.0.0.1:18200/ws); wait_port 18200
   else
+    # A fresh database for every case; its CPU is reported beside Redis's.
+    local database
+    database=$(start_postgres "$work/pg" 18298)
     redis-server --port 18299 --bind 127.0.0.1 --save "" --appendonly yes --dir "$work" >/dev/null &
     redis_pid=$!; wait_port 18299
     for i in $(seq "$nodes"); do
-      env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:1820$i HUBBUB_REDIS_URL=redis://127.0.0.1:18299/ target/release/hubbub >/dev/null &
+      env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:1820$i HUBBUB_REDIS_URL=redis://127.0.0.1:18299/ \
+        HUBBUB_DATABASE="$database" target/release/hubbub >/dev/null &
       pids+=("$!"); urls+=(--url "ws://127.0.0.1:1820$i/ws"); wait_port "1820$i"
     done
   fi
@@ -31,7 +37,15 @@ run() {
   for p in "${pids[@]}"; do pid_args+=(--pid "$p"); done
   "$load" "${urls[@]}" "${pid_args[@]}" --label "$label" "$@" || echo "($label failed)"
   [ -n "$redis_pid" ] && echo "  redis: cpu_s=$(awk '{printf "%.2f", ($14+$15)/100}' /proc/$redis_pid/stat)"
+  if [ -f "$work/pg/data/postmaster.pid" ]; then
+    local pg_cpu=0
+    for p in $(pgrep -u postgres -f "$work/pg" || true); do
+      pg_cpu=$(awk -v c="$pg_cpu" '{printf "%.2f", c + ($14+$15)/100}' /proc/$p/stat 2>/dev/null || echo "$pg_cpu")
+    done
+    echo "  postgres: cpu_s=$pg_cpu (processes alive at the end)"
+  fi
   kill "${pids[@]}" $redis_pid 2>/dev/null || true; wait 2>/dev/null || true
+  stop_postgres "$work/pg"
   echo
 }
 

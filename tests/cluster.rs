@@ -1,5 +1,5 @@
-//! Cluster mode: several nodes sharing a real `redis-server` (started here on a free loopback
-//! port; scripts/install.sh installs it) behave as one chat.
+//! Cluster mode: several nodes sharing a real PostgreSQL and a real `redis-server` (both started
+//! here on free loopback ports; scripts/install.sh installs them) behave as one chat.
 
 mod common;
 
@@ -10,11 +10,15 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// A real redis-server with append-only persistence in a temporary directory.
+/// What the nodes of one test share: a real redis-server with append-only persistence in a
+/// temporary directory, and a PostgreSQL database on a throw-away server.
 struct Redis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
+    pg: Postgres,
+    /// The nodes' `database` setting.
+    database: String,
 }
 
 impl Redis {
@@ -24,10 +28,14 @@ impl Redis {
             .local_addr()
             .unwrap()
             .port();
+        let pg = Postgres::start();
+        let database = pg.database();
         let mut redis = Redis {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            pg,
+            database,
         };
         redis.launch().await;
         redis
@@ -83,8 +91,10 @@ impl Drop for Redis {
 /// An in-process node of the cluster on `redis`.
 async fn node(redis: &Redis) -> TestServer {
     let url = redis.url();
+    let database = redis.database.clone();
     TestServer::with(move |hub| {
         hub.redis_url = Some(url);
+        hub.database = database.into();
         hub.node_ttl_ms = 1_500;
     })
     .await
@@ -301,8 +311,10 @@ async fn typing_stops_when_the_room_outgrows_the_presence_limit_across_nodes() {
     let redis = Redis::start().await;
     let small_rooms = |redis: &Redis| {
         let url = redis.url();
+        let database = redis.database.clone();
         TestServer::with(move |hub| {
             hub.redis_url = Some(url);
+            hub.database = database.into();
             hub.presence_limit = 2;
             hub.typing_timeout_ms = 60_000;
         })
@@ -333,6 +345,7 @@ async fn a_client_resumes_on_another_node_with_since_and_misses_nothing() {
     alice.recv().await; // bob joined
     bob.say("one").await;
     let last_seen = alice.recv_message().await.id;
+    bob.recv_message().await; // its own "one"
     drop(alice);
     for text in ["two", "three"] {
         bob.say(text).await;
@@ -354,7 +367,7 @@ async fn a_client_resumes_on_another_node_with_since_and_misses_nothing() {
 
 /// Writes a settings file for a child node on `redis`.
 fn node_config(dir: &Path, redis: &Redis) -> PathBuf {
-    let path = write_config(dir, &dir.join("unused.db"));
+    let path = write_config(dir, Path::new(&redis.database));
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str(&format!(
         "redis-url = {:?}\nnode-ttl-ms = 1500\n",
@@ -407,14 +420,6 @@ async fn redis_going_away_degrades_and_refuses_clearly_then_recovers_without_los
     assert_eq!(health(a.addr).await.0, 200);
 
     redis.stop();
-    // Sending now is refused with an error that names the message; nobody is disconnected.
-    alice
-        .send_json(json!({"type":"message","text":"during","client_id":"c-during"}))
-        .await;
-    let error = alice.recv_json().await;
-    assert_eq!(error["type"], "error", "{error}");
-    assert_eq!(error["code"], "unavailable");
-    assert_eq!(error["client_id"], "c-during");
     let mut degraded = false;
     for _ in 0..50 {
         let (status, body) = health(a.addr).await;
@@ -425,6 +430,14 @@ async fn redis_going_away_degrades_and_refuses_clearly_then_recovers_without_los
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(degraded, "/healthz did not report the outage");
+    // Sending now is refused with an error that names the message; nobody is disconnected.
+    alice
+        .send_json(json!({"type":"message","text":"during","client_id":"c-during"}))
+        .await;
+    let error = alice.recv_json().await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(error["code"], "unavailable");
+    assert_eq!(error["client_id"], "c-during");
     alice.assert_alive().await;
     bob.assert_alive().await;
 
@@ -553,4 +566,113 @@ async fn browsers_connect_through_the_tested_nginx_config() {
     // Another site's page is still refused.
     let evil = Client::connect_with(&url, &[("origin", "http://evil.example")]).await;
     assert_eq!(evil.err(), Some(403));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_posting_at_once_give_every_node_every_message_once_in_id_order() {
+    let redis = Redis::start().await;
+    let nodes = [node(&redis).await, node(&redis).await, node(&redis).await];
+    // A reader on every node, joined before anyone posts.
+    let mut readers = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        readers.push(n.joined(&format!("reader{i}")).await);
+    }
+    const EACH: usize = 60;
+    // A sender on every node, all posting at once, each on its own task.
+    let mut senders = Vec::new();
+    for (i, n) in nodes.iter().enumerate() {
+        let mut sender = n.joined(&format!("sender{i}")).await;
+        senders.push(tokio::spawn(async move {
+            for k in 0..EACH {
+                sender.say(&format!("{i}:{k}")).await;
+            }
+            // Its own copies, as acknowledgements.
+            let mut acked = 0;
+            while acked < EACH {
+                if let ServerFrame::Message(m) = sender.recv().await
+                    && m.from.username == format!("sender{i}")
+                {
+                    acked += 1;
+                }
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let mut orders = Vec::new();
+    for r in readers.iter_mut() {
+        let mut ids = Vec::new();
+        while ids.len() < 3 * EACH {
+            match r.recv().await {
+                ServerFrame::Message(m) => ids.push(m.id),
+                ServerFrame::Joined { .. } | ServerFrame::Left { .. } => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+        orders.push(ids);
+    }
+    // Every node saw the same messages with the same ids, no gap, no duplicate: the history.
+    assert_eq!(orders[0], orders[1]);
+    assert_eq!(orders[0], orders[2]);
+    let mut late = nodes[1].client().await;
+    let ServerFrame::Welcome { history, .. } =
+        late.join_as("late", "late@example.com", Some(0)).await
+    else {
+        unreachable!()
+    };
+    let stored: Vec<u64> = history.iter().map(|m| m.id).collect();
+    assert_eq!(stored, orders[0]);
+    for r in readers.iter_mut() {
+        r.assert_alive().await;
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_restart_is_survived_with_unavailable_meanwhile_and_nothing_lost() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut alice = a.joined("alice").await;
+    let mut bob = b.joined("bob").await;
+    alice.recv().await; // bob joined
+    alice.say("before").await;
+    let before = bob.recv_message().await;
+    alice.recv_message().await;
+
+    redis.pg.stop();
+    let during = json!({"type":"message","text":"during","client_id":"pg-1"});
+    alice.send_json(during.clone()).await;
+    let v = alice.recv_json().await;
+    assert_eq!(
+        (v["type"].as_str(), v["code"].as_str()),
+        (Some("error"), Some("unavailable")),
+        "{v}"
+    );
+    assert_eq!(v["client_id"], "pg-1");
+    alice.assert_alive().await;
+    bob.assert_alive().await;
+
+    redis.pg.start_again();
+    // The outbox resends until the database is back; then it goes through, once.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let sent = loop {
+        alice.send_json(during.clone()).await;
+        let v = alice.recv_json().await;
+        if v["type"] == "message" {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still refused: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let after = bob.recv_message().await;
+    assert_eq!(after.text, "during");
+    assert!(after.id > before.id);
+    assert_eq!(sent["id"].as_u64(), Some(after.id));
+    let mut carol = b.client().await;
+    let ServerFrame::Welcome { history, .. } = carol.join("carol").await else {
+        unreachable!()
+    };
+    let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["before", "during"]);
 }

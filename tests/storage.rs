@@ -17,7 +17,9 @@ async fn open(location: &Location) -> (Storage, Committed, u64) {
     let seen = committed.clone();
     let opened = Storage::open(
         location,
-        Box::new(move |room, message| seen.lock().unwrap().push((room.to_string(), message.id))),
+        Box::new(move |room, message, _prev| {
+            seen.lock().unwrap().push((room.to_string(), message.id))
+        }),
     )
     .await
     .expect("open");

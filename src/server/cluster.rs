@@ -1,39 +1,37 @@
-//! Cluster mode: several hubbub nodes behind a load balancer acting as one chat, with Redis
-//! as the shared engine (the way Socket.IO's Redis adapter and Centrifugo's Redis engine
-//! work). Used only when a Redis URL is configured; the embedded default never connects.
+//! Cluster mode: several hubbub nodes behind a load balancer acting as one chat. PostgreSQL
+//! keeps every message (the storage seam, shared by all nodes); Redis is the bus between the
+//! nodes and holds presence, the way Socket.IO's Redis adapter and Centrifugo's Redis engine
+//! work. Used only when a Redis URL is configured; the embedded default never connects.
 //!
-//! What lives in Redis (all keys under `hubbub:`):
-//! - `next-id`: the message id counter, one sequence for the whole cluster.
-//! - `log:<room>`: the room's history, a sorted set scored by id (capped at `redis-history`).
-//! - `cid:<room>:<sender>:<client_id>`: a resent message's first id (expires after a day).
-//! - `presence:<room>`: who is online, name → `{node, conn, user}`; `rooms`: rooms with people.
+//! What lives in Redis (all keys under `hubbub:`), none of it durable state:
+//! - `room:<room>`: a room's channel: stored messages, join/leave, typing, replacements.
+//! - `presence:<room>`: who is online, name key → `{node, conn, user}`; `rooms`: rooms with
+//!   people.
 //! - `node:<id>`: a node's heartbeat, with a TTL. A node that stops refreshing it (killed,
 //!   partitioned) is swept from presence by the others, and its users are shown as left.
 //!
-//! Every change is one Lua script, so it is atomic and publishes on the room's channel
-//! (`room:<room>`) in the same step. A post increments `next-id`, appends to the log and
-//! publishes; Redis runs scripts one at a time, so publish order is id order.
+//! **Messages.** A node stores a message in PostgreSQL (ids follow commit order across all
+//! nodes, see `storage`), then hands it to its own rooms and publishes it on the room's channel
+//! with the id of the room's previous message. Each node subscribes to a room's channel while
+//! the room has users on the node (one subscription per node and room, never one per client),
+//! and feeds what it receives into its local [`Rooms`], which fan out to connections exactly as
+//! in single-node mode. Publications from different nodes can arrive out of order, or not at
+//! all (a node restarting, Redis going away): a message whose previous id is above the room's
+//! watermark here means a gap, filled from PostgreSQL before the message is handed on. So every
+//! node hands every room's messages on in id order, with no gap and no duplicate.
 //!
-//! Each node subscribes to a room's channel while the room has users on the node (one
-//! subscription per node and room, on one connection, never one per client), and feeds what
-//! it receives into its local [`Rooms`], which fan out to connections exactly as in
-//! single-node mode: per-connection queues, frames serialised once, slow consumers cut off.
-//! A node hears nothing of rooms it has nobody in. Clients never talk to Redis.
-//!
-//! Each room's watermark keeps joins gap- and duplicate-free as in single-node mode. A room is
-//! opened here only once its channel is subscribed: then the node reads the id counter, and
-//! every message of the room up to it is in the log (joins read it there) while every later
-//! one will arrive on the channel. After the connection is lost and re-established, the node
-//! subscribes its open rooms again, replays each one's log from its watermark up to the
-//! counter, and ignores published ids at or below a room's watermark: a Redis outage or
-//! restart costs latency, not messages. One task owns the subscription (see [`Command`]), so
-//! no message is handled between a room's subscription and its opening. While Redis is
-//! unreachable, posts and joins get an `unavailable` error frame, connected clients stay
-//! connected, and `/healthz` reports `degraded`.
+//! A room is opened here only once its channel is subscribed: then the node reads the highest
+//! committed id, and every message of the room up to it is in the database (joins read it
+//! there) while every later one arrives on the channel or is filled in. After the Redis
+//! connection is lost and re-established, the node subscribes its open rooms again and fills
+//! each one from its watermark. One task owns the subscription and hands on every message (see
+//! [`Command`]), so messages reach rooms one at a time, in order. While Redis is unreachable,
+//! joins get an `unavailable` error frame, messages are still stored (their publication waits
+//! for Redis), connected clients stay connected, and `/healthz` reports `degraded`.
 
 use super::config::HubConfig;
 use super::hub::{ConnId, Delivery, Rooms, encode};
-use super::storage::{Appended, Draft, StoreError};
+use super::storage::{Appended, Draft, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User, name_key};
 use futures::StreamExt;
 use redis::AsyncCommands;
@@ -45,26 +43,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 const PREFIX: &str = "hubbub:";
-/// How long a `client_id` is remembered for de-duplicating resends.
-const CLIENT_ID_TTL_SECS: u64 = 24 * 3600;
-
-/// A stored message as kept in Redis: the wire message plus whom it belongs to.
-#[derive(Serialize, Deserialize)]
-struct Record {
-    #[serde(flatten)]
-    message: ChatMessage,
-    /// The sender's identity key (see `connection::identity_key`).
-    sk: String,
-    /// A private message's recipient key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rk: Option<String>,
-}
-
-impl Record {
-    fn visible_to(&self, viewer: Option<&str>) -> bool {
-        self.rk.is_none() || viewer.is_some_and(|v| self.rk.as_deref() == Some(v) || self.sk == v)
-    }
-}
 
 /// A presence entry: who holds a name in a room, on which node and connection.
 #[derive(Serialize, Deserialize)]
@@ -72,6 +50,21 @@ struct Entry {
     node: String,
     conn: String,
     user: User,
+}
+
+/// A stored message on a room's channel (tag `m`), with the id of the room's message before it.
+#[derive(Serialize, Deserialize)]
+struct Published {
+    message: ChatMessage,
+    prev: u64,
+}
+
+/// A message this node stored, from the storage writer (in id order), to be handed to the
+/// local rooms and published.
+pub struct Committed {
+    pub room: String,
+    pub message: ChatMessage,
+    pub prev: u64,
 }
 
 /// What a room channel carries, after its one-letter tag.
@@ -104,6 +97,8 @@ pub struct Online {
 enum Command {
     /// Subscribe to the room's channel, if not yet, and open the room (see module doc).
     Open(String, oneshot::Sender<Result<(), StoreError>>),
+    /// A message this node stored: hand it to the room here, then publish it.
+    Committed(Committed),
     /// The room's last local user may have left: if so, close it and unsubscribe.
     Close(String),
 }
@@ -119,10 +114,14 @@ fn channel(room: &str) -> String {
 pub struct Cluster {
     node: String,
     redis: ConnectionManager,
+    /// The messages, shared by every node.
+    storage: Storage,
     rooms: Arc<Rooms>,
     config: Arc<HubConfig>,
     /// To the subscription task.
     commands: mpsc::UnboundedSender<Command>,
+    /// To the publishing task: stored messages, in id order, for the other nodes.
+    publish: mpsc::UnboundedSender<(String, String)>,
     /// Subscribed and caught up (the subscription task's view).
     subscribed: AtomicBool,
     /// The last heartbeat was written (the command connection's view).
@@ -133,7 +132,6 @@ pub struct Cluster {
 }
 
 struct Scripts {
-    post: redis::Script,
     claim: redis::Script,
     release: redis::Script,
     sweep: redis::Script,
@@ -153,16 +151,20 @@ pub enum ClusterError {
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Write(format!("Redis: {e}"))
+    StoreError::Unreachable(format!("Redis: {e}"))
 }
 
 impl Cluster {
     /// Connects (failing start-up if Redis cannot be reached) and starts the node's
     /// subscription and heartbeat tasks.
+    /// `storage` is the shared database; `committed` brings the messages this node stores
+    /// (its storage writer's commit hook sends them, in id order).
     pub async fn start(
         url: &str,
         config: Arc<HubConfig>,
         rooms: Arc<Rooms>,
+        storage: Storage,
+        committed: mpsc::UnboundedReceiver<Committed>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let failed = |source| ClusterError::Connect {
             url: url.to_string(),
@@ -190,17 +192,19 @@ impl Cluster {
             rand_u32()
         );
         let (commands, orders) = mpsc::unbounded_channel();
+        let (publish, publications) = mpsc::unbounded_channel();
         let cluster = Arc::new(Cluster {
             node,
             redis,
+            storage,
             rooms,
             config,
-            commands,
+            commands: commands.clone(),
+            publish,
             subscribed: AtomicBool::new(false),
             reachable: AtomicBool::new(false),
             pending_leaves: Mutex::default(),
             scripts: Scripts {
-                post: redis::Script::new(POST),
                 claim: redis::Script::new(CLAIM),
                 release: redis::Script::new(RELEASE),
                 sweep: redis::Script::new(SWEEP),
@@ -217,6 +221,8 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Start(e.to_string()))?;
         cluster.subscribed.store(true, Ordering::Relaxed);
+        tokio::spawn(forward_commits(committed, commands));
+        tokio::spawn(cluster.clone().publisher(publications));
         tokio::spawn(cluster.clone().follow(client, pubsub, orders));
         tokio::spawn(cluster.clone().keep_alive());
         tracing::info!("cluster mode: node {} on {url}", cluster.node);
@@ -246,50 +252,19 @@ impl Cluster {
         self.redis.clone()
     }
 
-    /// Stores a message in the room's log and publishes it, or returns the message first
-    /// stored under the same sender and `client_id`.
+    /// Stores a message in the shared database, or returns the message first stored under the
+    /// same sender and `client_id`. Once stored it reaches this node's room and is published
+    /// (see [`Command::Committed`]).
+    ///
+    /// Refused while Redis is known to be unreachable: the message would be stored but reach
+    /// nobody on the other nodes until Redis is back, while its sender saw it as sent. Refused,
+    /// it stays in the sender's outbox and is resent then. (A message stored in the moment
+    /// before the node notices is published late, by the publisher's retries: never lost.)
     pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
-        let room = draft.room.clone();
-        let record = Record {
-            message: ChatMessage {
-                id: 0,
-                ts: now_ms(),
-                from: draft.from,
-                text: draft.text,
-                client_id: draft.client_id.clone(),
-                to: draft.to.as_ref().map(|(user, _)| user.clone()),
-            },
-            sk: draft.sender_key.clone(),
-            rk: draft.to.map(|(_, key)| key),
-        };
-        let json = serde_json::to_string(&record).map_err(|e| StoreError::Write(e.to_string()))?;
-        if !json.starts_with("{\"id\":0,") {
-            return Err(StoreError::Write("unexpected record layout".into()));
+        if !self.is_healthy() {
+            return Err(StoreError::Unreachable("Redis is unreachable".into()));
         }
-        let dedup = draft
-            .client_id
-            .as_ref()
-            .map(|cid| format!("{PREFIX}cid:{room}:{}:{cid}", draft.sender_key))
-            .unwrap_or_default();
-        let (duplicate, stored): (bool, String) = self
-            .scripts
-            .post
-            .key(format!("{PREFIX}next-id"))
-            .key(format!("{PREFIX}log:{room}"))
-            .key(channel(&room))
-            .arg(&json)
-            .arg(self.config.redis_history)
-            .arg(dedup)
-            .arg(CLIENT_ID_TTL_SECS)
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        let message = match serde_json::from_str::<Record>(&stored) {
-            Ok(found) => found.message,
-            // A resend whose original has been trimmed from the log: answer with the draft.
-            Err(_) => record.message,
-        };
-        Ok(Appended { message, duplicate })
+        self.storage.append(draft).await
     }
 
     /// Up to `limit` messages `viewer` may see with `id < before` and `id <= upto`, oldest
@@ -302,41 +277,7 @@ impl Cluster {
         upto: u64,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
-        let key = format!("{PREFIX}log:{room}");
-        let mut max = before
-            .map_or(upto, |b| b.saturating_sub(1).min(upto))
-            .to_string();
-        let mut found = Vec::new();
-        // Private messages for others are skipped, so read in batches until enough are found.
-        loop {
-            let batch: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
-                .arg(&key)
-                .arg(&max)
-                .arg("-inf")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit + 1)
-                .query_async(&mut self.conn())
-                .await
-                .map_err(unavailable)?;
-            let exhausted = batch.len() <= limit;
-            for raw in &batch {
-                let Ok(record) = serde_json::from_str::<Record>(raw) else {
-                    continue;
-                };
-                max = format!("({}", record.message.id);
-                if record.visible_to(viewer) {
-                    found.push(record.message);
-                }
-            }
-            if found.len() > limit || exhausted {
-                break;
-            }
-        }
-        let has_more = found.len() > limit;
-        found.truncate(limit);
-        found.reverse();
-        Ok((found, has_more))
+        self.storage.page(room, viewer, before, upto, limit).await
     }
 
     /// Messages `viewer` may see with `since < id <= upto`, oldest first, at most `limit`.
@@ -348,27 +289,67 @@ impl Cluster {
         upto: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        let records = self.range(room, since, upto).await?;
-        Ok(records
-            .into_iter()
-            .filter(|r| r.visible_to(viewer))
-            .map(|r| r.message)
-            .take(limit)
-            .collect())
+        self.storage.after(room, viewer, since, upto, limit).await
     }
 
-    async fn range(&self, room: &str, since: u64, upto: u64) -> Result<Vec<Record>, StoreError> {
-        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(format!("{PREFIX}log:{room}"))
-            .arg(format!("({since}"))
-            .arg(upto.min(i64::MAX as u64))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(raw
-            .iter()
-            .filter_map(|r| serde_json::from_str(r).ok())
-            .collect())
+    /// Hands a stored message to the room here, in order: if the room has not seen the
+    /// message before it (`prev`), the missing ones are read from the database first. Below
+    /// the watermark it was already handed on (or is in the database for joins to read).
+    async fn arrive(&self, room: &str, message: &ChatMessage, prev: u64) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Some(watermark) = self.rooms.watermark_of(room) else {
+                return; // not open here
+            };
+            if message.id <= watermark {
+                return;
+            }
+            if prev <= watermark {
+                self.rooms.deliver_message(room, message);
+                return;
+            }
+            match self
+                .storage
+                .everything_after(room, watermark, message.id - 1)
+                .await
+            {
+                Ok(missed) => {
+                    for m in &missed {
+                        self.rooms.deliver_message(room, m);
+                    }
+                    self.rooms.deliver_message(room, message);
+                    return;
+                }
+                Err(e) => {
+                    // Handing it on now would leave a gap for good: wait for the database.
+                    tracing::warn!("cluster: cannot fill a gap in {room} yet: {e}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Publishes this node's stored messages, in order, retrying while Redis is away: every
+    /// message stored here reaches the other nodes, late rather than never.
+    async fn publisher(
+        self: Arc<Self>,
+        mut publications: mpsc::UnboundedReceiver<(String, String)>,
+    ) {
+        while let Some((channel, payload)) = publications.recv().await {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                let sent: Result<i64, _> = self.conn().publish(&channel, &payload).await;
+                match sent {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::debug!("cluster: publication waits for Redis: {e}");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+        }
     }
 
     /// Takes `user`'s name in `room` for this node's connection `conn`, cluster-wide. With
@@ -532,7 +513,7 @@ impl Cluster {
                             loop {
                                 tokio::select! {
                                     message = stream.next() => match message {
-                                        Some(message) => self.on_publish(&message),
+                                        Some(message) => self.on_publish(&message).await,
                                         None => break,
                                     },
                                     Some(command) = commands.recv() => {
@@ -592,6 +573,16 @@ impl Cluster {
                 };
                 let _ = reply.send(opened);
             }
+            Command::Committed(c) => {
+                self.arrive(&c.room, &c.message, c.prev).await;
+                let published = Published {
+                    message: c.message,
+                    prev: c.prev,
+                };
+                let _ = self
+                    .publish
+                    .send((channel(&c.room), format!("m{}", json(&published))));
+            }
             Command::Close(room) => {
                 if self.rooms.close_if_empty(&room)
                     && let Some(sink) = sink
@@ -605,8 +596,9 @@ impl Cluster {
         }
     }
 
-    /// Subscribes to the room's channel, then opens the room at the id counter's value: every
-    /// message up to it is in the log, every later one will arrive on the channel.
+    /// Subscribes to the room's channel, then opens the room at the highest committed id: every
+    /// message up to it is in the database, every later one will arrive on the channel (or be
+    /// filled in from the database).
     async fn open_subscribed(
         &self,
         sink: &mut redis::aio::PubSubSink,
@@ -617,30 +609,11 @@ impl Cluster {
         }
         tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(channel(room)))
             .await
-            .map_err(|_| StoreError::Write("Redis timed out".into()))?
+            .map_err(|_| StoreError::Unreachable("Redis timed out".into()))?
             .map_err(unavailable)?;
-        let counter = self.counter().await?;
-        self.rooms.open(room, counter);
+        let committed = self.storage.last_committed().await?;
+        self.rooms.open(room, committed);
         Ok(())
-    }
-
-    /// The id counter's current value: the last id given to a message anywhere.
-    async fn counter(&self) -> Result<u64, StoreError> {
-        let counter: Option<u64> = self
-            .conn()
-            .get(format!("{PREFIX}next-id"))
-            .await
-            .map_err(unavailable)?;
-        let counter = counter.unwrap_or(0);
-        let watermark = self.rooms.watermark();
-        if counter < watermark {
-            // Ids must never be reused: Redis restarted without its data (no AOF/RDB).
-            return Err(StoreError::Write(format!(
-                "Redis's message counter went back from {watermark} to {counter}: it lost its \
-                 data; enable persistence (docs/deploy.md)"
-            )));
-        }
-        Ok(counter)
     }
 
     /// Makes sure `room` is open on this node (subscribed, with its watermark), so a user can
@@ -662,24 +635,25 @@ impl Cluster {
         let _ = self.commands.send(Command::Close(room.to_string()));
     }
 
-    /// Replays into local rooms what was stored while this node was not subscribed, up to the
-    /// counter's current value; published ids up to it are ignored afterwards.
+    /// Hands local rooms what was stored while this node was not subscribed, up to the
+    /// highest committed id; publications up to it are ignored afterwards.
     async fn catch_up(&self) -> Result<(), StoreError> {
-        let counter = self.counter().await?;
-        let mut missed = Vec::new();
+        let committed = self.storage.last_committed().await?;
+        let mut missed = 0;
         for (room, since) in self.rooms.open_rooms() {
-            for record in self.range(&room, since, counter).await? {
-                missed.push((room.clone(), record.message));
+            for message in self
+                .storage
+                .everything_after(&room, since, committed)
+                .await?
+            {
+                self.rooms.deliver_message(&room, &message);
+                missed += 1;
             }
         }
-        missed.sort_by_key(|(_, m)| m.id);
-        if !missed.is_empty() {
-            tracing::info!("cluster: caught up {} messages", missed.len());
+        if missed > 0 {
+            tracing::info!("cluster: caught up {missed} messages");
         }
-        for (room, message) in &missed {
-            self.rooms.deliver_message(room, message);
-        }
-        self.rooms.advance_watermark(counter);
+        self.rooms.advance_watermark(committed);
         Ok(())
     }
 
@@ -706,7 +680,7 @@ impl Cluster {
         }
     }
 
-    fn on_publish(&self, message: &redis::Msg) {
+    async fn on_publish(&self, message: &redis::Msg) {
         let channel = message.get_channel_name();
         let Some(room) = channel
             .strip_prefix(PREFIX)
@@ -720,12 +694,10 @@ impl Cluster {
         };
         match tag {
             b'm' => {
-                let Ok(record) = serde_json::from_slice::<Record>(body) else {
+                let Ok(published) = serde_json::from_slice::<Published>(body) else {
                     return;
                 };
-                // Skipped at or below the room's watermark: already delivered, or read
-                // from the log by joins.
-                self.rooms.deliver_message(room, &record.message);
+                self.arrive(room, &published.message, published.prev).await;
             }
             b'j' | b'l' => {
                 let Ok(user) = serde_json::from_slice::<User>(body) else {
@@ -850,12 +822,6 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// A little randomness (node ids, jitter) without another dependency: every `RandomState`
 /// is seeded afresh.
 fn rand_u32() -> u32 {
@@ -864,27 +830,6 @@ fn rand_u32() -> u32 {
         .build_hasher()
         .finish() as u32
 }
-
-/// KEYS: counter, room log, room channel. ARGV: record JSON with `"id":0`, log cap,
-/// de-duplication key (or ""), its TTL. Returns {duplicate (0/1), stored record JSON}.
-const POST: &str = r#"
-if ARGV[3] ~= '' then
-  local first = redis.call('GET', ARGV[3])
-  if first then
-    local found = redis.call('ZRANGEBYSCORE', KEYS[2], first, first)
-    return {1, found[1] or ''}
-  end
-end
-local id = redis.call('INCR', KEYS[1])
-local record = '{"id":' .. id .. ',' .. string.sub(ARGV[1], 9)
-redis.call('ZADD', KEYS[2], id, record)
-local cap = tonumber(ARGV[2])
-local n = redis.call('ZCARD', KEYS[2])
-if n > cap then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, n - cap - 1) end
-if ARGV[3] ~= '' then redis.call('SET', ARGV[3], id, 'EX', ARGV[4]) end
-redis.call('PUBLISH', KEYS[3], 'm' .. record)
-return {0, record}
-"#;
 
 /// KEYS: presence hash, rooms set, room channel. ARGV: name key, entry JSON, avatar, node key
 /// prefix, room, presence limit, joined event, "1" to list who is online. Returns
@@ -965,3 +910,16 @@ end
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 return gone
 "#;
+
+/// Hands the storage writer's commits to the subscription task, which owns the order in which
+/// messages reach rooms (a plain channel would do, but the commit hook cannot wait).
+async fn forward_commits(
+    mut committed: mpsc::UnboundedReceiver<Committed>,
+    commands: mpsc::UnboundedSender<Command>,
+) {
+    while let Some(c) = committed.recv().await {
+        if commands.send(Command::Committed(c)).is_err() {
+            return;
+        }
+    }
+}

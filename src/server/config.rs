@@ -104,7 +104,8 @@ pub struct HubConfig {
     /// Cluster mode: the Redis shared by every node (`redis://host:6379/`). Unset: one node
     /// with its embedded SQLite history, and nothing about Redis is used.
     pub redis_url: Option<String>,
-    /// Cluster mode: messages kept per room in Redis (older ones are trimmed).
+    /// No longer used: cluster history is kept in PostgreSQL, untrimmed. Accepted so settings
+    /// files written for earlier releases still load.
     pub redis_history: usize,
     /// Cluster mode: a node that stops refreshing its heartbeat for this long is considered
     /// gone; its users are announced as left within about 1.5 times this.

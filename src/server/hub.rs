@@ -14,7 +14,7 @@
 //! commit hook, and a room is only followed while it is open here (see `cluster`); [`Hub`] is
 //! where the two modes differ.
 
-use super::cluster::{Claim, Cluster, ClusterError};
+use super::cluster::{Claim, Cluster, ClusterError, Committed};
 use super::config::HubConfig;
 use super::metrics::Metrics;
 use super::storage::{Appended, Draft, Finished, Location, Storage, StoreError};
@@ -225,6 +225,11 @@ impl Rooms {
             .iter()
             .map(|(name, r)| (name.clone(), r.watermark))
             .collect()
+    }
+
+    /// The watermark of `room`, if it is open on this node.
+    pub fn watermark_of(&self, room: &str) -> Option<u64> {
+        self.lock().get(room).map(|r| r.watermark)
     }
 
     /// Whether `room` is open on this node.
@@ -485,9 +490,31 @@ impl Hub {
         config: Arc<HubConfig>,
         metrics: Arc<Metrics>,
     ) -> Result<(Hub, Finished), HubError> {
+        let location = Location::parse(&config.database);
         if let Some(url) = &config.redis_url {
-            let rooms = Arc::new(Rooms::new(&config, 0, metrics.clone()));
-            let cluster = Cluster::start(url, config.clone(), rooms.clone()).await?;
+            // Every node must read and write the same history: a file of its own would not do.
+            if !matches!(location, Location::Postgres(_)) {
+                return Err(HubError::Cluster(ClusterError::Start(
+                    "cluster mode keeps its history in PostgreSQL: set `database` (or \
+                     --database, HUBBUB_DATABASE) to a postgres:// URL shared by every node"
+                        .into(),
+                )));
+            }
+            let (committed, commits) = mpsc::unbounded_channel();
+            let opened = Storage::open(
+                &location,
+                Box::new(move |room, message, prev| {
+                    let _ = committed.send(Committed {
+                        room: room.to_string(),
+                        message: message.clone(),
+                        prev,
+                    });
+                }),
+            )
+            .await?;
+            let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
+            let cluster =
+                Cluster::start(url, config.clone(), rooms.clone(), opened.storage, commits).await?;
             let hub = Hub {
                 rooms,
                 backend: Backend::Cluster(cluster),
@@ -495,15 +522,15 @@ impl Hub {
                 metrics,
                 next_conn: AtomicU64::new(1),
             };
-            return Ok((hub, Finished::already()));
+            return Ok((hub, opened.finished));
         }
         // The store is created before the rooms it feeds, so the commit hook reaches them
         // through a slot filled right after.
         let slot: Arc<std::sync::OnceLock<Arc<Rooms>>> = Arc::default();
         let hook = slot.clone();
         let opened = Storage::open(
-            &Location::parse(&config.database),
-            Box::new(move |room, message| {
+            &location,
+            Box::new(move |room, message, _prev| {
                 if let Some(rooms) = hook.get() {
                     rooms.deliver_message(room, message);
                 }

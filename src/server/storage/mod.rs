@@ -86,17 +86,31 @@ pub enum StoreError {
     Stopped,
 }
 
-/// Called by the writer, in id order, for every newly stored message.
-pub type OnCommit = Box<dyn Fn(&str, &ChatMessage) + Send + Sync>;
+/// Called by the writer, in id order, for every newly stored message: its room, the message,
+/// and the id of the room's message before it (0 for the first). A cluster node that sees a
+/// message whose `prev` it has not seen knows there is a gap to fill from the database.
+pub type OnCommit = Box<dyn Fn(&str, &ChatMessage, u64) + Send + Sync>;
+
+/// One draft as the database stored it.
+pub struct Stored {
+    pub message: ChatMessage,
+    /// A resend of a message already stored (nothing new was stored for it).
+    pub duplicate: bool,
+    /// The id of the room's previous message (see [`OnCommit`]); 0 for a duplicate.
+    pub prev: u64,
+}
 
 /// What a database behind the seam does; the rules above are built on these.
 trait Log: Send + Sync + 'static {
-    /// Stores `batch` in one transaction, in order. For each draft: the stored message, and
-    /// whether it was a resend of one already stored (then nothing new was stored for it).
+    /// Stores `batch` in one transaction, in order; one [`Stored`] per draft.
     fn store(
         &self,
         batch: Arc<[Draft]>,
-    ) -> impl Future<Output = Result<Vec<(ChatMessage, bool)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Stored>, StoreError>> + Send;
+
+    /// The highest id of a committed message: every message with a smaller id is committed
+    /// too (ids follow commit order).
+    fn last_committed(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Up to `limit` messages of `room` visible to `viewer` with `id < before`, newest first.
     fn before(
@@ -124,10 +138,17 @@ const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, t
 
 /// The privacy rule, for both databases: public messages, and private ones the viewer sent or
 /// received. `param` is the placeholder holding the viewer's key (NULL: nobody, so public
-/// messages only).
+/// messages only; [`EVERYONE`]: the fan-out's own reads, see [`Storage::everything_after`]).
 fn visible_to(param: &str) -> String {
-    format!("(recipient_key IS NULL OR recipient_key = {param} OR sender_key = {param})")
+    format!(
+        "(recipient_key IS NULL OR recipient_key = {param} OR sender_key = {param} \
+         OR {param} = '{EVERYONE}')"
+    )
 }
+
+/// The viewer key that sees every message. Not a user's key: those are a name, a newline and
+/// an avatar hash, and this has no newline.
+const EVERYONE: &str = "*fan-out*";
 
 /// One row of [`COLUMNS`], as both drivers hand it over.
 struct Row {
@@ -302,6 +323,27 @@ impl Storage {
         Ok((rows, has_more))
     }
 
+    /// The highest id of a committed message (see [`Log::last_committed`]).
+    pub async fn last_committed(&self) -> Result<u64, StoreError> {
+        match &self.log {
+            Backend::Sqlite(log) => log.last_committed().await,
+            Backend::Postgres(log) => log.last_committed().await,
+        }
+    }
+
+    /// Every message of `room`, private ones included, with `since < id <= upto`, oldest
+    /// first: for handing messages a node missed to its rooms, whose connections each skip
+    /// the private messages that are not theirs. Never for a client directly.
+    pub async fn everything_after(
+        &self,
+        room: &str,
+        since: u64,
+        upto: u64,
+    ) -> Result<Vec<ChatMessage>, StoreError> {
+        const ALL: Option<&str> = Some(EVERYONE);
+        self.after(room, ALL, since, upto, usize::MAX >> 1).await
+    }
+
     /// Messages of `room` visible to `viewer` with `since < id <= upto`, oldest first, at
     /// most `limit`.
     pub async fn after(
@@ -339,10 +381,14 @@ async fn write_loop<L: Log>(
         let drafts: Arc<[Draft]> = drafts.into();
         match log.store(drafts.clone()).await {
             Ok(stored) => {
-                for ((draft, reply), (message, duplicate)) in drafts.iter().zip(replies).zip(stored)
-                {
+                for ((draft, reply), stored) in drafts.iter().zip(replies).zip(stored) {
+                    let Stored {
+                        message,
+                        duplicate,
+                        prev,
+                    } = stored;
                     if !duplicate {
-                        on_commit(&draft.room, &message);
+                        on_commit(&draft.room, &message, prev);
                     }
                     let _ = reply.send(Ok(Appended { message, duplicate }));
                 }

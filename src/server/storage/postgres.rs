@@ -8,7 +8,7 @@
 //! Ids come from the `counters` row, incremented inside the storing transaction: its row lock
 //! is held until commit, so ids follow commit order even with several nodes writing at once.
 
-use super::{COLUMNS, Draft, Log, Row, StoreError, now_ms, sql_id, visible_to};
+use super::{COLUMNS, Draft, Log, Row, StoreError, Stored, now_ms, sql_id, visible_to};
 use crate::protocol::ChatMessage;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::sync::Arc;
@@ -18,6 +18,9 @@ use tokio_postgres::NoTls;
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
 }
+
+/// The advisory lock taken while migrating ("hubbub" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6875_6262_7562;
 
 /// Connections kept open: one for the writer, the rest for reads (history pages, resumes).
 const POOL_SIZE: usize = 8;
@@ -60,13 +63,24 @@ impl Postgres {
             .build()
             .map_err(|e| open_err(e.to_string()))?;
         let mut client = pool.get().await.map_err(|e| open_err(e.to_string()))?;
-        embedded::migrations::runner()
+        // Nodes starting together would migrate together (and collide creating the same
+        // tables): one at a time, under a lock held by this session until it says so.
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(|e| open_err(e.to_string()))?;
+        let migrated = embedded::migrations::runner()
             .run_async(&mut **client)
             .await
             .map_err(|e| StoreError::Migrate {
                 location: location.clone(),
                 reason: e.to_string(),
-            })?;
+            });
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        migrated?;
+        unlocked.map_err(|e| open_err(e.to_string()))?;
         let last: i64 = client
             .query_one("SELECT value FROM counters WHERE name = 'message'", &[])
             .await
@@ -109,7 +123,17 @@ fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
 }
 
 impl Log for Postgres {
-    async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<(ChatMessage, bool)>, StoreError> {
+    async fn last_committed(&self) -> Result<u64, StoreError> {
+        let client = self.pool.get().await.map_err(unreachable)?;
+        let last: i64 = client
+            .query_one("SELECT value FROM counters WHERE name = 'message'", &[])
+            .await
+            .map_err(|e| StoreError::Read(e.to_string()))?
+            .get(0);
+        Ok(last as u64)
+    }
+
+    async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<Stored>, StoreError> {
         let mut client = self.pool.get().await.map_err(unreachable)?;
         let write = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
         let tx = client.transaction().await.map_err(write)?;
@@ -124,6 +148,13 @@ impl Log for Postgres {
             .prepare_cached(
                 "UPDATE counters SET value = value + 1 WHERE name = 'message' RETURNING value",
             )
+            .await
+            .map_err(write)?;
+        // Run after taking the counter: every smaller id is committed by then (the counter's
+        // row lock waits for the transaction holding it), so this is the room's true previous
+        // message, whichever node stored it.
+        let last_in_room = tx
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = $1 AND id < $2")
             .await
             .map_err(write)?;
         let insert = tx
@@ -142,10 +173,19 @@ impl Log for Postgres {
                     .await
                     .map_err(write)?
             {
-                out.push((read_row(&existing), true));
+                out.push(Stored {
+                    message: read_row(&existing),
+                    duplicate: true,
+                    prev: 0,
+                });
                 continue;
             }
             let id: i64 = tx.query_one(&next_id, &[]).await.map_err(write)?.get(0);
+            let prev: i64 = tx
+                .query_one(&last_in_room, &[&d.room, &id])
+                .await
+                .map_err(write)?
+                .get(0);
             let ts = now_ms();
             let to_name = d.to.as_ref().map(|(u, _)| u.username.as_str());
             let to_avatar = d.to.as_ref().map(|(u, _)| u.avatar.as_str());
@@ -168,7 +208,11 @@ impl Log for Postgres {
             )
             .await
             .map_err(write)?;
-            out.push((d.stored(id as u64, ts), false));
+            out.push(Stored {
+                message: d.stored(id as u64, ts),
+                duplicate: false,
+                prev: prev as u64,
+            });
         }
         tx.commit().await.map_err(write)?;
         Ok(out)

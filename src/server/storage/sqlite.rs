@@ -6,7 +6,7 @@
 //! the process being killed (`kill -9`); an operating-system crash or power loss can lose the
 //! last moments.
 
-use super::{COLUMNS, Draft, Log, Row, StoreError, now_ms, sql_id, visible_to};
+use super::{COLUMNS, Draft, Log, Row, StoreError, Stored, now_ms, sql_id, visible_to};
 use crate::protocol::ChatMessage;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -129,13 +129,22 @@ async fn with<T: Send + 'static>(
 }
 
 impl Log for Sqlite {
-    async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<(ChatMessage, bool)>, StoreError> {
+    async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<Stored>, StoreError> {
         with(
             &self.writer,
             move |conn| store(conn, &batch),
             StoreError::Write,
         )
         .await
+    }
+
+    async fn last_committed(&self) -> Result<u64, StoreError> {
+        let read = |conn: &mut Connection| {
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        };
+        Ok(with(&self.reader, read, StoreError::Read).await? as u64)
     }
 
     async fn before(
@@ -189,13 +198,15 @@ impl Log for Sqlite {
 }
 
 /// One transaction for the batch; SQLite's single writer makes ids follow commit order.
-fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<(ChatMessage, bool)>> {
+fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>> {
     let tx = conn.transaction()?;
     let mut out = Vec::with_capacity(batch.len());
     {
         let mut find = tx.prepare_cached(&format!(
             "SELECT {COLUMNS} FROM messages WHERE sender_key = ?1 AND room = ?2 AND client_id = ?3"
         ))?;
+        let mut last_in_room =
+            tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = ?1")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
              to_username, to_avatar, recipient_key) \
@@ -207,9 +218,14 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<(ChatMe
                     .query_row(params![d.sender_key, d.room, client_id], read_row)
                     .optional()?
             {
-                out.push((existing, true));
+                out.push(Stored {
+                    message: existing,
+                    duplicate: true,
+                    prev: 0,
+                });
                 continue;
             }
+            let prev: i64 = last_in_room.query_row(params![d.room], |r| r.get(0))?;
             let ts = now_ms();
             insert.execute(params![
                 d.room,
@@ -223,7 +239,11 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<(ChatMe
                 d.to.as_ref().map(|(u, _)| &u.avatar),
                 d.to.as_ref().map(|(_, key)| key),
             ])?;
-            out.push((d.stored(tx.last_insert_rowid() as u64, ts), false));
+            out.push(Stored {
+                message: d.stored(tx.last_insert_rowid() as u64, ts),
+                duplicate: false,
+                prev: prev as u64,
+            });
         }
     }
     tx.commit()?;
