@@ -30,7 +30,7 @@
 //! for Redis), connected clients stay connected, and `/healthz` reports `degraded`.
 
 use super::config::HubConfig;
-use super::hub::{ConnId, Delivery, Rooms, encode};
+use super::rooms::{ConnId, Delivery, Rooms, encode};
 use super::storage::{Appended, Draft, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User, name_key};
 use futures::StreamExt;

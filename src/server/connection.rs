@@ -13,9 +13,10 @@
 //! queue behind (`Lagged`), or a batch could not be written within the write timeout.
 //! Whichever half ends first ends the other; the leave notice is sent once, afterwards.
 
-use super::hub::{Delivery, Feed, Hub, JoinRefused, Outbound, crowded, encode};
+use super::hub::{Hub, JoinRefused};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
+use super::rooms::{Delivery, Feed, Outbound, crowded, encode};
 use super::storage::Draft;
 use super::websocket::{FRAGMENT_BYTES, Socket};
 use crate::protocol::{

@@ -2,7 +2,8 @@
 //! `/healthz` and `/metrics`. Compiled only with the `ssr` feature.
 //!
 //! - [`config`]: settings from `Leptos.toml` and the environment.
-//! - [`hub`]: rooms, presence, and the fan-out of frames.
+//! - [`hub`]: what connections talk to: joins, messages, history, one node or a cluster.
+//! - [`rooms`]: rooms, who is in them, and the fan-out of frames to their connections.
 //! - [`connection`]: one WebSocket's lifecycle (reader, writer, limits, heartbeats).
 //! - [`storage`]: the storage seam: message history in SQLite or PostgreSQL, rules written once.
 //! - [`limits`]: token bucket and connection caps.
@@ -21,6 +22,7 @@ pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod rooms;
 pub mod shutdown;
 pub mod storage;
 pub mod websocket;

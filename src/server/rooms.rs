@@ -1,0 +1,457 @@
+//! Rooms: who is in them, and the fan-out of every frame to a room's connections.
+//!
+//! Each room has a `tokio::sync::broadcast` channel of already-serialised frames. A frame is
+//! turned into JSON once and the same reference-counted bytes go to every recipient; the
+//! channel's ring buffer is the bounded outbound queue each connection reads from. A reader
+//! that falls a whole ring behind gets `Lagged` and is disconnected as a slow consumer (see
+//! `connection`), so one stalled client never slows the sender or anyone else.
+//!
+//! Messages reach rooms only through [`Rooms::deliver_message`], called in id order: by the
+//! storage writer's commit hook on one node, by the cluster's subscription task in cluster
+//! mode. Each room's watermark (the highest id it has been handed, or known to be in the
+//! database for it) lets a joining client get its history from the database and everything
+//! newer from the channel, with no gap and no duplicate: see [`Rooms::join`]. In cluster mode
+//! a room is only followed while it is open here (see `cluster`).
+//!
+//! This module knows nothing of storage, Redis or the hub: both the hub and the cluster use it.
+
+use super::config::HubConfig;
+use super::metrics::Metrics;
+use crate::protocol::{ChatMessage, ServerFrame, User, name_key};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, broadcast, mpsc};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+/// A serialised frame, shared by all its recipients.
+pub type Frame = Utf8Bytes;
+
+/// What travels on a room's channel: a frame, and who may see it. Private messages share the
+/// room's channel, so they keep their place in the room's id order (resuming with `since`
+/// relies on that); each connection's writer skips the ones not addressed to its user, so
+/// nobody else ever receives them, not even their existence.
+#[derive(Clone)]
+pub struct Delivery {
+    pub frame: Frame,
+    pub audience: Audience,
+}
+
+/// Who in the room a delivery is for, by name key ([`name_key`]: case, compatibility forms
+/// and look-alike characters folded).
+#[derive(Clone)]
+pub enum Audience {
+    Everyone,
+    /// A private message: its sender and its recipient.
+    Pair(Arc<(String, String)>),
+    /// Everyone but this user (a join notice, which the joiner does not need).
+    AllBut(Arc<str>),
+}
+
+impl Delivery {
+    fn public(frame: Frame) -> Self {
+        Delivery {
+            frame,
+            audience: Audience::Everyone,
+        }
+    }
+
+    /// For everyone in the room except the user whose name key is `except`.
+    pub fn all_but(frame: Frame, except: Option<String>) -> Self {
+        Delivery {
+            frame,
+            audience: except.map_or(Audience::Everyone, |e| Audience::AllBut(e.into())),
+        }
+    }
+
+    /// Whether the user whose name key is `key` may see this.
+    pub fn is_for(&self, key: &str) -> bool {
+        match &self.audience {
+            Audience::Everyone => true,
+            Audience::Pair(pair) => pair.0 == key || pair.1 == key,
+            Audience::AllBut(name) => &**name != key,
+        }
+    }
+}
+
+/// What a connection's writer task is asked to do, in order.
+pub enum Outbound {
+    /// Send this frame.
+    Frame(Frame),
+    /// Start forwarding a room's broadcasts (sent right after `welcome`). Boxed: it is sent
+    /// once per connection, and every slot of every connection's queue is as large as the
+    /// largest variant.
+    Subscribe(Box<Feed>),
+    /// Send a close frame and stop.
+    Close(u16, &'static str),
+    /// Say when the writer has reached this point of the queue (everything before it is
+    /// written or in the batch being written): lets a long catch-up go one page at a time.
+    Reached(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Serialises a frame once, for any number of recipients.
+pub fn encode(frame: &ServerFrame) -> Frame {
+    // Serialising these plain structs cannot fail: no maps with non-string keys, no floats.
+    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
+}
+
+/// Identifies one connection, so a stale connection cannot remove its replacement.
+pub type ConnId = u64;
+
+struct Member {
+    user: User,
+    conn: ConnId,
+    outbound: mpsc::Sender<Outbound>,
+}
+
+/// A connection's view of its room: the broadcasts, and the room's call to write now.
+pub struct Feed {
+    pub rx: broadcast::Receiver<Delivery>,
+    /// This connection's user's name key: private messages to others are skipped.
+    pub me: String,
+    /// Notified when some connection of the room has half the room queue waiting. A writer
+    /// holding frames back to batch them (`socket-writes-per-sec`) stops waiting then, so
+    /// batching never makes a reader that keeps up fall a whole queue behind.
+    pub hurry: Arc<Notify>,
+}
+
+struct Room {
+    tx: broadcast::Sender<Delivery>,
+    hurry: Arc<Notify>,
+    /// Every message of this room with an id up to this one was handed to `tx` or, for ids
+    /// from before the room was opened here, is in the log. Later ones are yet to come.
+    watermark: u64,
+    /// Keyed by [`name_key`]: two names that look alike cannot be in a room together.
+    members: HashMap<String, Member>,
+}
+
+/// Whether `pending` frames waiting for a reader are enough to hurry the room's writers: half
+/// the room queue, well before the reader would lag.
+pub fn crowded(pending: usize, room_queue: usize) -> bool {
+    pending * 2 >= room_queue
+}
+
+impl Room {
+    fn new(room_queue: usize, watermark: u64) -> Room {
+        Room {
+            tx: broadcast::channel(room_queue).0,
+            hurry: Arc::default(),
+            watermark,
+            members: HashMap::new(),
+        }
+    }
+
+    /// Broadcasts to the room's connections and returns how many there are.
+    fn send(&self, delivery: Delivery, room_queue: usize) -> usize {
+        let recipients = self.tx.send(delivery).unwrap_or(0);
+        // `len` counts what the slowest receiver has not taken yet.
+        if recipients > 0 && crowded(self.tx.len(), room_queue) {
+            self.hurry.notify_waiters();
+        }
+        recipients
+    }
+}
+
+/// Why [`Rooms::join`] refused.
+#[derive(Debug)]
+pub enum LocalRefusal {
+    /// The name, or one that looks like it, is online in the room, used by someone else
+    /// (the name they use).
+    NameTaken(String),
+    /// Cluster mode: the room is not open on this node (see [`Rooms::open`]).
+    NotOpen,
+}
+
+/// A successful join: everything the connection needs to send `welcome` and follow the room.
+pub struct Joined {
+    pub feed: Feed,
+    /// Every message of the room with an id up to this one was delivered before `feed`
+    /// subscribed, or is in the log: the welcome's history goes up to here.
+    pub watermark: u64,
+    /// Alphabetical, at most the presence limit.
+    pub online: Vec<User>,
+    pub online_count: usize,
+}
+
+/// The rooms of this node.
+pub struct Rooms {
+    /// A std `Mutex`: held only for map updates and non-blocking channel sends, never across
+    /// an `.await`. Rooms are independent, but one lock keeps presence and delivery simple;
+    /// the critical sections are a few hundred nanoseconds.
+    rooms: Mutex<HashMap<String, Room>>,
+    /// The highest id handed to any room: where a room opened in single-node mode starts, and
+    /// how a cluster node notices Redis losing its data (its counter going back).
+    watermark: AtomicU64,
+    room_queue: usize,
+    presence_limit: usize,
+    /// In cluster mode, join, leave and typing notices come from Redis (every node's users
+    /// must see them), so local changes do not announce themselves; and a room exists here
+    /// only between [`Rooms::open`] and [`Rooms::close_if_empty`], while it is subscribed.
+    clustered: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl Rooms {
+    pub fn new(config: &HubConfig, watermark: u64, metrics: Arc<Metrics>) -> Self {
+        Rooms {
+            rooms: Mutex::new(HashMap::new()),
+            watermark: AtomicU64::new(watermark),
+            room_queue: config.room_queue.max(1),
+            presence_limit: config.presence_limit,
+            clustered: config.redis_url.is_some(),
+            metrics,
+        }
+    }
+
+    /// The highest message id handed to any local room.
+    pub fn watermark(&self) -> u64 {
+        self.watermark.load(Ordering::SeqCst)
+    }
+
+    /// Raises every open room's watermark to `id` without a delivery (cluster catch-up:
+    /// everything up to `id` is in the shared log, so a join reads it from there).
+    pub fn advance_watermark(&self, id: u64) {
+        let mut rooms = self.lock(); // ordered with joins, like deliveries
+        for r in rooms.values_mut() {
+            r.watermark = r.watermark.max(id);
+        }
+        self.watermark.fetch_max(id, Ordering::SeqCst);
+    }
+
+    /// The rooms open on this node, with their watermarks.
+    pub fn open_rooms(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .map(|(name, r)| (name.clone(), r.watermark))
+            .collect()
+    }
+
+    /// The watermark of `room`, if it is open on this node.
+    pub fn watermark_of(&self, room: &str) -> Option<u64> {
+        self.lock().get(room).map(|r| r.watermark)
+    }
+
+    /// Whether `room` is open on this node.
+    pub fn is_open(&self, room: &str) -> bool {
+        self.lock().contains_key(room)
+    }
+
+    /// Cluster mode: opens `room` here once its channel is subscribed. Every message of the
+    /// room up to `watermark` is in the shared log; every later one will be delivered.
+    pub fn open(&self, room: &str, watermark: u64) {
+        let mut rooms = self.lock();
+        let r = rooms
+            .entry(room.to_string())
+            .or_insert_with(|| Room::new(self.room_queue, watermark));
+        r.watermark = r.watermark.max(watermark);
+        self.watermark.fetch_max(watermark, Ordering::SeqCst);
+    }
+
+    /// Cluster mode: forgets `room` if nobody is in it, and says whether it did (then its
+    /// channel can be unsubscribed).
+    pub fn close_if_empty(&self, room: &str) -> bool {
+        let mut rooms = self.lock();
+        if rooms.get(room).is_some_and(|r| r.members.is_empty()) {
+            rooms.remove(room);
+            return true;
+        }
+        false
+    }
+
+    /// Every user on this node, with their room and connection.
+    pub fn local_members(&self) -> Vec<(String, User, ConnId)> {
+        let rooms = self.lock();
+        rooms
+            .iter()
+            .flat_map(|(name, r)| {
+                r.members
+                    .values()
+                    .map(move |m| (name.clone(), m.user.clone(), m.conn))
+            })
+            .collect()
+    }
+
+    /// Sends a notice that arrived from the cluster to this node's users in `room`. Typing
+    /// notices are skipped in rooms above the presence limit, as in single-node mode.
+    pub fn deliver_event(&self, room: &str, delivery: Delivery) {
+        let rooms = self.lock();
+        if let Some(r) = rooms.get(room)
+            && r.members.len() <= self.presence_limit
+        {
+            let recipients = r.send(delivery, self.room_queue);
+            self.metrics
+                .deliveries
+                .fetch_add(recipients as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Closes the connection `conn` of `user` here: the same person joined on another node.
+    pub fn close_replaced(&self, room: &str, user: &User, conn: ConnId) {
+        let rooms = self.lock();
+        if let Some(m) = rooms
+            .get(room)
+            .and_then(|r| r.members.get(&name_key(&user.username)))
+            && m.conn == conn
+        {
+            let _ = m.outbound.try_send(Outbound::Close(
+                crate::protocol::close::REPLACED,
+                "you joined again from another connection",
+            ));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
+        self.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends a stored message to the room's local connections and advances the watermark.
+    /// A message at or below the room's watermark was already delivered, or is in the log
+    /// for joins to read, and is skipped (a cluster node may see it twice around a catch-up).
+    pub fn deliver_message(&self, room: &str, message: &ChatMessage) {
+        let audience = message.to.as_ref().map_or(Audience::Everyone, |to| {
+            Audience::Pair(Arc::new((
+                name_key(&message.from.username),
+                name_key(&to.username),
+            )))
+        });
+        let delivery = Delivery {
+            frame: encode(&ServerFrame::Message(message.clone())),
+            audience,
+        };
+        let mut rooms = self.lock();
+        if let Some(r) = rooms.get_mut(room)
+            && message.id > r.watermark
+        {
+            r.watermark = message.id;
+            let recipients = r.send(delivery, self.room_queue);
+            self.metrics
+                .deliveries
+                .fetch_add(recipients as u64, Ordering::Relaxed);
+        }
+        self.watermark.fetch_max(message.id, Ordering::SeqCst);
+    }
+
+    /// Adds `user` to `room`. A name already online (or one that looks like it: same
+    /// [`name_key`]) is refused, unless it is the same person with the same spelling
+    /// (same email, hence the same avatar hash) coming back on a new connection: then the new
+    /// connection takes over and the old one is closed, without leave/join notices.
+    pub fn join(
+        &self,
+        room: &str,
+        user: &User,
+        conn: ConnId,
+        outbound: mpsc::Sender<Outbound>,
+    ) -> Result<Joined, LocalRefusal> {
+        let key = name_key(&user.username);
+        // Serialised before taking the lock every room and delivery shares.
+        let joined = encode(&ServerFrame::Joined { user: user.clone() });
+        let mut rooms = self.lock();
+        if self.clustered && !rooms.contains_key(room) {
+            return Err(LocalRefusal::NotOpen);
+        }
+        let r = rooms
+            .entry(room.to_string())
+            .or_insert_with(|| Room::new(self.room_queue, self.watermark()));
+        match r.members.get(&key) {
+            // Only the very same name: a look-alike spelling with the same email would
+            // replace the holder without anyone being told the name changed.
+            Some(old) if old.user == *user => {
+                let _ = old.outbound.try_send(Outbound::Close(
+                    crate::protocol::close::REPLACED,
+                    "you joined again from another connection",
+                ));
+            }
+            Some(other) => return Err(LocalRefusal::NameTaken(other.user.username.clone())),
+            None if !self.clustered && r.members.len() < self.presence_limit => {
+                r.send(Delivery::public(joined), self.room_queue);
+            }
+            None => {}
+        }
+        r.members.insert(
+            key.clone(),
+            Member {
+                user: user.clone(),
+                conn,
+                outbound,
+            },
+        );
+        // Sorted case-insensitively, as people read a list of names.
+        let mut members: Vec<(String, &Member)> = r
+            .members
+            .values()
+            .map(|m| (m.user.username.to_lowercase(), m))
+            .collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let online = members
+            .into_iter()
+            .take(self.presence_limit)
+            .map(|(_, m)| m.user.clone())
+            .collect();
+        Ok(Joined {
+            feed: Feed {
+                rx: r.tx.subscribe(),
+                me: key,
+                hurry: r.hurry.clone(),
+            },
+            watermark: r.watermark,
+            online,
+            online_count: r.members.len(),
+        })
+    }
+
+    /// Tells the room that `user` started or stopped typing. Not stored; rooms above the
+    /// presence limit skip it, like join notices.
+    pub fn typing(&self, room: &str, user: &User, active: bool) {
+        let frame = encode(&ServerFrame::Typing {
+            user: user.clone(),
+            active,
+        });
+        let rooms = self.lock();
+        if let Some(r) = rooms.get(room)
+            && r.members.len() <= self.presence_limit
+        {
+            r.send(Delivery::public(frame), self.room_queue);
+        }
+    }
+
+    /// The rooms with people in them, busiest first, and how many are in each.
+    pub fn summaries(&self) -> Vec<crate::protocol::RoomSummary> {
+        let rooms = self.lock();
+        let mut list: Vec<_> = rooms
+            .iter()
+            .filter(|(_, r)| !r.members.is_empty())
+            .map(|(name, r)| crate::protocol::RoomSummary {
+                name: name.clone(),
+                online: r.members.len(),
+            })
+            .collect();
+        list.sort_by(|a, b| b.online.cmp(&a.online).then_with(|| a.name.cmp(&b.name)));
+        list
+    }
+
+    /// Who is online in `room` under this name (case-insensitive), for private messages.
+    pub fn member(&self, room: &str, username: &str) -> Option<User> {
+        let rooms = self.lock();
+        let r = rooms.get(room)?;
+        r.members.get(&name_key(username)).map(|m| m.user.clone())
+    }
+
+    /// Removes the connection's user from the room, if that connection still holds the name,
+    /// and tells the others. An empty room is forgotten (in cluster mode, by
+    /// [`Rooms::close_if_empty`], which also unsubscribes it).
+    pub fn leave(&self, room: &str, user: &User, conn: ConnId) {
+        let key = name_key(&user.username);
+        let left = encode(&ServerFrame::Left { user: user.clone() });
+        let mut rooms = self.lock();
+        let Some(r) = rooms.get_mut(room) else { return };
+        if r.members.get(&key).is_some_and(|m| m.conn == conn) {
+            if !self.clustered && r.members.len() <= self.presence_limit {
+                r.send(Delivery::public(left), self.room_queue);
+            }
+            r.members.remove(&key);
+        }
+        if r.members.is_empty() && !self.clustered {
+            rooms.remove(room);
+        }
+    }
+}
