@@ -199,7 +199,10 @@ impl Log for Sqlite {
 
 /// One transaction for the batch; SQLite's single writer makes ids follow commit order.
 fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>> {
-    let tx = conn.transaction()?;
+    // Immediate: the write lock is taken at the start, waiting (busy_timeout) for another
+    // writer on the same file (a second server during a restart). A deferred transaction that
+    // reads first would fail at its first write instead ("database is locked"), with no wait.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(batch.len());
     {
         let mut find = tx.prepare_cached(&format!(
