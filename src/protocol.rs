@@ -392,6 +392,13 @@ pub fn validate_room(raw: &str) -> Result<String, Invalid> {
 
 /// Checks message text: not blank, at most 2,000 characters. The text is kept as typed.
 pub fn validate_text(text: &str) -> Result<(), Invalid> {
+    // NUL is no character anyone types, and PostgreSQL's text cannot hold it.
+    if text.contains('\0') {
+        return Err(Invalid::new(
+            ErrorCode::BadFrame,
+            "Messages cannot contain NUL characters.",
+        ));
+    }
     if text.trim().is_empty() {
         return Err(Invalid::new(
             ErrorCode::EmptyMessage,
@@ -579,6 +586,7 @@ mod tests {
             ErrorCode::EmptyMessage
         );
         assert!(validate_text(&"x".repeat(2000)).is_ok());
+        assert_eq!(validate_text("a\0b").unwrap_err().code, ErrorCode::BadFrame);
         assert_eq!(
             validate_text(&"x".repeat(2001)).unwrap_err().code,
             ErrorCode::MessageTooLong

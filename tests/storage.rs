@@ -210,11 +210,14 @@ async fn a_resend_is_stored_once_per_sender_and_room(location: Location) {
     let (x, y) = (x.unwrap(), y.unwrap());
     assert_eq!(x.message, y.message);
     assert!(x.duplicate != y.duplicate);
-    assert_eq!(
-        committed.lock().unwrap().len(),
-        4,
-        "duplicates are never broadcast"
-    );
+    // The hook saw four messages; a resend is handed on again under its first id (in case
+    // the first commit's hand-over was lost), which rooms that have it skip.
+    let seen = committed.lock().unwrap().clone();
+    let mut ids: Vec<u64> = seen.iter().map(|(_, id)| *id).collect();
+    ids.dedup();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 4, "{seen:?}");
 }
 
 async fn concurrent_writers_commit_in_id_order(location: Location) {

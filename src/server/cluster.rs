@@ -94,14 +94,37 @@ pub struct Online {
 /// What the subscription task is asked to do. It alone changes the node's subscriptions, in
 /// the order asked, and it is also the one handling published messages: so a room is opened
 /// before any of its messages published after the counter was read is handled.
-enum Command {
+pub enum Command {
     /// Subscribe to the room's channel, if not yet, and open the room (see module doc).
     Open(String, oneshot::Sender<Result<(), StoreError>>),
-    /// A message this node stored: hand it to the room here, then publish it.
+    /// A message this node stored: hand it to the room here, then publish it. Sent by the
+    /// storage writer's commit hook, in id order.
     Committed(Committed),
+    /// Answer once every message before this is handed on and published (shutdown).
+    Flush(oneshot::Sender<()>),
     /// The room's last local user may have left: if so, close it and unsubscribe.
     Close(String),
 }
+
+/// What the publishing task is given, in order.
+enum Publication {
+    /// A payload for a channel.
+    Message(String, String),
+    /// Answer once everything before it is published.
+    Flushed(oneshot::Sender<()>),
+}
+
+/// The channel the subscription task takes its [`Command`]s from. Made before the node starts,
+/// so the storage writer's commit hook can send into it.
+pub fn commands() -> (
+    mpsc::UnboundedSender<Command>,
+    mpsc::UnboundedReceiver<Command>,
+) {
+    mpsc::unbounded_channel()
+}
+
+/// How long a join waits for its room to be opened on this node.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a subscription change may take before Redis counts as unreachable.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -121,7 +144,7 @@ pub struct Cluster {
     /// To the subscription task.
     commands: mpsc::UnboundedSender<Command>,
     /// To the publishing task: stored messages, in id order, for the other nodes.
-    publish: mpsc::UnboundedSender<(String, String)>,
+    publish: mpsc::UnboundedSender<Publication>,
     /// Subscribed and caught up (the subscription task's view).
     subscribed: AtomicBool,
     /// The last heartbeat was written (the command connection's view).
@@ -157,14 +180,17 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 impl Cluster {
     /// Connects (failing start-up if Redis cannot be reached) and starts the node's
     /// subscription and heartbeat tasks.
-    /// `storage` is the shared database; `committed` brings the messages this node stores
-    /// (its storage writer's commit hook sends them, in id order).
+    /// `storage` is the shared database; `commands` (from [`commands`]) also brings the
+    /// messages this node stores (its storage writer's commit hook sends them, in id order).
     pub async fn start(
         url: &str,
         config: Arc<HubConfig>,
         rooms: Arc<Rooms>,
         storage: Storage,
-        committed: mpsc::UnboundedReceiver<Committed>,
+        (commands, orders): (
+            mpsc::UnboundedSender<Command>,
+            mpsc::UnboundedReceiver<Command>,
+        ),
     ) -> Result<Arc<Cluster>, ClusterError> {
         let failed = |source| ClusterError::Connect {
             url: url.to_string(),
@@ -191,7 +217,6 @@ impl Cluster {
                 .map_or(0, |d| d.as_millis()),
             rand_u32()
         );
-        let (commands, orders) = mpsc::unbounded_channel();
         let (publish, publications) = mpsc::unbounded_channel();
         let cluster = Arc::new(Cluster {
             node,
@@ -199,7 +224,7 @@ impl Cluster {
             storage,
             rooms,
             config,
-            commands: commands.clone(),
+            commands,
             publish,
             subscribed: AtomicBool::new(false),
             reachable: AtomicBool::new(false),
@@ -221,7 +246,6 @@ impl Cluster {
             .await
             .map_err(|e| ClusterError::Start(e.to_string()))?;
         cluster.subscribed.store(true, Ordering::Relaxed);
-        tokio::spawn(forward_commits(committed, commands));
         tokio::spawn(cluster.clone().publisher(publications));
         tokio::spawn(cluster.clone().follow(client, pubsub, orders));
         tokio::spawn(cluster.clone().keep_alive());
@@ -332,11 +356,15 @@ impl Cluster {
 
     /// Publishes this node's stored messages, in order, retrying while Redis is away: every
     /// message stored here reaches the other nodes, late rather than never.
-    async fn publisher(
-        self: Arc<Self>,
-        mut publications: mpsc::UnboundedReceiver<(String, String)>,
-    ) {
-        while let Some((channel, payload)) = publications.recv().await {
+    async fn publisher(self: Arc<Self>, mut publications: mpsc::UnboundedReceiver<Publication>) {
+        while let Some(publication) = publications.recv().await {
+            let (channel, payload) = match publication {
+                Publication::Message(channel, payload) => (channel, payload),
+                Publication::Flushed(done) => {
+                    let _ = done.send(());
+                    continue;
+                }
+            };
             let mut backoff = Duration::from_millis(100);
             loop {
                 let sent: Result<i64, _> = self.conn().publish(&channel, &payload).await;
@@ -506,10 +534,12 @@ impl Cluster {
                 Ok(pubsub) => {
                     let (mut sink, mut stream) = pubsub.split();
                     backoff = Duration::from_millis(200);
+                    // Names first: a user whose name someone else took meanwhile is closed
+                    // before any missed message (a private one for the new holder) arrives.
+                    self.resync().await;
                     match self.catch_up().await {
                         Ok(()) => {
                             self.subscribed.store(true, Ordering::Relaxed);
-                            self.resync().await;
                             loop {
                                 tokio::select! {
                                     message = stream.next() => match message {
@@ -579,9 +609,13 @@ impl Cluster {
                     message: c.message,
                     prev: c.prev,
                 };
-                let _ = self
-                    .publish
-                    .send((channel(&c.room), format!("m{}", json(&published))));
+                let _ = self.publish.send(Publication::Message(
+                    channel(&c.room),
+                    format!("m{}", json(&published)),
+                ));
+            }
+            Command::Flush(done) => {
+                let _ = self.publish.send(Publication::Flushed(done));
             }
             Command::Close(room) => {
                 if self.rooms.close_if_empty(&room)
@@ -616,6 +650,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// Waits until every message this node stored before the call is handed to its rooms and
+    /// published (shutdown: nothing accepted is left unannounced). While Redis is away the
+    /// publications wait for it, and so does this: the caller bounds it.
+    pub async fn flush(&self) {
+        self.storage.flush().await;
+        let (done, flushed) = oneshot::channel();
+        if self.commands.send(Command::Flush(done)).is_ok() {
+            let _ = flushed.await;
+        }
+    }
+
     /// Makes sure `room` is open on this node (subscribed, with its watermark), so a user can
     /// join it here.
     pub async fn open(&self, room: &str) -> Result<(), StoreError> {
@@ -627,7 +672,14 @@ impl Cluster {
         self.commands
             .send(Command::Open(room.to_string(), reply))
             .map_err(|_| stopped())?;
-        opened.await.map_err(|_| stopped())?
+        // The subscription task may be waiting for the database (filling a gap): a join
+        // waits a little, then is told to try again rather than hang.
+        match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
+            Ok(answer) => answer.map_err(|_| stopped())?,
+            Err(_) => Err(StoreError::Unreachable(
+                "opening the room took too long".into(),
+            )),
+        }
     }
 
     /// Closes `room` on this node, and unsubscribes it, if nobody is left in it here.
@@ -639,6 +691,16 @@ impl Cluster {
     /// highest committed id; publications up to it are ignored afterwards.
     async fn catch_up(&self) -> Result<(), StoreError> {
         let committed = self.storage.last_committed().await?;
+        let watermark = self.rooms.watermark();
+        if committed < watermark {
+            // Ids would be given out again (a database restored from an older backup, or a
+            // failover to a replica that had not caught up): clients would take new messages
+            // for ones they have. Refuse, and say why.
+            return Err(StoreError::Read(format!(
+                "the database's last message id went back from {watermark} to {committed}: \
+                 it was restored or failed over to an older copy; restart every node"
+            )));
+        }
         let mut missed = 0;
         for (room, since) in self.rooms.open_rooms() {
             for message in self
@@ -676,6 +738,9 @@ impl Cluster {
                     "cluster: {} lost their name in {room} while Redis was away",
                     user.username
                 );
+                // Someone else holds it now: this connection must not go on receiving what
+                // is addressed to that name.
+                self.rooms.close_replaced(&room, &user, conn);
             }
         }
     }
@@ -910,16 +975,3 @@ end
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 return gone
 "#;
-
-/// Hands the storage writer's commits to the subscription task, which owns the order in which
-/// messages reach rooms (a plain channel would do, but the commit hook cannot wait).
-async fn forward_commits(
-    mut committed: mpsc::UnboundedReceiver<Committed>,
-    commands: mpsc::UnboundedSender<Command>,
-) {
-    while let Some(c) = committed.recv().await {
-        if commands.send(Command::Committed(c)).is_err() {
-            return;
-        }
-    }
-}

@@ -2,11 +2,11 @@
 //! whether this node is alone (the storage seam feeds its [`Rooms`]) or one of a cluster
 //! (`cluster` feeds them, and holds presence): the one place the two modes differ.
 
-use super::cluster::{Claim, Cluster, ClusterError, Committed};
+use super::cluster::{self, Claim, Cluster, ClusterError, Command, Committed};
 use super::config::HubConfig;
 use super::metrics::Metrics;
 use super::rooms::{ConnId, Joined, LocalRefusal, Outbound, Rooms};
-use super::storage::{Appended, Draft, Finished, Location, Storage, StoreError};
+use super::storage::{Appended, Draft, Location, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, User};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,10 +41,7 @@ impl Hub {
     /// Opens the history (SQLite, or Redis when `redis-url` is set) and wires it to the
     /// rooms. `Finished` tells when the store has written everything, once the last handle to
     /// the hub is gone.
-    pub async fn open(
-        config: Arc<HubConfig>,
-        metrics: Arc<Metrics>,
-    ) -> Result<(Hub, Finished), HubError> {
+    pub async fn open(config: Arc<HubConfig>, metrics: Arc<Metrics>) -> Result<Hub, HubError> {
         let location = Location::parse(&config.database);
         if let Some(url) = &config.redis_url {
             // Every node must read and write the same history: a file of its own would not do.
@@ -55,21 +52,28 @@ impl Hub {
                         .into(),
                 )));
             }
-            let (committed, commits) = mpsc::unbounded_channel();
+            let (commands, orders) = cluster::commands();
+            let committed = commands.clone();
             let opened = Storage::open(
                 &location,
                 Box::new(move |room, message, prev| {
-                    let _ = committed.send(Committed {
+                    let _ = committed.send(Command::Committed(Committed {
                         room: room.to_string(),
                         message: message.clone(),
                         prev,
-                    });
+                    }));
                 }),
             )
             .await?;
             let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
-            let cluster =
-                Cluster::start(url, config.clone(), rooms.clone(), opened.storage, commits).await?;
+            let cluster = Cluster::start(
+                url,
+                config.clone(),
+                rooms.clone(),
+                opened.storage,
+                (commands, orders),
+            )
+            .await?;
             let hub = Hub {
                 rooms,
                 backend: Backend::Cluster(cluster),
@@ -77,7 +81,7 @@ impl Hub {
                 metrics,
                 next_conn: AtomicU64::new(1),
             };
-            return Ok((hub, opened.finished));
+            return Ok(hub);
         }
         // The store is created before the rooms it feeds, so the commit hook reaches them
         // through a slot filled right after.
@@ -101,7 +105,16 @@ impl Hub {
             metrics,
             next_conn: AtomicU64::new(1),
         };
-        Ok((hub, opened.finished))
+        Ok(hub)
+    }
+
+    /// Waits until every message accepted so far is stored and handed on (see
+    /// [`Storage::flush`] and [`Cluster::flush`]).
+    pub async fn flush(&self) {
+        match &self.backend {
+            Backend::Embedded(storage) => storage.flush().await,
+            Backend::Cluster(cluster) => cluster.flush().await,
+        }
     }
 
     pub fn next_conn_id(&self) -> ConnId {

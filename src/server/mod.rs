@@ -96,7 +96,7 @@ pub async fn serve(
     config.hub.check().map_err(ServerError::Config)?;
     let metrics = Arc::new(Metrics::default());
     let hub_config = Arc::new(config.hub);
-    let (hub, store_finished) = Hub::open(hub_config.clone(), metrics.clone()).await?;
+    let hub = Hub::open(hub_config.clone(), metrics.clone()).await?;
     let hub = Arc::new(hub);
     let (stop, stopped) = watch::channel(false);
     let state = AppState {
@@ -165,15 +165,11 @@ pub async fn serve(
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Finish in-flight work: with the connections gone, this was the last handle to the hub,
-    // so the store writes what is queued and stops. Exiting before that could cut a message
-    // the server had accepted off half-way through its transaction.
-    drop(hub);
-    let stored = tokio::task::spawn_blocking(move || store_finished.wait(grace))
-        .await
-        .unwrap_or(false);
-    if !stored {
-        tracing::warn!("shutdown: the message store was still writing after {grace:?}");
+    // Finish in-flight work: with the connections gone, nothing new is accepted; wait for
+    // what was to be stored (and, in a cluster, announced). Exiting before that could cut a
+    // message the server had accepted off half-way through its transaction.
+    if tokio::time::timeout(grace, hub.flush()).await.is_err() {
+        tracing::warn!("shutdown: messages were still being stored or announced after {grace:?}");
     }
     Ok(())
 }

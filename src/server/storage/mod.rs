@@ -86,8 +86,9 @@ pub enum StoreError {
     Stopped,
 }
 
-/// Called by the writer, in id order, for every newly stored message: its room, the message,
-/// and the id of the room's message before it (0 for the first). A cluster node that sees a
+/// Called by the writer, in id order, for every newly stored message (and again for every
+/// resend of one): its room, the message, and the id of the room's message before it (0 for
+/// the first). A cluster node that sees a
 /// message whose `prev` it has not seen knows there is a gap to fill from the database.
 pub type OnCommit = Box<dyn Fn(&str, &ChatMessage, u64) + Send + Sync>;
 
@@ -96,7 +97,8 @@ pub struct Stored {
     pub message: ChatMessage,
     /// A resend of a message already stored (nothing new was stored for it).
     pub duplicate: bool,
-    /// The id of the room's previous message (see [`OnCommit`]); 0 for a duplicate.
+    /// The id of the room's previous message (see [`OnCommit`]). For a duplicate, the id
+    /// just below it: "fill in anything you have not seen up to this one".
     pub prev: u64,
 }
 
@@ -211,9 +213,14 @@ impl Location {
     }
 }
 
-struct Job {
-    draft: Draft,
-    reply: oneshot::Sender<Result<Appended, String>>,
+enum Job {
+    Store {
+        // Boxed: the queue's slots are as large as its largest job.
+        draft: Box<Draft>,
+        reply: oneshot::Sender<Result<Appended, String>>,
+    },
+    /// Answered once everything queued before it is stored (and handed to `on_commit`).
+    Flush(oneshot::Sender<()>),
 }
 
 /// The database behind a [`Storage`].
@@ -235,29 +242,6 @@ pub struct Opened {
     pub storage: Storage,
     /// The highest message id already stored.
     pub last_id: u64,
-    pub finished: Finished,
-}
-
-/// Signals that the writer has stored everything queued and stopped. It stops when the last
-/// [`Storage`] handle is dropped; waiting for it is how shutdown makes sure no accepted
-/// message is cut off half-written by the process exiting.
-pub struct Finished(std::sync::mpsc::Receiver<()>);
-
-impl Finished {
-    /// For a hub with nothing to write locally (cluster mode: Redis holds the history).
-    pub fn already() -> Self {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let _ = tx.send(());
-        Finished(rx)
-    }
-
-    /// Waits (blocking) up to `timeout`; false if the writer is still busy.
-    pub fn wait(self, timeout: std::time::Duration) -> bool {
-        !matches!(
-            self.0.recv_timeout(timeout),
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout)
-        )
-    }
 }
 
 impl Storage {
@@ -266,33 +250,44 @@ impl Storage {
     /// upgraded.
     pub async fn open(location: &Location, on_commit: OnCommit) -> Result<Opened, StoreError> {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let (done, finished) = std::sync::mpsc::channel();
         let (log, last_id) = match location {
             Location::Sqlite(path) => {
                 let (log, last_id) = sqlite::Sqlite::open(path).await?;
                 let log = Arc::new(log);
-                tokio::spawn(write_loop(log.clone(), rx, on_commit, done));
+                tokio::spawn(write_loop(log.clone(), rx, on_commit));
                 (Backend::Sqlite(log), last_id)
             }
             Location::Postgres(url) => {
                 let (log, last_id) = postgres::Postgres::open(url).await?;
                 let log = Arc::new(log);
-                tokio::spawn(write_loop(log.clone(), rx, on_commit, done));
+                tokio::spawn(write_loop(log.clone(), rx, on_commit));
                 (Backend::Postgres(log), last_id)
             }
         };
         Ok(Opened {
             storage: Storage { jobs, log },
             last_id,
-            finished: Finished(finished),
         })
+    }
+
+    /// Waits until every message handed to [`Storage::append`] before this call is stored
+    /// and handed to `on_commit`. Shutdown calls it once the connections are closed, so no
+    /// accepted message is cut off half-way by the process exiting.
+    pub async fn flush(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.jobs.send(Job::Flush(done)).await.is_ok() {
+            let _ = flushed.await;
+        }
     }
 
     /// Stores a message and, once committed, hands it to `on_commit`.
     pub async fn append(&self, draft: Draft) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Job { draft, reply })
+            .send(Job::Store {
+                draft: Box::new(draft),
+                reply,
+            })
             .await
             .map_err(|_| StoreError::Stopped)?;
         match answer.await {
@@ -368,38 +363,57 @@ pub fn backup_sqlite(from: &std::path::Path, to: &std::path::Path) -> Result<(),
 }
 
 /// The writer: group commit, then `on_commit` in id order (see the module doc).
-async fn write_loop<L: Log>(
-    log: Arc<L>,
-    mut rx: mpsc::Receiver<Job>,
-    on_commit: OnCommit,
-    done: std::sync::mpsc::Sender<()>,
-) {
+async fn write_loop<L: Log>(log: Arc<L>, mut rx: mpsc::Receiver<Job>, on_commit: OnCommit) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        let (drafts, replies): (Vec<Draft>, Vec<_>) =
-            jobs.drain(..).map(|job| (job.draft, job.reply)).unzip();
-        let drafts: Arc<[Draft]> = drafts.into();
-        match log.store(drafts.clone()).await {
-            Ok(stored) => {
-                for ((draft, reply), stored) in drafts.iter().zip(replies).zip(stored) {
-                    let Stored {
-                        message,
-                        duplicate,
-                        prev,
-                    } = stored;
-                    if !duplicate {
-                        on_commit(&draft.room, &message, prev);
-                    }
-                    let _ = reply.send(Ok(Appended { message, duplicate }));
+        let mut drafts = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut flushes = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Store { draft, reply } => {
+                    drafts.push(*draft);
+                    replies.push(reply);
                 }
+                Job::Flush(done) => flushes.push(done),
             }
-            Err(e) => {
-                tracing::error!("storing {} message(s) failed: {e}", drafts.len());
-                for reply in replies {
-                    let _ = reply.send(Err(e.to_string()));
-                }
+        }
+        let drafts: Arc<[Draft]> = drafts.into();
+        if !drafts.is_empty() {
+            store_batch(&*log, drafts, replies, &on_commit).await;
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn store_batch<L: Log>(
+    log: &L,
+    drafts: Arc<[Draft]>,
+    replies: Vec<oneshot::Sender<Result<Appended, String>>>,
+    on_commit: &OnCommit,
+) {
+    match log.store(drafts.clone()).await {
+        Ok(stored) => {
+            for ((draft, reply), stored) in drafts.iter().zip(replies).zip(stored) {
+                let Stored {
+                    message,
+                    duplicate,
+                    prev,
+                } = stored;
+                // A resend is handed on again too: its first commit may not have been (the
+                // commit's answer was lost, or the node stopped before handing it on). Rooms
+                // that have it skip it by its id.
+                on_commit(&draft.room, &message, prev);
+                let _ = reply.send(Ok(Appended { message, duplicate }));
+            }
+        }
+        Err(e) => {
+            tracing::error!("storing {} message(s) failed: {e}", drafts.len());
+            for reply in replies {
+                let _ = reply.send(Err(e.to_string()));
             }
         }
     }
-    let _ = done.send(());
 }

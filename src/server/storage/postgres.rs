@@ -5,8 +5,11 @@
 //! [`StoreError::Unreachable`], which clients see as `unavailable` (nothing acknowledged, so
 //! nothing lost: the browser keeps the message in its outbox); the pool reconnects by itself.
 //!
-//! Ids come from the `counters` row, incremented inside the storing transaction: its row lock
-//! is held until commit, so ids follow commit order even with several nodes writing at once.
+//! Ids come from the `counters` row, locked first thing in the storing transaction and held
+//! until commit: one writer at a time across every node, so ids follow commit order, and a
+//! resend's check sees every copy already stored. Transactions that stall are ended by the
+//! server after seconds (`idle_in_transaction_session_timeout`), so a stuck node cannot hold
+//! the others up for long.
 
 use super::{COLUMNS, Draft, Log, Row, StoreError, Stored, now_ms, sql_id, visible_to};
 use crate::protocol::ChatMessage;
@@ -48,6 +51,15 @@ impl Postgres {
             .parse()
             .map_err(|e: tokio_postgres::Error| open_err(e.to_string()))?;
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A node that stalls in the middle of storing (paused, cut off) must not hold the
+        // counter's lock, and so every node's writes, for long: the server ends such a
+        // transaction, and waits for a lock give up, after a few seconds.
+        config.options(
+            "-c lock_timeout=5000 -c idle_in_transaction_session_timeout=10000 \
+             -c statement_timeout=10000",
+        );
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -136,7 +148,25 @@ impl Log for Postgres {
     async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<Stored>, StoreError> {
         let mut client = self.pool.get().await.map_err(unreachable)?;
         let write = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
-        let tx = client.transaction().await.map_err(write)?;
+        // Read committed, whatever the server's default: the counter's lock is what orders
+        // writers; a stricter level would fail them with serialization errors instead.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::ReadCommitted)
+            .start()
+            .await
+            .map_err(write)?;
+        // The counter first, locked until commit: from here on this transaction is the only
+        // writer, so a resend's check below cannot miss a copy another node is storing, every
+        // smaller id is committed and visible, and ids follow commit order.
+        let mut last: i64 = tx
+            .query_one(
+                "SELECT value FROM counters WHERE name = 'message' FOR UPDATE",
+                &[],
+            )
+            .await
+            .map_err(write)?
+            .get(0);
         let find = tx
             .prepare_cached(&format!(
                 "SELECT {COLUMNS} FROM messages \
@@ -144,17 +174,8 @@ impl Log for Postgres {
             ))
             .await
             .map_err(write)?;
-        let next_id = tx
-            .prepare_cached(
-                "UPDATE counters SET value = value + 1 WHERE name = 'message' RETURNING value",
-            )
-            .await
-            .map_err(write)?;
-        // Run after taking the counter: every smaller id is committed by then (the counter's
-        // row lock waits for the transaction holding it), so this is the room's true previous
-        // message, whichever node stored it.
         let last_in_room = tx
-            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = $1 AND id < $2")
+            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = $1")
             .await
             .map_err(write)?;
         let insert = tx
@@ -173,19 +194,22 @@ impl Log for Postgres {
                     .await
                     .map_err(write)?
             {
+                let message = read_row(&existing);
+                let prev = message.id.saturating_sub(1);
                 out.push(Stored {
-                    message: read_row(&existing),
+                    message,
                     duplicate: true,
-                    prev: 0,
+                    prev,
                 });
                 continue;
             }
-            let id: i64 = tx.query_one(&next_id, &[]).await.map_err(write)?.get(0);
             let prev: i64 = tx
-                .query_one(&last_in_room, &[&d.room, &id])
+                .query_one(&last_in_room, &[&d.room])
                 .await
                 .map_err(write)?
                 .get(0);
+            last += 1;
+            let id = last;
             let ts = now_ms();
             let to_name = d.to.as_ref().map(|(u, _)| u.username.as_str());
             let to_avatar = d.to.as_ref().map(|(u, _)| u.avatar.as_str());
@@ -214,6 +238,12 @@ impl Log for Postgres {
                 prev: prev as u64,
             });
         }
+        tx.execute(
+            "UPDATE counters SET value = $1 WHERE name = 'message'",
+            &[&last],
+        )
+        .await
+        .map_err(write)?;
         tx.commit().await.map_err(write)?;
         Ok(out)
     }

@@ -221,10 +221,11 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
                     .query_row(params![d.sender_key, d.room, client_id], read_row)
                     .optional()?
             {
+                let prev = existing.id.saturating_sub(1);
                 out.push(Stored {
                     message: existing,
                     duplicate: true,
-                    prev: 0,
+                    prev,
                 });
                 continue;
             }
