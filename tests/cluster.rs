@@ -676,3 +676,49 @@ async fn a_postgres_restart_is_survived_with_unavailable_meanwhile_and_nothing_l
     let texts: Vec<_> = history.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["before", "during"]);
 }
+
+#[tokio::test]
+async fn a_message_acknowledged_by_a_node_killed_right_after_is_not_lost() {
+    let mut redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let doomed = Process::start(&node_config(dir.path(), &redis), None).await;
+    let survivor = node(&redis).await;
+    let mut carol = Client::connect(&doomed.url()).await;
+    carol.join("carol").await;
+    // Acknowledged (the sender's own copy came back), then the node dies at once.
+    for i in 0..20 {
+        carol.say(&format!("acked {i}")).await;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < 20 {
+        acked.push(carol.recv_message().await.id);
+    }
+    doomed.kill9().await;
+    // Redis dies too, without a goodbye, and comes back empty-handed: it held nothing durable.
+    redis.stop();
+    for entry in std::fs::read_dir(redis.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    redis.launch().await;
+    let mut reader = None;
+    for _ in 0..100 {
+        let mut c = survivor.client().await;
+        c.send_json(
+            json!({"type": "join", "username": "dave", "email": "d@example.com", "since": 0}),
+        )
+        .await;
+        if let ServerFrame::Welcome { history, .. } = c.recv().await {
+            reader = Some(history);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let history = reader.expect("the survivor never took a join again");
+    let ids: Vec<u64> = history.iter().map(|m| m.id).collect();
+    assert_eq!(ids, acked, "every acknowledged message, in order");
+}

@@ -255,6 +255,48 @@ async fn concurrent_writers_commit_in_id_order(location: Location) {
     assert!(all.windows(2).all(|w| w[0].id < w[1].id));
 }
 
+async fn retention_forgets_old_messages_and_never_reuses_their_ids(location: Location) {
+    let (store, _, _) = open(&location).await;
+    let old = store
+        .append(draft("a", "alice", "old"))
+        .await
+        .unwrap()
+        .message;
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let kept = store
+        .append(draft("a", "alice", "kept"))
+        .await
+        .unwrap()
+        .message;
+    // Nothing is as old as a day: the setting's own call deletes nothing.
+    assert_eq!(store.forget_older_than(1).await.unwrap(), 0);
+    assert_eq!(store.forget_before(kept.ts).await.unwrap(), 1);
+    let (page, more) = store.page("a", None, None, u64::MAX, 10).await.unwrap();
+    assert_eq!(texts(&page), ["kept"]);
+    assert!(!more);
+    assert!(
+        store
+            .after("a", None, 0, u64::MAX, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.id != old.id)
+    );
+    // Gone from the database, and its id is not given out again.
+    drop(store);
+    let (store, _, last) = open(&location).await;
+    assert_eq!(last, kept.id);
+    assert!(
+        store
+            .append(draft("a", "bob", "new"))
+            .await
+            .unwrap()
+            .message
+            .id
+            > kept.id
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -280,6 +322,7 @@ contract!(
     private_messages_are_seen_by_their_two_people_only,
     a_resend_is_stored_once_per_sender_and_room,
     concurrent_writers_commit_in_id_order,
+    retention_forgets_old_messages_and_never_reuses_their_ids,
 );
 
 #[tokio::test]

@@ -99,6 +99,9 @@ pub struct HubConfig {
     /// the per-IP limit applies to users, not to the proxy. From any other peer the header
     /// is ignored: anyone could write it.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Messages older than this many days are deleted (checked every hour). 0, the default:
+    /// history is kept for ever.
+    pub retention_days: u64,
     /// How long shutdown waits for connections to close and history to be written.
     pub shutdown_grace_ms: u64,
     /// Cluster mode: the Redis shared by every node (`redis://host:6379/`). Unset: one node
@@ -142,6 +145,7 @@ impl Default for HubConfig {
             idle_timeout_ms: 60_000,
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            retention_days: 0,
             shutdown_grace_ms: 3_000,
             redis_url: None,
             redis_history: 10_000,
@@ -316,6 +320,7 @@ impl HubConfig {
         within("idle-timeout-ms", self.idle_timeout_ms, idle_low, 3_600_000)
             .map_err(|e| format!("{e} (at least twice ping-interval-ms)"))?;
         within("shutdown-grace-ms", self.shutdown_grace_ms, 0, 600_000)?;
+        within("retention-days", self.retention_days, 0, 365_000)?;
         within("redis-history", self.redis_history, 1, 100_000_000)?;
         within("node-ttl-ms", self.node_ttl_ms, 1_000, 600_000)?;
         for origin in &self.allowed_origins {

@@ -6,7 +6,7 @@ use super::cluster::{self, Claim, Cluster, ClusterError, Command, Committed};
 use super::config::HubConfig;
 use super::metrics::Metrics;
 use super::rooms::{ConnId, Joined, LocalRefusal, Outbound, Rooms};
-use super::storage::{Appended, Draft, Location, Storage, StoreError};
+use super::storage::{self, Appended, Draft, Location, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, User};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +66,7 @@ impl Hub {
             )
             .await?;
             let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
+            storage::expire_every_hour(opened.storage.clone(), config.retention_days);
             let cluster = Cluster::start(
                 url,
                 config.clone(),
@@ -96,6 +97,7 @@ impl Hub {
             }),
         )
         .await?;
+        storage::expire_every_hour(opened.storage.clone(), config.retention_days);
         let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
         let _ = slot.set(rooms.clone());
         let hub = Hub {

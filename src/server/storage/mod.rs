@@ -114,6 +114,9 @@ trait Log: Send + Sync + 'static {
     /// too (ids follow commit order).
     fn last_committed(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Deletes the messages stored before `ts` (Unix ms); returns how many.
+    fn forget_before(&self, ts: i64) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     /// Up to `limit` messages of `room` visible to `viewer` with `id < before`, newest first.
     fn before(
         &self,
@@ -318,6 +321,21 @@ impl Storage {
         Ok((rows, has_more))
     }
 
+    /// Deletes every message stored more than `days` days ago (the `retention-days` setting):
+    /// their text is gone from the database, not just hidden. Ids are never reused.
+    pub async fn forget_older_than(&self, days: u64) -> Result<u64, StoreError> {
+        let cutoff = now_ms().saturating_sub((days as i64).saturating_mul(86_400_000));
+        self.forget_before(cutoff).await
+    }
+
+    /// Deletes the messages stored before `ts` (Unix ms); returns how many.
+    pub async fn forget_before(&self, ts: i64) -> Result<u64, StoreError> {
+        match &self.log {
+            Backend::Sqlite(log) => log.forget_before(ts).await,
+            Backend::Postgres(log) => log.forget_before(ts).await,
+        }
+    }
+
     /// The highest id of a committed message (see [`Log::last_committed`]).
     pub async fn last_committed(&self) -> Result<u64, StoreError> {
         match &self.log {
@@ -354,6 +372,26 @@ impl Storage {
             Backend::Postgres(log) => log.after(room, viewer, since, upto, limit).await,
         }
     }
+}
+
+/// Deletes messages older than `days` days every hour, for as long as the server runs (the
+/// `retention-days` setting; 0 keeps everything and starts nothing). In a cluster every node
+/// does it; deleting what is already gone is harmless.
+pub fn expire_every_hour(storage: Storage, days: u64) {
+    if days == 0 {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3_600));
+        loop {
+            tick.tick().await;
+            match storage.forget_older_than(days).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("retention: deleted {n} messages older than {days} days"),
+                Err(e) => tracing::warn!("retention: {e}"),
+            }
+        }
+    });
 }
 
 /// Writes a consistent copy of the SQLite database at `from` to `to`, while a server may be

@@ -135,6 +135,14 @@ fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
 }
 
 impl Log for Postgres {
+    async fn forget_before(&self, ts: i64) -> Result<u64, StoreError> {
+        let client = self.pool.get().await.map_err(unreachable)?;
+        client
+            .execute("DELETE FROM messages WHERE ts < $1", &[&ts])
+            .await
+            .map_err(|e| StoreError::Write(e.to_string()))
+    }
+
     async fn last_committed(&self) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(unreachable)?;
         let last: i64 = client

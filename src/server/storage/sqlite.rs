@@ -16,6 +16,11 @@ mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
+/// The highest id ever given out: AUTOINCREMENT's sequence (it stays when retention deletes
+/// the newest messages), or the highest id in the table.
+const LAST_ID: &str = "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0), \
+                       COALESCE((SELECT MAX(id) FROM messages), 0))";
+
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
                        PRAGMA busy_timeout = 5000;";
 const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;";
@@ -63,9 +68,7 @@ impl Sqlite {
             .run(&mut writer)
             .map_err(|e| migrate_err(e.to_string()))?;
         let last_id: i64 = writer
-            .query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
-                r.get(0)
-            })
+            .query_row(LAST_ID, [], |r| r.get(0))
             .map_err(open_err)?;
         let reader = Connection::open(path).map_err(open_err)?;
         reader.execute_batch(READER_PRAGMAS).map_err(open_err)?;
@@ -138,12 +141,16 @@ impl Log for Sqlite {
         .await
     }
 
-    async fn last_committed(&self) -> Result<u64, StoreError> {
-        let read = |conn: &mut Connection| {
-            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
-                r.get::<_, i64>(0)
-            })
+    async fn forget_before(&self, ts: i64) -> Result<u64, StoreError> {
+        // AUTOINCREMENT: deleted ids are never given out again.
+        let delete = move |conn: &mut Connection| {
+            conn.execute("DELETE FROM messages WHERE ts < ?1", params![ts])
         };
+        Ok(with(&self.writer, delete, StoreError::Write).await? as u64)
+    }
+
+    async fn last_committed(&self) -> Result<u64, StoreError> {
+        let read = |conn: &mut Connection| conn.query_row(LAST_ID, [], |r| r.get::<_, i64>(0));
         Ok(with(&self.reader, read, StoreError::Read).await? as u64)
     }
 
