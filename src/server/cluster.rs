@@ -31,7 +31,7 @@
 
 use super::config::HubConfig;
 use super::rooms::{ConnId, Delivery, Rooms, encode};
-use super::storage::{Appended, Draft, Storage, StoreError};
+use super::storage::{Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, ServerFrame, User, name_key};
 use futures::StreamExt;
 use redis::AsyncCommands;
@@ -274,46 +274,6 @@ impl Cluster {
 
     fn conn(&self) -> ConnectionManager {
         self.redis.clone()
-    }
-
-    /// Stores a message in the shared database, or returns the message first stored under the
-    /// same sender and `client_id`. Once stored it reaches this node's room and is published
-    /// (see [`Command::Committed`]).
-    ///
-    /// Refused while Redis is known to be unreachable: the message would be stored but reach
-    /// nobody on the other nodes until Redis is back, while its sender saw it as sent. Refused,
-    /// it stays in the sender's outbox and is resent then. (A message stored in the moment
-    /// before the node notices is published late, by the publisher's retries: never lost.)
-    pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
-        if !self.is_healthy() {
-            return Err(StoreError::Unreachable("Redis is unreachable".into()));
-        }
-        self.storage.append(draft).await
-    }
-
-    /// Up to `limit` messages `viewer` may see with `id < before` and `id <= upto`, oldest
-    /// first, and whether older ones exist.
-    pub async fn page(
-        &self,
-        room: &str,
-        viewer: Option<&str>,
-        before: Option<u64>,
-        upto: u64,
-        limit: usize,
-    ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
-        self.storage.page(room, viewer, before, upto, limit).await
-    }
-
-    /// Messages `viewer` may see with `since < id <= upto`, oldest first, at most `limit`.
-    pub async fn after(
-        &self,
-        room: &str,
-        viewer: Option<&str>,
-        since: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
-        self.storage.after(room, viewer, since, upto, limit).await
     }
 
     /// Hands a stored message to the room here, in order: if the room has not seen the
@@ -650,11 +610,11 @@ impl Cluster {
         Ok(())
     }
 
-    /// Waits until every message this node stored before the call is handed to its rooms and
-    /// published (shutdown: nothing accepted is left unannounced). While Redis is away the
-    /// publications wait for it, and so does this: the caller bounds it.
+    /// Waits until every message this node stored before the call (the caller has flushed the
+    /// storage first) is handed to its rooms and published (shutdown: nothing accepted is left
+    /// unannounced). While Redis is away the publications wait for it, and so does this: the
+    /// caller bounds it.
     pub async fn flush(&self) {
-        self.storage.flush().await;
         let (done, flushed) = oneshot::channel();
         if self.commands.send(Command::Flush(done)).is_ok() {
             let _ = flushed.await;

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 
-/// Where messages are stored and how they reach the other nodes' rooms.
+/// How stored messages reach the rooms, and who is online: the one thing that differs between
+/// one node and a cluster. (Where messages are stored does not: that is [`Storage`].)
 enum Backend {
-    /// One node: the storage seam (SQLite or PostgreSQL); its commit hook feeds the rooms.
-    Embedded(Storage),
-    /// Several nodes: Redis; each node's subscription feeds its rooms.
+    /// One node: the storage writer's commit hook feeds the rooms; presence is local.
+    Alone,
+    /// Several nodes: the cluster's subscription feeds the rooms; presence is in Redis.
     Cluster(Arc<Cluster>),
 }
 
@@ -31,6 +32,8 @@ pub enum JoinRefused {
 /// that differs between one node and a cluster goes through here.
 pub struct Hub {
     pub rooms: Arc<Rooms>,
+    /// Every message, in SQLite or PostgreSQL, the same way in both modes.
+    storage: Storage,
     backend: Backend,
     pub config: Arc<HubConfig>,
     pub metrics: Arc<Metrics>,
@@ -71,12 +74,13 @@ impl Hub {
                 url,
                 config.clone(),
                 rooms.clone(),
-                opened.storage,
+                opened.storage.clone(),
                 (commands, orders),
             )
             .await?;
             let hub = Hub {
                 rooms,
+                storage: opened.storage,
                 backend: Backend::Cluster(cluster),
                 config,
                 metrics,
@@ -102,7 +106,8 @@ impl Hub {
         let _ = slot.set(rooms.clone());
         let hub = Hub {
             rooms,
-            backend: Backend::Embedded(opened.storage),
+            storage: opened.storage,
+            backend: Backend::Alone,
             config,
             metrics,
             next_conn: AtomicU64::new(1),
@@ -113,9 +118,9 @@ impl Hub {
     /// Waits until every message accepted so far is stored and handed on (see
     /// [`Storage::flush`] and [`Cluster::flush`]).
     pub async fn flush(&self) {
-        match &self.backend {
-            Backend::Embedded(storage) => storage.flush().await,
-            Backend::Cluster(cluster) => cluster.flush().await,
+        self.storage.flush().await;
+        if let Backend::Cluster(cluster) = &self.backend {
+            cluster.flush().await;
         }
     }
 
@@ -126,18 +131,21 @@ impl Hub {
     /// False while a cluster node cannot reach Redis (it keeps its clients meanwhile).
     pub fn is_healthy(&self) -> bool {
         match &self.backend {
-            Backend::Embedded(_) => true,
+            Backend::Alone => true,
             Backend::Cluster(cluster) => cluster.is_healthy(),
         }
     }
 
-    /// Stores a message; it reaches the rooms once stored (the store's commit hook, or the
-    /// cluster subscription).
+    /// Stores a message; it reaches the rooms once stored (the storage writer's commit hook,
+    /// through the cluster in cluster mode). A cluster node cut off from Redis refuses: the
+    /// message would be stored but reach nobody on the other nodes while its sender saw it as
+    /// sent; refused, it stays in the sender's outbox and is resent. (One stored in the moment
+    /// before the node notices is published late, by the publisher's retries: never lost.)
     pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
-        let appended = match &self.backend {
-            Backend::Embedded(storage) => storage.append(draft).await?,
-            Backend::Cluster(cluster) => cluster.post(draft).await?,
-        };
+        if !self.is_healthy() {
+            return Err(StoreError::Unreachable("Redis is unreachable".into()));
+        }
+        let appended = self.storage.append(draft).await?;
         if !appended.duplicate {
             self.metrics.messages_stored.fetch_add(1, Ordering::Relaxed);
         }
@@ -154,10 +162,7 @@ impl Hub {
         upto: u64,
         limit: usize,
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
-        match &self.backend {
-            Backend::Embedded(storage) => storage.page(room, viewer, before, upto, limit).await,
-            Backend::Cluster(cluster) => cluster.page(room, viewer, before, upto, limit).await,
-        }
+        self.storage.page(room, viewer, before, upto, limit).await
     }
 
     async fn after(
@@ -168,10 +173,7 @@ impl Hub {
         upto: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
-        match &self.backend {
-            Backend::Embedded(storage) => storage.after(room, viewer, since, upto, limit).await,
-            Backend::Cluster(cluster) => cluster.after(room, viewer, since, upto, limit).await,
-        }
+        self.storage.after(room, viewer, since, upto, limit).await
     }
 
     /// Adds `user` to `room` (cluster-wide in cluster mode) and subscribes the connection.
@@ -249,7 +251,7 @@ impl Hub {
     /// Tells the room that `user` started or stopped typing.
     pub async fn typing(&self, room: &str, user: &User, active: bool) {
         match &self.backend {
-            Backend::Embedded(_) => self.rooms.typing(room, user, active),
+            Backend::Alone => self.rooms.typing(room, user, active),
             Backend::Cluster(cluster) => cluster.typing(room, user, active).await,
         }
     }
@@ -257,7 +259,7 @@ impl Hub {
     /// Who is online in `room` under this name (case-insensitive), for private messages.
     pub async fn member(&self, room: &str, name: &str) -> Option<User> {
         match &self.backend {
-            Backend::Embedded(_) => self.rooms.member(room, name),
+            Backend::Alone => self.rooms.member(room, name),
             Backend::Cluster(cluster) => cluster.member(room, name).await,
         }
     }
@@ -265,7 +267,7 @@ impl Hub {
     /// The rooms with people in them, busiest first.
     pub async fn summaries(&self) -> Result<Vec<RoomSummary>, StoreError> {
         match &self.backend {
-            Backend::Embedded(_) => Ok(self.rooms.summaries()),
+            Backend::Alone => Ok(self.rooms.summaries()),
             Backend::Cluster(cluster) => cluster.summaries().await,
         }
     }
