@@ -4,21 +4,27 @@
 #
 #   scripts/bench-cluster.sh
 #
-# Cases: the embedded single node (SQLite, no Redis) for reference, then one and two cluster
-# nodes; fixed load and closed loop, 1,000 clients. Not part of `make test`.
+# Cases: one node on SQLite (the embedded default), one node on PostgreSQL (no Redis), then one
+# and two cluster nodes (PostgreSQL + Redis); fixed load and closed loop, 1,000 clients. The
+# CPU of PostgreSQL and Redis is printed beside each case. Not part of `make test`.
 source "$(dirname "$0")/bench-setup.sh"
 source "$(dirname "$0")/postgres.sh"
 chmod 755 "$work"  # the postgres user reaches its data directory inside
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.05; done; echo "port $1 did not open" >&2; exit 1; }
 
-# run LABEL NODES(0=embedded) LOAD-ARGS...
+# run LABEL NODES(0=one node on SQLite, pg=one node on PostgreSQL, N=N cluster nodes) LOAD-ARGS...
 run() {
   local label=$1 nodes=$2; shift 2
   local pids=() urls=() redis_pid=""
   rm -rf "$work"/*
   if [ "$nodes" = 0 ]; then
-    env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:18200 HUBBUB_DATABASE="$work/bench.db" target/release/hubbub >/dev/null &
+    env "${LIMITS[@]}" "${EXTRA[@]}" LEPTOS_SITE_ADDR=127.0.0.1:18200 HUBBUB_DATABASE="$work/bench.db" target/release/hubbub >/dev/null &
+    pids+=("$!"); urls+=(--url ws://127.0.0.1:18200/ws); wait_port 18200
+  elif [ "$nodes" = pg ]; then
+    local database
+    database=$(start_postgres "$work/pg" 18298)
+    env "${LIMITS[@]}" "${EXTRA[@]}" LEPTOS_SITE_ADDR=127.0.0.1:18200 HUBBUB_DATABASE="$database" target/release/hubbub >/dev/null &
     pids+=("$!"); urls+=(--url ws://127.0.0.1:18200/ws); wait_port 18200
   else
     # A fresh database for every case; its CPU is reported beside Redis's.
@@ -27,7 +33,7 @@ run() {
     redis-server --port 18299 --bind 127.0.0.1 --save "" --appendonly yes --dir "$work" >/dev/null &
     redis_pid=$!; wait_port 18299
     for i in $(seq "$nodes"); do
-      env "${LIMITS[@]}" LEPTOS_SITE_ADDR=127.0.0.1:1820$i HUBBUB_REDIS_URL=redis://127.0.0.1:18299/ \
+      env "${LIMITS[@]}" "${EXTRA[@]}" LEPTOS_SITE_ADDR=127.0.0.1:1820$i HUBBUB_REDIS_URL=redis://127.0.0.1:18299/ \
         HUBBUB_DATABASE="$database" target/release/hubbub >/dev/null &
       pids+=("$!"); urls+=(--url "ws://127.0.0.1:1820$i/ws"); wait_port "1820$i"
     done
@@ -37,13 +43,7 @@ run() {
   for p in "${pids[@]}"; do pid_args+=(--pid "$p"); done
   "$load" "${urls[@]}" "${pid_args[@]}" --label "$label" "$@" || echo "($label failed)"
   [ -n "$redis_pid" ] && echo "  redis: cpu_s=$(awk '{printf "%.2f", ($14+$15)/100}' /proc/$redis_pid/stat)"
-  if [ -f "$work/pg/data/postmaster.pid" ]; then
-    local pg_cpu=0
-    for p in $(pgrep -u postgres -f "$work/pg" || true); do
-      pg_cpu=$(awk -v c="$pg_cpu" '{printf "%.2f", c + ($14+$15)/100}' /proc/$p/stat 2>/dev/null || echo "$pg_cpu")
-    done
-    echo "  postgres: cpu_s=$pg_cpu (processes alive at the end)"
-  fi
+  [ -f "$work/pg/data/postmaster.pid" ] && echo "  postgres: cpu_s=$(postgres_cpu "$work/pg")"
   kill "${pids[@]}" $redis_pid 2>/dev/null || true; wait 2>/dev/null || true
   stop_postgres "$work/pg"
   echo
@@ -51,9 +51,27 @@ run() {
 
 FIXED=(--clients 1000 --senders 10 --rate 10 --seconds 20)
 CLOSED=(--clients 1000 --senders 10 --closed-loop --seconds 20)
-run "embedded, fixed load" 0 "${FIXED[@]}"
+# Few readers, many senders: what bounds it is storing, not fanning out. Also run with the
+# socket-write pacing off (EXTRA), which otherwise holds each sender's echo back up to 20 ms
+# and so caps this closed loop at about 50 senders / 20 ms = 2,500 messages/s for every case.
+STORE=(--clients 50 --senders 50 --closed-loop --seconds 20)
+EXTRA=()
+if [ -z "${ONLY_STORING:-}" ]; then
+run "1 node on SQLite, fixed load" 0 "${FIXED[@]}"
+run "1 node on PostgreSQL, fixed load" pg "${FIXED[@]}"
 run "1 cluster node, fixed load" 1 "${FIXED[@]}"
 run "2 cluster nodes, fixed load" 2 "${FIXED[@]}"
-run "embedded, closed loop" 0 "${CLOSED[@]}"
+run "1 node on SQLite, closed loop" 0 "${CLOSED[@]}"
+run "1 node on PostgreSQL, closed loop" pg "${CLOSED[@]}"
 run "1 cluster node, closed loop" 1 "${CLOSED[@]}"
 run "2 cluster nodes, closed loop" 2 "${CLOSED[@]}"
+fi
+run "1 node on SQLite, storing" 0 "${STORE[@]}"
+run "1 node on PostgreSQL, storing" pg "${STORE[@]}"
+run "1 cluster node, storing" 1 "${STORE[@]}"
+run "2 cluster nodes, storing" 2 "${STORE[@]}"
+EXTRA=(HUBBUB_SOCKET_WRITES_PER_SEC=0)
+run "1 node on SQLite, storing, unpaced" 0 "${STORE[@]}"
+run "1 node on PostgreSQL, storing, unpaced" pg "${STORE[@]}"
+run "1 cluster node, storing, unpaced" 1 "${STORE[@]}"
+run "2 cluster nodes, storing, unpaced" 2 "${STORE[@]}"

@@ -25,6 +25,17 @@ start_postgres() {
   echo "postgres://postgres@127.0.0.1:$port/hubbub"
 }
 
+# CPU seconds used so far by the server in DIR: its postmaster and every process it started
+# (the connections' backends, alive for as long as the pool keeps them).
+postgres_cpu() {
+  local dir=$1 pm total=0
+  pm=$(head -1 "$dir/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+  for p in $pm $(pgrep -P "$pm"); do
+    total=$(awk -v c="$total" '{printf "%.2f", c + ($14+$15)/100}' "/proc/$p/stat" 2>/dev/null || echo "$total")
+  done
+  echo "$total"
+}
+
 stop_postgres() {
   local dir=$1
   [ -f "$dir/data/postmaster.pid" ] && as_postgres "$(pg_bin)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null

@@ -14,6 +14,7 @@
 use super::{COLUMNS, Draft, Log, Row, StoreError, Stored, now_ms, sql_id, visible_to};
 use crate::protocol::ChatMessage;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
@@ -165,8 +166,9 @@ impl Log for Postgres {
             .await
             .map_err(write)?;
         // The counter first, locked until commit: from here on this transaction is the only
-        // writer, so a resend's check below cannot miss a copy another node is storing, every
-        // smaller id is committed and visible, and ids follow commit order.
+        // writer, so the resend check below cannot miss a copy another node is storing, every
+        // smaller id is committed and visible, and ids follow commit order. A few round trips
+        // per batch, whatever its size: a busy node stores many messages per commit.
         let mut last: i64 = tx
             .query_one(
                 "SELECT value FROM counters WHERE name = 'message' FOR UPDATE",
@@ -175,83 +177,80 @@ impl Log for Postgres {
             .await
             .map_err(write)?
             .get(0);
-        let find = tx
-            .prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM messages \
-                 WHERE sender_key = $1 AND room = $2 AND client_id = $3"
-            ))
-            .await
-            .map_err(write)?;
-        let last_in_room = tx
-            .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = $1")
-            .await
-            .map_err(write)?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
-                 client_id, to_username, to_avatar, recipient_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        let resent = stored_resends(&tx, &batch).await.map_err(write)?;
+        let mut rooms: Vec<&str> = batch.iter().map(|d| d.room.as_str()).collect();
+        rooms.sort_unstable();
+        rooms.dedup();
+        let mut room_last: HashMap<String, i64> = tx
+            .query(
+                "SELECT r, (SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = r) \
+                 FROM unnest($1::TEXT[]) AS r",
+                &[&rooms],
             )
             .await
-            .map_err(write)?;
+            .map_err(write)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let mut new = NewRows::default();
+        let mut in_batch: HashMap<(&str, &str, &str), ChatMessage> = HashMap::new();
         let mut out = Vec::with_capacity(batch.len());
         for d in batch.iter() {
-            if let Some(client_id) = &d.client_id
-                && let Some(existing) = tx
-                    .query_opt(&find, &[&d.sender_key, &d.room, client_id])
-                    .await
-                    .map_err(write)?
-            {
-                let message = read_row(&existing);
-                let prev = message.id.saturating_sub(1);
+            let key = d
+                .client_id
+                .as_deref()
+                .map(|c| (d.sender_key.as_str(), d.room.as_str(), c));
+            if let Some(first) = key.and_then(|k| resent.get(&k).or_else(|| in_batch.get(&k))) {
                 out.push(Stored {
-                    message,
+                    message: first.clone(),
                     duplicate: true,
-                    prev,
+                    prev: first.id.saturating_sub(1),
                 });
                 continue;
             }
-            let prev: i64 = tx
-                .query_one(&last_in_room, &[&d.room])
-                .await
-                .map_err(write)?
-                .get(0);
             last += 1;
-            let id = last;
-            let ts = now_ms();
-            let to_name = d.to.as_ref().map(|(u, _)| u.username.as_str());
-            let to_avatar = d.to.as_ref().map(|(u, _)| u.avatar.as_str());
-            let to_key = d.to.as_ref().map(|(_, key)| key.as_str());
-            tx.execute(
-                &insert,
-                &[
-                    &id,
-                    &d.room,
-                    &ts,
-                    &d.from.username,
-                    &d.from.avatar,
-                    &d.text,
-                    &d.sender_key,
-                    &d.client_id,
-                    &to_name,
-                    &to_avatar,
-                    &to_key,
-                ],
-            )
-            .await
-            .map_err(write)?;
+            let prev = room_last.insert(d.room.clone(), last).unwrap_or(0);
+            let message = d.stored(last as u64, now_ms());
+            new.push(d, &message);
+            if let Some(k) = key {
+                in_batch.insert(k, message.clone());
+            }
             out.push(Stored {
-                message: d.stored(id as u64, ts),
+                message,
                 duplicate: false,
                 prev: prev as u64,
             });
         }
-        tx.execute(
-            "UPDATE counters SET value = $1 WHERE name = 'message'",
-            &[&last],
-        )
-        .await
-        .map_err(write)?;
+        if !new.ids.is_empty() {
+            tx.execute(
+                "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
+                 client_id, to_username, to_avatar, recipient_key) \
+                 SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], \
+                 $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], \
+                 $11::TEXT[])",
+                &[
+                    &new.ids,
+                    &new.rooms,
+                    &new.ts,
+                    &new.usernames,
+                    &new.avatars,
+                    &new.texts,
+                    &new.sender_keys,
+                    &new.client_ids,
+                    &new.to_usernames,
+                    &new.to_avatars,
+                    &new.recipient_keys,
+                ],
+            )
+            .await
+            .map_err(write)?;
+            tx.execute(
+                "UPDATE counters SET value = $1 WHERE name = 'message'",
+                &[&last],
+            )
+            .await
+            .map_err(write)?;
+        }
         tx.commit().await.map_err(write)?;
         Ok(out)
     }
@@ -292,5 +291,84 @@ impl Log for Postgres {
             &[&room, &sql_id(since), &sql_id(upto), &limit, &viewer],
         )
         .await
+    }
+}
+
+/// The messages of a batch that are resends of ones already stored, by (sender, room,
+/// `client_id`): one query for the whole batch.
+async fn stored_resends<'a>(
+    tx: &tokio_postgres::Transaction<'_>,
+    batch: &'a [Draft],
+) -> Result<HashMap<(&'a str, &'a str, &'a str), ChatMessage>, tokio_postgres::Error> {
+    let keyed: Vec<&Draft> = batch.iter().filter(|d| d.client_id.is_some()).collect();
+    let mut found = HashMap::new();
+    if keyed.is_empty() {
+        return Ok(found);
+    }
+    let senders: Vec<&str> = keyed.iter().map(|d| d.sender_key.as_str()).collect();
+    let ids: Vec<&str> = keyed
+        .iter()
+        .filter_map(|d| d.client_id.as_deref())
+        .collect();
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT {COLUMNS}, sender_key, room FROM messages \
+                 WHERE sender_key = ANY($1) AND client_id = ANY($2)"
+            ),
+            &[&senders, &ids],
+        )
+        .await?;
+    for row in &rows {
+        let (sender, room): (&str, &str) = (row.get(8), row.get(9));
+        let message = read_row(row);
+        // Only the exact (sender, room, client_id) triples of this batch.
+        if let Some(d) = keyed
+            .iter()
+            .find(|d| d.sender_key == sender && d.room == room && d.client_id == message.client_id)
+        {
+            let key = (
+                d.sender_key.as_str(),
+                d.room.as_str(),
+                d.client_id.as_deref().unwrap_or_default(),
+            );
+            found.insert(key, message);
+        }
+    }
+    Ok(found)
+}
+
+/// The columns of a batch's new messages, for one `INSERT ... SELECT FROM unnest(...)`.
+#[derive(Default)]
+struct NewRows<'a> {
+    ids: Vec<i64>,
+    rooms: Vec<&'a str>,
+    ts: Vec<i64>,
+    usernames: Vec<&'a str>,
+    avatars: Vec<&'a str>,
+    texts: Vec<&'a str>,
+    sender_keys: Vec<&'a str>,
+    client_ids: Vec<Option<&'a str>>,
+    to_usernames: Vec<Option<&'a str>>,
+    to_avatars: Vec<Option<&'a str>>,
+    recipient_keys: Vec<Option<&'a str>>,
+}
+
+impl<'a> NewRows<'a> {
+    fn push(&mut self, d: &'a Draft, stored: &ChatMessage) {
+        self.ids.push(stored.id as i64);
+        self.rooms.push(&d.room);
+        self.ts.push(stored.ts);
+        self.usernames.push(&d.from.username);
+        self.avatars.push(&d.from.avatar);
+        self.texts.push(&d.text);
+        self.sender_keys.push(&d.sender_key);
+        self.client_ids.push(d.client_id.as_deref());
+        self.to_usernames
+            .push(d.to.as_ref().map(|(u, _)| u.username.as_str()));
+        self.to_avatars
+            .push(d.to.as_ref().map(|(u, _)| u.avatar.as_str()));
+        self.recipient_keys
+            .push(d.to.as_ref().map(|(_, key)| key.as_str()));
     }
 }
