@@ -292,15 +292,8 @@ impl Cluster {
                 self.rooms.deliver_message(room, message);
                 return;
             }
-            match self
-                .storage
-                .everything_after(room, watermark, message.id - 1)
-                .await
-            {
-                Ok(missed) => {
-                    for m in &missed {
-                        self.rooms.deliver_message(room, m);
-                    }
+            match self.fill(room, watermark, message.id - 1).await {
+                Ok(_) => {
                     self.rooms.deliver_message(room, message);
                     return;
                 }
@@ -310,6 +303,28 @@ impl Cluster {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
+            }
+        }
+    }
+
+    /// Hands `room` the messages with `since < id <= upto` from the database, a page at a
+    /// time (after a long partition there can be many); returns how many. A failure part-way
+    /// leaves the room's watermark at the last one handed on, so a retry goes on from there.
+    async fn fill(&self, room: &str, since: u64, upto: u64) -> Result<usize, StoreError> {
+        const PAGE: usize = 1_000;
+        let (mut from, mut handed) = (since, 0);
+        loop {
+            let page = self
+                .storage
+                .everything_after(room, from, upto, PAGE)
+                .await?;
+            for m in &page {
+                self.rooms.deliver_message(room, m);
+            }
+            handed += page.len();
+            match page.last() {
+                Some(last) if page.len() == PAGE => from = last.id,
+                _ => return Ok(handed),
             }
         }
     }
@@ -663,14 +678,7 @@ impl Cluster {
         }
         let mut missed = 0;
         for (room, since) in self.rooms.open_rooms() {
-            for message in self
-                .storage
-                .everything_after(&room, since, committed)
-                .await?
-            {
-                self.rooms.deliver_message(&room, &message);
-                missed += 1;
-            }
+            missed += self.fill(&room, since, committed).await?;
         }
         if missed > 0 {
             tracing::info!("cluster: caught up {missed} messages");

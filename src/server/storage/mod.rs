@@ -344,17 +344,18 @@ impl Storage {
         }
     }
 
-    /// Every message of `room`, private ones included, with `since < id <= upto`, oldest
-    /// first: for handing messages a node missed to its rooms, whose connections each skip
-    /// the private messages that are not theirs. Never for a client directly.
+    /// Up to `limit` messages of `room`, private ones included, with `since < id <= upto`,
+    /// oldest first: for handing messages a node missed to its rooms, whose connections each
+    /// skip the private messages that are not theirs. Never for a client directly.
     pub async fn everything_after(
         &self,
         room: &str,
         since: u64,
         upto: u64,
+        limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         const ALL: Option<&str> = Some(EVERYONE);
-        self.after(room, ALL, since, upto, usize::MAX >> 1).await
+        self.after(room, ALL, since, upto, limit).await
     }
 
     /// Messages of `room` visible to `viewer` with `since < id <= upto`, oldest first, at
