@@ -165,17 +165,6 @@ impl Hub {
         self.storage.page(room, viewer, before, upto, limit).await
     }
 
-    async fn after(
-        &self,
-        room: &str,
-        viewer: Option<&str>,
-        since: u64,
-        upto: u64,
-        limit: usize,
-    ) -> Result<Vec<ChatMessage>, StoreError> {
-        self.storage.after(room, viewer, since, upto, limit).await
-    }
-
     /// Adds `user` to `room` (cluster-wide in cluster mode) and subscribes the connection.
     pub async fn join(
         &self,
@@ -323,6 +312,7 @@ impl Hub {
     ) -> Result<(Vec<ChatMessage>, bool), StoreError> {
         let limit = self.config.resume_limit;
         let mut messages = self
+            .storage
             .after(room, Some(viewer), since, watermark, limit + 1)
             .await?;
         let more = messages.len() > limit;
