@@ -188,3 +188,32 @@ async fn every_page_load_is_answered_in_full() {
     }
     server.kill9().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_answered_while_other_servers_start_in_the_same_process() {
+    // Leptos marks route-list generation with a process-global flag, and a resource first
+    // polled while it is set waits for ever (leptos-rs/leptos#4773): a page requested while
+    // another server in the process started never got its head. Tests run many servers in one
+    // process, and so can anyone embedding hubbub.
+    let server = TestServer::start().await;
+    let starting = std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for _ in 0..30 {
+                TestServer::start().await.shutdown().await;
+            }
+        })
+    });
+    let mut loads = 0;
+    while !starting.is_finished() || loads < 50 {
+        let load = tokio::time::timeout(WAIT, http_response(server.addr, "/", &[]));
+        let (status, _, body) = load.await.expect("the page was not answered");
+        assert_eq!(status, 200, "load {loads}");
+        assert!(String::from_utf8_lossy(&body).contains("</body></html>"));
+        loads += 1;
+    }
+    starting.join().unwrap();
+}

@@ -108,7 +108,7 @@ pub async fn serve(
         ),
         shutdown: stopped,
     };
-    let routes = generate_route_list(App);
+    let routes = routes();
     let context_hub = hub.clone();
     // Every page render, routed or not found, gets the hub and its security policy.
     let page_context = move || {
@@ -172,6 +172,20 @@ pub async fn serve(
         tracing::warn!("shutdown: messages were still being stored or announced after {grace:?}");
     }
     Ok(())
+}
+
+/// The app's routes, found once per process by rendering it with resources held back.
+///
+/// Leptos holds them back with a process-global flag, and a resource whose future is first
+/// polled while it is set waits for ever (leptos_server 0.8.8 `resource.rs`,
+/// `IS_SUPPRESSING_RESOURCE_LOAD`; leptos-rs/leptos#4773): a page requested from one server
+/// while another server in the same process was starting never got an answer. The routes
+/// never change, so later servers (tests, an embedder running two) reuse the first list, and
+/// no render can overlap a generation: every caller waits here until the one generation ends.
+fn routes() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
 }
 
 /// `GET /ws`: refuses cross-site and over-limit upgrades before upgrading.
