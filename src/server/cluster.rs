@@ -174,7 +174,10 @@ pub enum ClusterError {
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unreachable(format!("Redis: {e}"))
+    StoreError::Unreachable {
+        service: "Redis",
+        reason: e.to_string(),
+    }
 }
 
 impl Cluster {
@@ -574,7 +577,10 @@ impl Cluster {
             Command::Open(room, reply) => {
                 let opened = match sink {
                     Some(sink) => self.open_subscribed(sink, &room).await,
-                    None => Err(StoreError::Write("Redis is unreachable".into())),
+                    None => Err(StoreError::Unreachable {
+                        service: "Redis",
+                        reason: "the node is reconnecting".into(),
+                    }),
                 };
                 let _ = reply.send(opened);
             }
@@ -618,7 +624,10 @@ impl Cluster {
         }
         tokio::time::timeout(SUBSCRIBE_TIMEOUT, sink.subscribe(channel(room)))
             .await
-            .map_err(|_| StoreError::Unreachable("Redis timed out".into()))?
+            .map_err(|_| StoreError::Unreachable {
+                service: "Redis",
+                reason: "it did not answer in time".into(),
+            })?
             .map_err(unavailable)?;
         let committed = self.storage.last_committed().await?;
         self.rooms.open(room, committed);
@@ -643,7 +652,7 @@ impl Cluster {
             return Ok(());
         }
         let (reply, opened) = oneshot::channel();
-        let stopped = || StoreError::Write("the cluster node is stopping".into());
+        let stopped = || StoreError::Stopped;
         self.commands
             .send(Command::Open(room.to_string(), reply))
             .map_err(|_| stopped())?;
@@ -651,9 +660,10 @@ impl Cluster {
         // waits a little, then is told to try again rather than hang.
         match tokio::time::timeout(OPEN_TIMEOUT, opened).await {
             Ok(answer) => answer.map_err(|_| stopped())?,
-            Err(_) => Err(StoreError::Unreachable(
-                "opening the room took too long".into(),
-            )),
+            Err(_) => Err(StoreError::Unreachable {
+                service: "PostgreSQL",
+                reason: format!("opening {room:?} (filling its history) took too long"),
+            }),
         }
     }
 
@@ -671,10 +681,10 @@ impl Cluster {
             // Ids would be given out again (a database restored from an older backup, or a
             // failover to a replica that had not caught up): clients would take new messages
             // for ones they have. Refuse, and say why.
-            return Err(StoreError::Read(format!(
-                "the database's last message id went back from {watermark} to {committed}: \
-                 it was restored or failed over to an older copy; restart every node"
-            )));
+            return Err(StoreError::WentBack {
+                seen: watermark,
+                found: committed,
+            });
         }
         let mut missed = 0;
         for (room, since) in self.rooms.open_rooms() {

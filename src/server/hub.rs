@@ -143,7 +143,10 @@ impl Hub {
     /// before the node notices is published late, by the publisher's retries: never lost.)
     pub async fn post(&self, draft: Draft) -> Result<Appended, StoreError> {
         if !self.is_healthy() {
-            return Err(StoreError::Unreachable("Redis is unreachable".into()));
+            return Err(StoreError::Unreachable {
+                service: "Redis",
+                reason: "the node is reconnecting; messages are refused meanwhile".into(),
+            });
         }
         let appended = self.storage.append(draft).await?;
         if !appended.duplicate {
@@ -223,9 +226,8 @@ impl Hub {
         }
         cluster.release(room, user, conn).await;
         cluster.close_if_empty(room);
-        Err(refusal.unwrap_or_else(|| {
-            JoinRefused::Unavailable(StoreError::Write("the room kept closing; try again".into()))
-        }))
+        Err(refusal
+            .unwrap_or_else(|| JoinRefused::Unavailable(StoreError::RoomClosing(room.to_string()))))
     }
 
     /// Removes the connection's user from the room, and from the cluster's presence.

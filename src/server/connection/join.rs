@@ -1,42 +1,55 @@
 //! `join`: the checks, the room, `welcome`, and the catch-up after a long absence.
 
 use super::*;
+use crate::server::rooms::Feed;
 
 /// What a `join` frame asked for.
-pub(super) struct Asked<'a> {
-    pub(super) username: &'a str,
-    pub(super) email: &'a str,
+pub(super) struct Asked {
+    pub(super) username: String,
+    pub(super) email: String,
     pub(super) room: Option<String>,
     pub(super) since: Option<u64>,
 }
 
-/// Joins the room, sends `welcome` (and `catch_up` frames after a long absence), then has the
-/// writer follow the room. A refused join counts as a strike: each one costs the server (in
+/// A join the hub accepted: what to send, then the room to follow.
+pub(super) struct Welcomed {
+    pub(super) welcome: ServerFrame,
+    /// Set when `welcome` could not hold everything after `since`.
+    catch_up: Option<CatchUp>,
+    feed: Feed,
+}
+
+/// Where a catch-up goes on from.
+struct CatchUp {
+    room: String,
+    viewer: String,
+    last: Option<u64>,
+    watermark: u64,
+}
+
+/// Checks the join and joins the room (`out` is the queue the room delivers to); the
+/// connection is then `session`. A refused join is a strike: each one costs the server (in
 /// cluster mode, Redis round trips), so guessing names cannot go on for free.
 pub(super) async fn join(
-    out: &mpsc::Sender<Outbound>,
-    hub: &Arc<Hub>,
+    hub: &Hub,
     conn: u64,
     session: &mut Option<Session>,
-    strikes: &mut u32,
-    asked: Asked<'_>,
-) -> Next {
+    asked: Asked,
+    out: &mpsc::Sender<Outbound>,
+) -> Result<Welcomed, Reply> {
     if session.is_some() {
         let again = Invalid {
             code: ErrorCode::AlreadyJoined,
             message: "this connection already joined".into(),
         };
-        return strike(out, hub, strikes, again, None).await;
+        return Err(Reply::Refused(again, None));
     }
-    let checked = protocol::validate_username(asked.username).and_then(|name| {
-        let email = protocol::validate_email(asked.email)?;
+    let checked = protocol::validate_username(&asked.username).and_then(|name| {
+        let email = protocol::validate_email(&asked.email)?;
         let room = protocol::validate_room(asked.room.as_deref().unwrap_or(DEFAULT_ROOM))?;
         Ok((name, email, room))
     });
-    let (username, email, room) = match checked {
-        Ok(ok) => ok,
-        Err(invalid) => return strike(out, hub, strikes, invalid, None).await,
-    };
+    let (username, email, room) = checked.map_err(|invalid| Reply::Refused(invalid, None))?;
     // Only the hash leaves this function: other users never see the address.
     let user = User {
         avatar: format!("{:x}", md5::compute(email.as_bytes())),
@@ -60,11 +73,10 @@ pub(super) async fn join(
                 code: ErrorCode::UsernameTaken,
                 message,
             };
-            return strike(out, hub, strikes, taken, None).await;
+            return Err(Reply::Refused(taken, None));
         }
-        Err(JoinRefused::Unavailable(e)) => return unavailable(out, e, None).await,
+        Err(JoinRefused::Unavailable(e)) => return Err(Reply::Unavailable(e, None)),
     };
-    *strikes = 0;
     let sender_key = identity_key(&user);
     *session = Some(Session {
         room: room.clone(),
@@ -72,57 +84,157 @@ pub(super) async fn join(
         sender_key: sender_key.clone(),
         typing_until: None,
     });
-    let history = match hub
+    let history = hub
         .welcome_history(&room, &sender_key, asked.since, joined.watermark)
         .await
-    {
-        Ok(found) => found,
-        Err(e) => return unavailable(out, e, None).await,
-    };
-    let mut last = history.messages.last().map(|m| m.id);
-    let mut catching_up = history.more_after;
+        .map_err(|e| Reply::Unavailable(e, None))?;
+    let catch_up = history.more_after.then(|| CatchUp {
+        room: room.clone(),
+        viewer: sender_key,
+        last: history.messages.last().map(|m| m.id),
+        watermark: joined.watermark,
+    });
     let welcome = ServerFrame::Welcome {
         you: user,
-        room: room.clone(),
+        room,
         online: joined.online,
         online_count: joined.online_count,
         history: history.messages,
         has_more: history.has_more,
-        catching_up,
+        catching_up: catch_up.is_some(),
         heartbeat_ms: hub.config.ping_interval_ms,
     };
-    if let Next::Stop = send(out, &welcome).await {
+    Ok(Welcomed {
+        welcome,
+        catch_up,
+        feed: joined.feed,
+    })
+}
+
+/// Sends `welcome`, the rest of a long absence, then has the writer follow the room.
+///
+/// Everything after `since` reaches the client, in order, with no gap before the live
+/// messages. One page at a time: the next is read only once the writer has taken the previous
+/// one, so a client that reads slowly never makes the server hold the whole history for it.
+pub(super) async fn follow(out: &mpsc::Sender<Outbound>, hub: &Hub, welcomed: Welcomed) -> Next {
+    if let Next::Stop = send(out, &welcomed.welcome).await {
         return Next::Stop;
     }
-    // The rest of a long absence, before the writer follows the room: everything after
-    // `since` reaches the client, in order, with no gap before the live messages. One page
-    // at a time: the next is read only once the writer has taken the previous one, so a
-    // client that reads slowly never makes the server hold the whole history for it.
-    while catching_up {
-        let (reached, taken) = oneshot::channel();
-        if let Next::Stop = forward(out, Outbound::Reached(reached)).await {
-            return Next::Stop;
-        }
-        if taken.await.is_err() {
-            return Next::Stop;
-        }
-        let since = last.unwrap_or(0);
-        let (messages, more) = match hub
-            .resume_page(&room, &sender_key, since, joined.watermark)
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => return unavailable(out, e, None).await,
-        };
-        last = messages.last().map(|m| m.id).or(last);
-        catching_up = more && !messages.is_empty();
-        let frame = ServerFrame::CatchUp {
-            messages,
-            more: catching_up,
-        };
-        if let Next::Stop = send(out, &frame).await {
-            return Next::Stop;
+    if let Some(mut catch_up) = welcomed.catch_up {
+        loop {
+            let (reached, taken) = oneshot::channel();
+            if let Next::Stop = forward(out, Outbound::Reached(reached)).await {
+                return Next::Stop;
+            }
+            if taken.await.is_err() {
+                return Next::Stop;
+            }
+            let since = catch_up.last.unwrap_or(0);
+            let page = hub
+                .resume_page(&catch_up.room, &catch_up.viewer, since, catch_up.watermark)
+                .await;
+            let (messages, more) = match page {
+                Ok(found) => found,
+                Err(e) => return unavailable(out, e, None).await,
+            };
+            catch_up.last = messages.last().map(|m| m.id).or(catch_up.last);
+            let more = more && !messages.is_empty();
+            if let Next::Stop = send(out, &ServerFrame::CatchUp { messages, more }).await {
+                return Next::Stop;
+            }
+            if !more {
+                break;
+            }
         }
     }
-    forward(out, Outbound::Subscribe(Box::new(joined.feed))).await
+    forward(out, Outbound::Subscribe(Box::new(welcomed.feed))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    fn code(reply: Result<Welcomed, Reply>) -> (ErrorCode, String) {
+        match reply {
+            Err(Reply::Refused(invalid, _)) => (invalid.code, invalid.message),
+            _ => panic!("not refused"),
+        }
+    }
+
+    #[tokio::test]
+    async fn welcome_holds_the_history_and_everyone_online() {
+        let bench = Bench::new(|_| {}).await;
+        let (alice, _queue) = bench.joined("Zoë").await;
+        bench.say(&alice, "first", None).await;
+        let (tx, _rx) = mpsc::channel(8);
+        let mut session = None;
+        let asked = Asked {
+            username: "bob".into(),
+            email: "bob@example.com".into(),
+            room: None,
+            since: None,
+        };
+        let Ok(welcomed) = join(&bench.hub, 99, &mut session, asked, &tx).await else {
+            panic!("bob is welcome");
+        };
+        let ServerFrame::Welcome {
+            you,
+            online,
+            history,
+            catching_up,
+            ..
+        } = welcomed.welcome
+        else {
+            panic!("a welcome");
+        };
+        assert_eq!(you.username, "bob");
+        let names: Vec<_> = online.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["bob", "Zoë"]);
+        assert_eq!(history.len(), 1);
+        assert!(!catching_up);
+        assert_eq!(session.unwrap().room, DEFAULT_ROOM);
+    }
+
+    #[tokio::test]
+    async fn taken_names_look_alikes_bad_rooms_and_second_joins_are_refused() {
+        let bench = Bench::new(|_| {}).await;
+        let (_alice, _queue) = bench.joined("alice").await;
+        let (tx, _rx) = mpsc::channel(8);
+        let ask = |name: &str, room: &str| Asked {
+            username: name.into(),
+            email: "x@example.com".into(),
+            room: Some(room.into()),
+            since: None,
+        };
+        let mut session = None;
+        let (taken, message) =
+            code(join(&bench.hub, 7, &mut session, ask("ALICE", DEFAULT_ROOM), &tx).await);
+        assert_eq!(taken, ErrorCode::UsernameTaken);
+        assert!(message.contains("alice"), "{message}");
+        // A Cyrillic "а" in place of the Latin one.
+        let (taken, message) = code(
+            join(
+                &bench.hub,
+                7,
+                &mut session,
+                ask("\u{430}lice", DEFAULT_ROOM),
+                &tx,
+            )
+            .await,
+        );
+        assert_eq!(taken, ErrorCode::UsernameTaken);
+        assert!(message.contains("looks too much like"), "{message}");
+        let (bad, _) = code(join(&bench.hub, 7, &mut session, ask("carol", "<b>x</b>"), &tx).await);
+        assert_eq!(bad, ErrorCode::InvalidRoom);
+        assert!(session.is_none(), "nothing was joined");
+
+        assert!(
+            join(&bench.hub, 7, &mut session, ask("carol", "dev"), &tx)
+                .await
+                .is_ok()
+        );
+        let (again, _) = code(join(&bench.hub, 7, &mut session, ask("carol", "dev"), &tx).await);
+        assert_eq!(again, ErrorCode::AlreadyJoined);
+    }
 }

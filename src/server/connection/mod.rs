@@ -13,18 +13,21 @@
 //! queue behind (`Lagged`), or a batch could not be written within the write timeout.
 //! Whichever half ends first ends the other; the leave notice is sent once, afterwards.
 //!
-//! Here: the reader and the dispatch of each frame. The commands with rules of their own are
-//! in files of their own (`join`, `post`); the writer is in `writer`.
+//! Here: the reader, the dispatch of each frame and the sending of each command's [`Reply`].
+//! Each command is a file of its own (`join`, `post`, `history`, `typing`) that returns what
+//! to send rather than sending it; the writer is in `writer`.
 
+mod history;
 mod join;
 mod post;
+mod typing;
 mod writer;
 
 use super::hub::{Hub, JoinRefused};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
 use super::rooms::{Delivery, Feed, Outbound, crowded, encode};
-use super::storage::Draft;
+use super::storage::{Draft, StoreError};
 use super::websocket::{FRAGMENT_BYTES, Socket};
 use crate::protocol::{
     self, ClientFrame, DEFAULT_ROOM, ErrorCode, Invalid, ServerFrame, User, close,
@@ -253,6 +256,20 @@ async fn read_loop(
     }
 }
 
+/// What a command answers. Commands never touch the socket or the queue: they return this,
+/// and [`answer`] sends it and counts strikes, so each command is tested with a hub and no
+/// socket (see the tests beside each one).
+pub(super) enum Reply {
+    /// Nothing for this connection alone (a broadcast reaches it like everyone in the room).
+    Done,
+    /// A frame for this connection only.
+    Frame(ServerFrame),
+    /// Refused: an error frame (with the message's `client_id`, if any) and a strike.
+    Refused(Invalid, Option<String>),
+    /// Storage failed: `unavailable`. Not a strike: it is not the client's doing.
+    Unavailable(StoreError, Option<String>),
+}
+
 /// Acts on one well-formed client frame.
 async fn handle(
     frame: ClientFrame,
@@ -262,7 +279,6 @@ async fn handle(
     session: &mut Option<Session>,
     pace: &mut Pace,
 ) -> Next {
-    let config = &hub.config;
     let is_message = matches!(frame, ClientFrame::Message { .. });
     if !is_message && !pace.requests.try_take(Instant::now()) {
         hub.metrics.rate_limited_frames.fetch_add(1, Relaxed);
@@ -272,7 +288,10 @@ async fn handle(
         };
         return strike(out, hub, &mut pace.strikes, slow_down, None).await;
     }
-    match frame {
+    // Pings and typing notices say nothing about whether the client behaves: only a join, a
+    // message or a history request that was accepted clears its strikes.
+    let clears_strikes = !matches!(frame, ClientFrame::Ping | ClientFrame::Typing);
+    let reply = match frame {
         ClientFrame::Join {
             username,
             email,
@@ -280,62 +299,74 @@ async fn handle(
             since,
         } => {
             let asked = join::Asked {
-                username: &username,
-                email: &email,
+                username,
+                email,
                 room,
                 since,
             };
-            join::join(out, hub, conn, session, &mut pace.strikes, asked).await
+            match join::join(hub, conn, session, asked, out).await {
+                Ok(welcomed) => {
+                    pace.strikes = 0;
+                    return join::follow(out, hub, welcomed).await;
+                }
+                Err(reply) => reply,
+            }
         }
         ClientFrame::Message {
             text,
             client_id,
             to,
         } => match session {
-            None => strike(out, hub, &mut pace.strikes, not_joined(), client_id).await,
+            None => Reply::Refused(not_joined(), client_id),
             Some(s) => {
                 // Only a public message ends "is typing" for everyone: ending it on a private
                 // one would tell the whole room that something private was just sent.
                 if to.is_none() {
                     s.stop_typing(hub).await;
                 }
-                post::post(out, hub, s, pace, text, client_id, to).await
+                let asked = post::Asked {
+                    text,
+                    client_id,
+                    to,
+                };
+                post::post(hub, s, &mut pace.bucket, asked).await
             }
         },
         ClientFrame::History { before } => match session {
-            None => strike(out, hub, &mut pace.strikes, not_joined(), None).await,
-            Some(s) => match hub
-                .page(
-                    &s.room,
-                    Some(&s.sender_key),
-                    Some(before),
-                    u64::MAX,
-                    config.history_limit,
-                )
-                .await
-            {
-                Ok((messages, has_more)) => {
-                    pace.strikes = 0;
-                    send(out, &ServerFrame::History { messages, has_more }).await
-                }
-                Err(e) => unavailable(out, e, None).await,
-            },
+            None => Reply::Refused(not_joined(), None),
+            Some(s) => history::history(hub, s, before).await,
         },
-        ClientFrame::Ping => send(out, &ServerFrame::Pong).await,
+        ClientFrame::Ping => Reply::Frame(ServerFrame::Pong),
         ClientFrame::Typing => match session {
-            None => strike(out, hub, &mut pace.strikes, not_joined(), None).await,
-            Some(s) => {
-                // Announced once; repeats only push the end back (a natural throttle).
-                if s.typing_until.is_none() {
-                    hub.typing(&s.room, &s.user, true).await;
-                }
-                let timeout = Duration::from_millis(config.typing_timeout_ms);
-                s.typing_until = Some(tokio::time::Instant::now() + timeout);
-                Next::Continue
-            }
+            None => Reply::Refused(not_joined(), None),
+            Some(s) => typing::typing(hub, s).await,
         },
+    };
+    answer(out, hub, pace, reply, clears_strikes).await
+}
+
+/// Sends a command's reply.
+async fn answer(
+    out: &mpsc::Sender<Outbound>,
+    hub: &Hub,
+    pace: &mut Pace,
+    reply: Reply,
+    clears_strikes: bool,
+) -> Next {
+    match reply {
+        Reply::Done | Reply::Frame(_) if clears_strikes => pace.strikes = 0,
+        _ => {}
+    }
+    match reply {
+        Reply::Done => Next::Continue,
+        Reply::Frame(frame) => send(out, &frame).await,
+        Reply::Refused(invalid, client_id) => {
+            strike(out, hub, &mut pace.strikes, invalid, client_id).await
+        }
+        Reply::Unavailable(error, client_id) => unavailable(out, error, client_id).await,
     }
 }
+
 /// Who a user is for storage: the name (any case) with the email's hash. It is what makes a
 /// repeated `client_id` "the same sender" and whom a private message belongs to.
 fn identity_key(user: &User) -> String {
@@ -379,7 +410,7 @@ async fn strike(
 
 async fn unavailable(
     out: &mpsc::Sender<Outbound>,
-    error: super::storage::StoreError,
+    error: StoreError,
     client_id: Option<String>,
 ) -> Next {
     tracing::error!("{error}");
@@ -433,4 +464,117 @@ async fn too_big(out: &mpsc::Sender<Outbound>) {
 /// Whether a read error is tungstenite refusing an oversized frame or message.
 fn is_too_big(error: WsError) -> bool {
     matches!(error, WsError::Capacity(_))
+}
+
+/// A hub of its own for testing commands without a socket: real storage (a SQLite file in a
+/// temporary directory), real rooms; the connection's queue is a plain channel.
+#[cfg(test)]
+mod testing {
+    use super::*;
+    use crate::protocol::ChatMessage;
+    use crate::server::config::HubConfig;
+    use crate::server::metrics::Metrics;
+    use crate::server::rooms::Audience;
+
+    pub(super) struct Bench {
+        pub(super) hub: Arc<Hub>,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A joined connection's side of its room.
+    pub(super) struct Follower {
+        feed: Feed,
+        _queue: (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
+    }
+
+    impl Bench {
+        pub(super) async fn new(adjust: impl FnOnce(&mut HubConfig)) -> Bench {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = HubConfig {
+                database: dir.path().join("chat.db"),
+                ..HubConfig::default()
+            };
+            adjust(&mut config);
+            let hub = Hub::open(Arc::new(config), Arc::new(Metrics::default()))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            Bench {
+                hub: Arc::new(hub),
+                _dir: dir,
+            }
+        }
+
+        pub(super) fn bucket(&self) -> TokenBucket {
+            TokenBucket::new(1_000.0, 1_000.0)
+        }
+
+        /// Joins the default room as `name` (email `name@example.com`) and follows it.
+        pub(super) async fn joined(&self, name: &str) -> (Session, Follower) {
+            let (tx, mut rx) = mpsc::channel(64);
+            let mut session = None;
+            let asked = join::Asked {
+                username: name.into(),
+                email: format!("{name}@example.com"),
+                room: None,
+                since: None,
+            };
+            let conn = self.hub.next_conn_id();
+            let Ok(welcomed) = join::join(&self.hub, conn, &mut session, asked, &tx).await else {
+                panic!("{name} could not join");
+            };
+            assert!(matches!(
+                join::follow(&tx, &self.hub, welcomed).await,
+                Next::Continue
+            ));
+            loop {
+                if let Some(Outbound::Subscribe(feed)) = rx.recv().await {
+                    let follower = Follower {
+                        feed: *feed,
+                        _queue: (tx, rx),
+                    };
+                    return (session.unwrap(), follower);
+                }
+            }
+        }
+
+        /// Posts `text` (to `to`, privately) and expects it stored.
+        pub(super) async fn say(&self, session: &Session, text: &str, to: Option<&str>) {
+            let asked = post::Asked {
+                text: text.into(),
+                client_id: None,
+                to: to.map(str::to_string),
+            };
+            let reply = post::post(&self.hub, session, &mut self.bucket(), asked).await;
+            assert!(matches!(reply, Reply::Done), "{text:?} was not stored");
+        }
+    }
+
+    /// The next message the room delivers to this follower (its writer's view: private
+    /// messages for others and join notices skipped).
+    pub(super) async fn delivered(follower: &mut Follower) -> ChatMessage {
+        let next = tokio::time::timeout(Duration::from_secs(5), next_message(follower));
+        next.await.expect("no message was delivered")
+    }
+
+    /// Whether nothing more is delivered within a moment.
+    pub(super) async fn nothing_more(follower: &mut Follower) -> bool {
+        let next = tokio::time::timeout(Duration::from_millis(300), next_message(follower));
+        next.await.is_err()
+    }
+
+    async fn next_message(follower: &mut Follower) -> ChatMessage {
+        let me = follower.feed.me.clone();
+        loop {
+            let delivery = follower.feed.rx.recv().await.expect("the room closed");
+            let for_me = match &delivery.audience {
+                Audience::Everyone => true,
+                Audience::Pair(pair) => pair.0 == me || pair.1 == me,
+                Audience::AllBut(other) => **other != *me,
+            };
+            let frame: ServerFrame = serde_json::from_str(&delivery.frame).unwrap();
+            if let (true, ServerFrame::Message(message)) = (for_me, frame) {
+                return message;
+            }
+        }
+    }
 }

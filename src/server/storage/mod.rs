@@ -69,21 +69,47 @@ pub struct Appended {
     pub duplicate: bool,
 }
 
-/// Why storage failed. Messages say what failed, for the log; clients get `unavailable`.
-#[derive(Debug, thiserror::Error)]
+/// Why storage failed: which operation, on what, and the database's own words, for the log.
+/// Clients get `unavailable` for all of them (nothing they sent was stored).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the message database {location}: {reason}")]
     Open { location: String, reason: String },
     #[error("cannot upgrade the message database {location}: {reason}")]
     Migrate { location: String, reason: String },
-    #[error("reading messages failed: {0}")]
-    Read(String),
-    #[error("storing messages failed: {0}")]
-    Write(String),
-    #[error("the database is unreachable: {0}")]
-    Unreachable(String),
+    /// The database answered `doing` (e.g. "storing a batch of 12 messages") with an error.
+    #[error("{doing} failed: {reason}")]
+    Query { doing: String, reason: String },
+    /// A service this node needs (PostgreSQL, Redis) cannot be reached or did not answer in
+    /// time; it is worth retrying.
+    #[error("{service} is unreachable: {reason}")]
+    Unreachable {
+        service: &'static str,
+        reason: String,
+    },
+    /// Ids would be given out again: the database is older than what this node has seen.
+    #[error(
+        "the database's last message id went back from {seen} to {found}: it was restored \
+         or failed over to an older copy; restart every node"
+    )]
+    WentBack { seen: u64, found: u64 },
+    /// A cluster room was opened and closed again by others while joining it.
+    #[error("the room {0} kept closing while joining it; try again")]
+    RoomClosing(String),
+    #[error("{0} already exists; give the backup a new file name")]
+    BackupExists(std::path::PathBuf),
+    /// The writer (or the cluster node) is shutting down.
     #[error("the message store has stopped")]
     Stopped,
+}
+
+impl StoreError {
+    pub(crate) fn query(doing: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        StoreError::Query {
+            doing: doing.into(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// Called by the writer, in id order, for every newly stored message (and again for every
@@ -220,7 +246,7 @@ enum Job {
     Store {
         // Boxed: the queue's slots are as large as its largest job.
         draft: Box<Draft>,
-        reply: oneshot::Sender<Result<Appended, String>>,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
     },
     /// Answered once everything queued before it is stored (and handed to `on_commit`).
     Flush(oneshot::Sender<()>),
@@ -295,7 +321,7 @@ impl Storage {
             .map_err(|_| StoreError::Stopped)?;
         match answer.await {
             Ok(Ok(appended)) => Ok(appended),
-            Ok(Err(message)) => Err(StoreError::Write(message)),
+            Ok(Err(error)) => Err(error),
             Err(_) => Err(StoreError::Stopped),
         }
     }
@@ -430,7 +456,7 @@ async fn write_loop<L: Log>(log: Arc<L>, mut rx: mpsc::Receiver<Job>, on_commit:
 async fn store_batch<L: Log>(
     log: &L,
     drafts: Arc<[Draft]>,
-    replies: Vec<oneshot::Sender<Result<Appended, String>>>,
+    replies: Vec<oneshot::Sender<Result<Appended, StoreError>>>,
     on_commit: &OnCommit,
 ) {
     match log.store(drafts.clone()).await {
@@ -449,9 +475,9 @@ async fn store_batch<L: Log>(
             }
         }
         Err(e) => {
-            tracing::error!("storing {} message(s) failed: {e}", drafts.len());
+            tracing::error!("{e}");
             for reply in replies {
-                let _ = reply.send(Err(e.to_string()));
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

@@ -36,7 +36,10 @@ pub struct Postgres {
 }
 
 fn unreachable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unreachable(e.to_string())
+    StoreError::Unreachable {
+        service: "PostgreSQL",
+        reason: e.to_string(),
+    }
 }
 
 impl Postgres {
@@ -105,6 +108,7 @@ impl Postgres {
 
     async fn read(
         &self,
+        doing: String,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<ChatMessage>, StoreError> {
@@ -112,11 +116,11 @@ impl Postgres {
         let statement = client
             .prepare_cached(sql)
             .await
-            .map_err(|e| StoreError::Read(e.to_string()))?;
+            .map_err(|e| StoreError::query(&doing, e))?;
         let rows = client
             .query(&statement, params)
             .await
-            .map_err(|e| StoreError::Read(e.to_string()))?;
+            .map_err(|e| StoreError::query(&doing, e))?;
         Ok(rows.iter().map(read_row).collect())
     }
 }
@@ -141,7 +145,7 @@ impl Log for Postgres {
         client
             .execute("DELETE FROM messages WHERE ts < $1", &[&ts])
             .await
-            .map_err(|e| StoreError::Write(e.to_string()))
+            .map_err(|e| StoreError::query("deleting expired messages", e))
     }
 
     async fn last_committed(&self) -> Result<u64, StoreError> {
@@ -149,14 +153,15 @@ impl Log for Postgres {
         let last: i64 = client
             .query_one("SELECT value FROM counters WHERE name = 'message'", &[])
             .await
-            .map_err(|e| StoreError::Read(e.to_string()))?
+            .map_err(|e| StoreError::query("reading the last message id", e))?
             .get(0);
         Ok(last as u64)
     }
 
     async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<Stored>, StoreError> {
         let mut client = self.pool.get().await.map_err(unreachable)?;
-        let write = |e: tokio_postgres::Error| StoreError::Write(e.to_string());
+        let doing = format!("storing a batch of {} messages", batch.len());
+        let write = |e: tokio_postgres::Error| StoreError::query(&doing, e);
         // Read committed, whatever the server's default: the counter's lock is what orders
         // writers; a stricter level would fail them with serialization errors instead.
         let tx = client
@@ -268,7 +273,8 @@ impl Log for Postgres {
             visible_to("$4::TEXT")
         );
         let limit = limit as i64;
-        self.read(&sql, &[&room, &sql_id(before), &limit, &viewer])
+        let doing = format!("reading a page of {room:?} before {before}");
+        self.read(doing, &sql, &[&room, &sql_id(before), &limit, &viewer])
             .await
     }
 
@@ -286,7 +292,9 @@ impl Log for Postgres {
             visible_to("$5::TEXT")
         );
         let limit = limit as i64;
+        let doing = format!("reading {room:?} after {since}");
         self.read(
+            doing,
             &sql,
             &[&room, &sql_id(since), &sql_id(upto), &limit, &viewer],
         )

@@ -116,16 +116,17 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     .into())
 }
 
-/// Runs `f` on `conn` on the blocking pool.
+/// Runs `f` on `conn` on the blocking pool; `doing` names it in the error.
 async fn with<T: Send + 'static>(
     conn: &Arc<Mutex<Connection>>,
+    doing: impl Into<String>,
     f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    fail: fn(String) -> StoreError,
 ) -> Result<T, StoreError> {
     let conn = conn.clone();
+    let doing = doing.into();
     tokio::task::spawn_blocking(move || {
         let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&mut conn).map_err(|e| fail(e.to_string()))
+        f(&mut conn).map_err(|e| StoreError::query(doing, e))
     })
     .await
     .map_err(|_| StoreError::Stopped)?
@@ -133,12 +134,8 @@ async fn with<T: Send + 'static>(
 
 impl Log for Sqlite {
     async fn store(&self, batch: Arc<[Draft]>) -> Result<Vec<Stored>, StoreError> {
-        with(
-            &self.writer,
-            move |conn| store(conn, &batch),
-            StoreError::Write,
-        )
-        .await
+        let doing = format!("storing a batch of {} messages", batch.len());
+        with(&self.writer, doing, move |conn| store(conn, &batch)).await
     }
 
     async fn forget_before(&self, ts: i64) -> Result<u64, StoreError> {
@@ -146,12 +143,12 @@ impl Log for Sqlite {
         let delete = move |conn: &mut Connection| {
             conn.execute("DELETE FROM messages WHERE ts < ?1", params![ts])
         };
-        Ok(with(&self.writer, delete, StoreError::Write).await? as u64)
+        Ok(with(&self.writer, "deleting expired messages", delete).await? as u64)
     }
 
     async fn last_committed(&self) -> Result<u64, StoreError> {
         let read = |conn: &mut Connection| conn.query_row(LAST_ID, [], |r| r.get::<_, i64>(0));
-        Ok(with(&self.reader, read, StoreError::Read).await? as u64)
+        Ok(with(&self.reader, "reading the last message id", read).await? as u64)
     }
 
     async fn before(
@@ -161,6 +158,7 @@ impl Log for Sqlite {
         before: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
+        let room_name = room.to_string();
         let (room, viewer) = (room.to_string(), viewer.map(str::to_string));
         let sql = format!(
             "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND id < ?2 AND {} \
@@ -175,7 +173,8 @@ impl Log for Sqlite {
                 )?
                 .collect()
         };
-        with(&self.reader, read, StoreError::Read).await
+        let doing = format!("reading a page of {room_name:?} before {before}");
+        with(&self.reader, doing, read).await
     }
 
     async fn after(
@@ -186,6 +185,7 @@ impl Log for Sqlite {
         upto: u64,
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
+        let room_name = room.to_string();
         let (room, viewer) = (room.to_string(), viewer.map(str::to_string));
         let sql = format!(
             "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND id > ?2 AND id <= ?3 AND {} \
@@ -200,7 +200,8 @@ impl Log for Sqlite {
                 )?
                 .collect()
         };
-        with(&self.reader, read, StoreError::Read).await
+        let doing = format!("reading {room_name:?} after {since}");
+        with(&self.reader, doing, read).await
     }
 }
 
@@ -265,12 +266,9 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
 /// to it: `VACUUM INTO` reads one snapshot (WAL readers never block the writer, nor it them),
 /// so the copy holds exactly the messages committed before it started.
 pub fn backup(from: &Path, to: &Path) -> Result<(), StoreError> {
-    let fail = |e: rusqlite::Error| StoreError::Read(format!("backup of {}: {e}", from.display()));
+    let fail = |e: rusqlite::Error| StoreError::query(format!("backing up {}", from.display()), e);
     if to.exists() {
-        return Err(StoreError::Write(format!(
-            "{} already exists; give the backup a new file name",
-            to.display()
-        )));
+        return Err(StoreError::BackupExists(to.to_owned()));
     }
     let conn = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(fail)?;
