@@ -722,3 +722,67 @@ async fn a_message_acknowledged_by_a_node_killed_right_after_is_not_lost() {
     let ids: Vec<u64> = history.iter().map(|m| m.id).collect();
     assert_eq!(ids, acked, "every acknowledged message, in order");
 }
+
+#[tokio::test]
+async fn a_node_fills_a_gap_of_several_database_pages_in_order() {
+    // Messages whose publications never reached the nodes (their node's Redis connection
+    // was cut right after each commit): here stored straight into PostgreSQL. The next
+    // publication reveals the gap; each node reads it from the database 1,000 at a time.
+    use hubbub::server::storage::{Draft, Location, Storage};
+    const MISSED: usize = 2_500;
+    let redis = Redis::start().await;
+    let (url, database) = (redis.url(), redis.database.clone());
+    let roomy = move |hub: &mut hubbub::server::config::HubConfig| {
+        hub.redis_url = Some(url);
+        hub.database = database.into();
+        hub.node_ttl_ms = 1_500;
+        // The whole gap is handed to the room at once: room for it, so nobody lags.
+        hub.room_queue = 8_192;
+    };
+    let a = TestServer::with(roomy.clone()).await;
+    let b = TestServer::with(roomy).await;
+    let mut alice = a.joined("alice").await;
+    let mut bob = b.joined("bob").await;
+    alice.recv().await; // bob joined
+
+    let location = Location::parse(Path::new(&redis.database));
+    let silent = Storage::open(&location, Box::new(|_, _, _| {}))
+        .await
+        .unwrap()
+        .storage;
+    let user = User {
+        username: "ghost".into(),
+        avatar: "0".repeat(32),
+    };
+    let stores = (0..MISSED).map(|i| {
+        silent.append(Draft {
+            room: "general".into(),
+            from: user.clone(),
+            sender_key: "ghost".into(),
+            text: format!("missed {i} ✉"),
+            client_id: None,
+            to: None,
+        })
+    });
+    for stored in futures::future::join_all(stores).await {
+        stored.unwrap();
+    }
+    alice.say("after the gap").await;
+
+    for client in [&mut alice, &mut bob] {
+        let mut ids = Vec::new();
+        loop {
+            let message = client.recv_message().await;
+            ids.push(message.id);
+            if message.text == "after the gap" {
+                break;
+            }
+        }
+        assert_eq!(
+            ids.len(),
+            MISSED + 1,
+            "every missed message, then the new one"
+        );
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order");
+    }
+}
