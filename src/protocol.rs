@@ -69,12 +69,18 @@ pub enum ClientFrame {
     /// Must be the first frame.
     Join {
         username: String,
+        /// Used for the avatar when this join creates the account; not needed (and ignored)
+        /// when the connection is signed in or presents `token`.
+        #[serde(default)]
         email: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
         /// The last message id this client has; the server sends exactly what came after.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
+        /// For clients without cookies: the token an earlier `welcome` gave this account.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     Message {
         text: String,
@@ -116,6 +122,10 @@ pub enum ServerFrame {
         catching_up: bool,
         /// How often the client should send `ping` when otherwise idle.
         heartbeat_ms: u64,
+        /// Only when this join created the account (a client without a browser session):
+        /// the secret to send as `token` in later joins. Shown once; keep it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     Message(ChatMessage),
     /// After a `welcome` with `catching_up`: the next messages after the last one received,
@@ -177,6 +187,16 @@ pub enum ErrorCode {
     RateLimited,
     /// The server could not store the message; it was not delivered to anyone.
     Unavailable,
+    /// The `token` is unknown, expired or revoked, or its account is banned.
+    InvalidToken,
+    /// Sign-in refused: wrong name or password (which one is not said), or no password set.
+    SignInFailed,
+    /// A new password that is too short or too long.
+    InvalidPassword,
+    /// Needs a signed-in session (setting a password, signing out).
+    NotSignedIn,
+    /// A form posted from another site.
+    CrossSite,
 }
 
 /// A rejected input: the code for machines and a sentence for people.
@@ -459,7 +479,8 @@ mod tests {
                 username: "alice".into(),
                 email: "a@b.co".into(),
                 room: None,
-                since: None
+                since: None,
+                token: None,
             }
         );
         let msg = ServerFrame::Message(ChatMessage {

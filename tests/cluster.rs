@@ -158,6 +158,7 @@ async fn joined_in(server: &TestServer, room: &str, name: &str) -> (Client, Vec<
             email: format!("{name}@example.com"),
             room: Some(room.into()),
             since: None,
+            token: client.token_for(name),
         })
         .await;
     let ServerFrame::Welcome { history, .. } = client.recv().await else {
@@ -712,6 +713,7 @@ async fn a_message_acknowledged_by_a_node_killed_right_after_is_not_lost() {
             json!({"type": "join", "username": "dave", "email": "d@example.com", "since": 0}),
         )
         .await;
+        // A refused join creates no account: dave's name is still free for the next try.
         if let ServerFrame::Welcome { history, .. } = c.recv().await {
             reader = Some(history);
             break;

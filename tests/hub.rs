@@ -21,10 +21,7 @@ async fn stalled_client(server: &TestServer, name: &str) -> Client {
     let (ws, _) = tokio_tungstenite::client_async(server.url(), stream)
         .await
         .unwrap();
-    let mut c = Client {
-        ws,
-        raw: Vec::new(),
-    };
+    let mut c = Client::from_socket(ws, &server.url());
     c.join(name).await;
     c
 }

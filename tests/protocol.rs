@@ -217,28 +217,36 @@ async fn emails_are_validated() {
 }
 
 #[tokio::test]
-async fn usernames_are_unique_case_insensitively_among_those_online() {
+async fn a_name_belongs_to_its_account_in_any_case_even_after_its_owner_leaves() {
     let server = TestServer::start().await;
     let alice = server.joined("Alice").await;
+    let token = alice
+        .token_for("Alice")
+        .expect("the first join gave a token");
     let mut other = server.client().await;
-    other
-        .send_json(json!({"type":"join","username":"aLiCe","email":"someone@else.io"}))
-        .await;
-    assert_eq!(other.recv_error().await, "username_taken");
+    let join = json!({"type":"join","username":"aLiCe","email":"someone@else.io"});
+    other.send_json(join.clone()).await;
+    let refused = other.recv_json().await;
+    assert_eq!(refused["code"], "username_taken");
+    assert!(
+        refused["message"].as_str().unwrap().contains("sign in"),
+        "{refused}"
+    );
     drop(alice);
-    // Once the server has seen her leave, the name is free again.
-    for attempt in 0.. {
-        other
-            .send_json(json!({"type":"join","username":"aLiCe","email":"someone@else.io"}))
-            .await;
-        let v = other.recv_json().await;
-        if v["type"] == "welcome" {
-            break;
-        }
-        assert_eq!(v["code"], "username_taken", "{v}");
-        assert!(attempt < 100, "the name was never freed");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    other.send_json(join).await;
+    assert_eq!(other.recv_error().await, "username_taken", "still hers");
+    // Her token, in any spelling of her name, is her.
+    other
+        .send_json(json!({"type":"join","username":"ALICE","token": token}))
+        .await;
+    let welcome = other.recv_json().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["you"]["username"], "Alice");
+    assert!(
+        welcome.get("token").is_none(),
+        "a token is given once, at sign-up"
+    );
 }
 
 #[tokio::test]
@@ -290,9 +298,13 @@ async fn rooms_are_isolated() {
     let server = TestServer::start().await;
     let mut general = server.joined("alice").await;
     let mut dev = server.client().await;
-    dev.send_json(json!({"type":"join","username":"alice","email":"x@y.io","room":"dev-team"}))
+    let welcome = dev
+        .join_room_as("alice", "x@y.io", Some("dev-team"), None)
         .await;
-    assert_eq!(dev.recv_json().await["room"], "dev-team");
+    let ServerFrame::Welcome { room, .. } = welcome else {
+        unreachable!()
+    };
+    assert_eq!(room, "dev-team");
     dev.say("only for dev").await;
     assert_eq!(dev.recv_message().await.text, "only for dev");
     general

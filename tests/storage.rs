@@ -297,6 +297,69 @@ async fn retention_forgets_old_messages_and_never_reuses_their_ids(location: Loc
     );
 }
 
+async fn accounts_own_names_and_sessions_end_as_asked(location: Location) {
+    use hubbub::server::storage::SecretKind;
+    let (storage, _, _) = open(&location).await;
+    let zoe = storage.create_account("Zoë", "zoe", "a1").await.unwrap();
+    let zoe = zoe.expect("a new name");
+    assert!(zoe.admin, "the first account is the server's admin");
+    let bob = storage
+        .create_account("bob", "bob", "a2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!bob.admin && !bob.banned && bob.password_hash.is_none());
+    let again = storage.create_account("BOB", "bob", "a3").await.unwrap();
+    assert!(again.is_none(), "one account per name key");
+    assert_eq!(
+        storage.account_named("bob").await.unwrap(),
+        Some(bob.clone())
+    );
+    assert_eq!(storage.account_named("nobody").await.unwrap(), None);
+
+    let (later, gone) = (i64::MAX / 2, 1);
+    for (hash, kind, expires) in [
+        ("browser", SecretKind::Browser, later),
+        ("other-browser", SecretKind::Browser, later),
+        ("join", SecretKind::Join, later),
+        ("api", SecretKind::Api, later),
+        ("expired", SecretKind::Browser, gone),
+    ] {
+        storage
+            .add_secret(bob.id, hash, kind, expires)
+            .await
+            .unwrap();
+    }
+    let owner = |hash: &'static str| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .account_for_secret(hash)
+                .await
+                .unwrap()
+                .map(|a| a.id)
+        }
+    };
+    assert_eq!(owner("browser").await, Some(bob.id));
+    assert_eq!(owner("expired").await, None, "expired");
+    assert_eq!(owner("unknown").await, None);
+    // Signing out everywhere but here: other sessions and join tokens end, API tokens stay.
+    storage.end_sessions(bob.id, Some("browser")).await.unwrap();
+    assert_eq!(owner("other-browser").await, None);
+    assert_eq!(owner("join").await, None);
+    assert_eq!(owner("browser").await, Some(bob.id));
+    assert_eq!(owner("api").await, Some(bob.id));
+    storage.end_secret("browser").await.unwrap();
+    assert_eq!(owner("browser").await, None);
+
+    storage
+        .set_password_hash(bob.id, "$argon2id$…")
+        .await
+        .unwrap();
+    let bob = storage.account_named("bob").await.unwrap().unwrap();
+    assert_eq!(bob.password_hash.as_deref(), Some("$argon2id$…"));
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,6 +386,7 @@ contract!(
     a_resend_is_stored_once_per_sender_and_room,
     concurrent_writers_commit_in_id_order,
     retention_forgets_old_messages_and_never_reuses_their_ids,
+    accounts_own_names_and_sessions_end_as_asked,
 );
 
 #[tokio::test]

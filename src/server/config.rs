@@ -102,6 +102,9 @@ pub struct HubConfig {
     /// Messages older than this many days are deleted (checked every hour). 0, the default:
     /// history is kept for ever.
     pub retention_days: u64,
+    /// Accounts created from one client address (an IPv6 /64) per hour, sign-up form and
+    /// first joins alike; a burst of this many is allowed at once.
+    pub signups_per_ip_per_hour: u64,
     /// How long shutdown waits for connections to close and history to be written.
     pub shutdown_grace_ms: u64,
     /// Cluster mode: the Redis shared by every node (`redis://host:6379/`). Unset: one node
@@ -146,6 +149,7 @@ impl Default for HubConfig {
             allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             retention_days: 0,
+            signups_per_ip_per_hour: 20,
             shutdown_grace_ms: 3_000,
             redis_url: None,
             redis_history: 10_000,
@@ -321,6 +325,12 @@ impl HubConfig {
             .map_err(|e| format!("{e} (at least twice ping-interval-ms)"))?;
         within("shutdown-grace-ms", self.shutdown_grace_ms, 0, 600_000)?;
         within("retention-days", self.retention_days, 0, 365_000)?;
+        within(
+            "signups-per-ip-per-hour",
+            self.signups_per_ip_per_hour,
+            1,
+            1_000_000,
+        )?;
         within("redis-history", self.redis_history, 1, 100_000_000)?;
         within("node-ttl-ms", self.node_ttl_ms, 1_000, 600_000)?;
         for origin in &self.allowed_origins {

@@ -2,6 +2,7 @@
 //! whether this node is alone (the storage seam feeds its [`Rooms`]) or one of a cluster
 //! (`cluster` feeds them, and holds presence): the one place the two modes differ.
 
+use super::accounts::Accounts;
 use super::cluster::{self, Claim, Cluster, ClusterError, Command, Committed};
 use super::config::HubConfig;
 use super::metrics::Metrics;
@@ -37,6 +38,8 @@ pub struct Hub {
     backend: Backend,
     pub config: Arc<HubConfig>,
     pub metrics: Arc<Metrics>,
+    /// Who may use which name, in the same storage as the messages.
+    pub accounts: Accounts,
     next_conn: AtomicU64,
 }
 
@@ -80,6 +83,7 @@ impl Hub {
             .await?;
             let hub = Hub {
                 rooms,
+                accounts: Accounts::new(opened.storage.clone(), config.signups_per_ip_per_hour),
                 storage: opened.storage,
                 backend: Backend::Cluster(cluster),
                 config,
@@ -106,6 +110,7 @@ impl Hub {
         let _ = slot.set(rooms.clone());
         let hub = Hub {
             rooms,
+            accounts: Accounts::new(opened.storage.clone(), config.signups_per_ip_per_hour),
             storage: opened.storage,
             backend: Backend::Alone,
             config,

@@ -2,6 +2,7 @@
 //! `/healthz` and `/metrics`. Compiled only with the `ssr` feature.
 //!
 //! - [`config`]: settings from `Leptos.toml` and the environment.
+//! - [`accounts`]: who may use a name: sign-up, sessions, passwords, tokens.
 //! - [`hub`]: what connections talk to: joins, messages, history, one node or a cluster.
 //! - [`rooms`]: rooms, who is in them, and the fan-out of frames to their connections.
 //! - [`connection`]: one WebSocket's lifecycle (reader, writer, limits, heartbeats).
@@ -14,6 +15,7 @@
 //!
 //! [`serve`] takes an already-bound listener, so tests run a real server on `127.0.0.1:0`.
 
+pub mod accounts;
 pub mod cluster;
 pub mod config;
 pub mod connection;
@@ -241,6 +243,35 @@ async fn upgrade(
                 .into_response();
         }
     };
+    // Who is connecting, before any frame: a bearer token (bots) must be valid; a stale
+    // session cookie only means the browser is not signed in.
+    let (cookie, bearer) = accounts::secrets(headers);
+    let secret = bearer.as_deref().or(cookie.as_deref());
+    let signed_in = match secret {
+        None => None,
+        Some(secret) => match hub.accounts.by_secret(secret).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::error!("{e}");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "accounts cannot be checked right now; try again\n",
+                )
+                    .into_response();
+            }
+        },
+    };
+    if bearer.is_some() && signed_in.is_none() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "this API token is not valid (unknown, revoked, or its account is banned)\n",
+        )
+            .into_response();
+    }
+    let peer = connection::Peer {
+        ip: client,
+        signed_in,
+    };
     let hub = state.hub.clone();
     // The connection enforces `max_frame_bytes` itself, after reading the whole frame, so it
     // can answer with a clean 1009. Tungstenite's own cap is only a backstop against memory
@@ -253,7 +284,7 @@ async fn upgrade(
         .max_message_size(Some(max));
     let send_buffer = hub.config.socket_send_buffer;
     ws.accept(config, send_buffer, move |socket, progress| {
-        connection::serve(socket, progress, hub, slot, state.shutdown)
+        connection::serve(socket, progress, hub, slot, state.shutdown, peer)
     })
 }
 

@@ -35,6 +35,7 @@ pub fn test_config(dir: &Path) -> HubConfig {
         rate_burst: 1_000.0,
         requests_per_sec: 1_000.0,
         request_burst: 1_000.0,
+        signups_per_ip_per_hour: 1_000_000,
         ..HubConfig::default()
     }
 }
@@ -58,6 +59,7 @@ impl TestServer {
             .build();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        register_realm(addr, &hub.database.to_string_lossy());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             hubbub::server::serve(listener, Config { site, hub }, async {
@@ -175,6 +177,54 @@ pub struct Client {
     pub ws: Ws,
     /// Every text frame received, raw, for privacy checks.
     pub raw: Vec<String>,
+    /// The accounts database behind the server it talks to (see [`register_realm`]).
+    realm: String,
+}
+
+/// Which accounts database serves each test server's address: nodes of one cluster share
+/// one, so a token from one node works on the others.
+static REALMS: std::sync::Mutex<Option<std::collections::HashMap<String, String>>> =
+    std::sync::Mutex::new(None);
+/// The join token each (database, lower-cased name) was given, so a test's second join as a
+/// name is the same account's, as a real client keeping its token would be.
+static TOKENS: std::sync::Mutex<Option<std::collections::HashMap<(String, String), String>>> =
+    std::sync::Mutex::new(None);
+
+pub fn register_realm(addr: SocketAddr, realm: &str) {
+    let mut realms = REALMS.lock().unwrap();
+    realms
+        .get_or_insert_with(Default::default)
+        .insert(addr.to_string(), realm.to_string());
+}
+
+fn realm_of(url: &str) -> String {
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or(url)
+        .to_string();
+    let realms = REALMS.lock().unwrap();
+    realms
+        .as_ref()
+        .and_then(|r| r.get(&authority).cloned())
+        .unwrap_or(authority)
+}
+
+/// The token this test run was given for `name` on `realm`, if any.
+pub fn known_token(realm: &str, name: &str) -> Option<String> {
+    let tokens = TOKENS.lock().unwrap();
+    tokens
+        .as_ref()?
+        .get(&(realm.to_string(), name.to_lowercase()))
+        .cloned()
+}
+
+fn remember_token(realm: &str, name: &str, token: String) {
+    let mut tokens = TOKENS.lock().unwrap();
+    tokens
+        .get_or_insert_with(Default::default)
+        .insert((realm.to_string(), name.to_lowercase()), token);
 }
 
 /// How a connection ended, as the client saw it.
@@ -186,6 +236,15 @@ pub enum Ending {
 }
 
 impl Client {
+    /// A client on a WebSocket opened by hand (e.g. with a small receive buffer).
+    pub fn from_socket(ws: Ws, url: &str) -> Client {
+        Client {
+            ws,
+            raw: Vec::new(),
+            realm: realm_of(url),
+        }
+    }
+
     pub async fn connect(url: &str) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
@@ -193,6 +252,7 @@ impl Client {
         Client {
             ws,
             raw: Vec::new(),
+            realm: realm_of(url),
         }
     }
 
@@ -207,6 +267,7 @@ impl Client {
             Ok((ws, _)) => Ok(Client {
                 ws,
                 raw: Vec::new(),
+                realm: realm_of(url),
             }),
             Err(tungstenite::Error::Http(response)) => Err(response.status().as_u16()),
             Err(e) => panic!("unexpected connect error: {e}"),
@@ -230,20 +291,41 @@ impl Client {
             .await
     }
 
+    /// Joins as `name`: the first time creates its account; later joins present the token
+    /// that first `welcome` gave (as a client keeping it would).
     pub async fn join_as(&mut self, name: &str, email: &str, since: Option<u64>) -> ServerFrame {
+        self.join_room_as(name, email, None, since).await
+    }
+
+    /// [`Client::join_as`], in `room`.
+    pub async fn join_room_as(
+        &mut self,
+        name: &str,
+        email: &str,
+        room: Option<&str>,
+        since: Option<u64>,
+    ) -> ServerFrame {
         self.send(&ClientFrame::Join {
             username: name.into(),
             email: email.into(),
-            room: None,
+            room: room.map(str::to_string),
             since,
+            token: known_token(&self.realm, name),
         })
         .await;
         let welcome = self.recv().await;
-        assert!(
-            matches!(welcome, ServerFrame::Welcome { .. }),
-            "expected welcome, got {welcome:?}"
-        );
+        let ServerFrame::Welcome { token, .. } = &welcome else {
+            panic!("expected welcome, got {welcome:?}");
+        };
+        if let Some(token) = token {
+            remember_token(&self.realm, name, token.clone());
+        }
         welcome
+    }
+
+    /// The token this client's server gave `name`, if a join created its account.
+    pub fn token_for(&self, name: &str) -> Option<String> {
+        known_token(&self.realm, name)
     }
 
     pub async fn say(&mut self, text: &str) {
@@ -371,7 +453,8 @@ pub fn write_config(dir: &Path, db: &Path) -> PathBuf {
     let path = dir.join("Leptos.toml");
     let text = format!(
         "[site]\noutput-name = \"hubbub\"\nsite-addr = \"127.0.0.1:0\"\nsite-root = {root:?}\n\
-         [hub]\ndatabase = {db:?}\nrate-per-sec = 1000.0\nrate-burst = 1000.0\n",
+         [hub]\ndatabase = {db:?}\nrate-per-sec = 1000.0\nrate-burst = 1000.0\n\
+         signups-per-ip-per-hour = 1000000\n",
         root = dir.to_string_lossy(),
         db = db.to_string_lossy(),
     );
@@ -406,6 +489,16 @@ impl Process {
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .parse()
             .unwrap();
+        // Nodes of one cluster share their accounts: the realm is the database they name.
+        let text = std::fs::read_to_string(config).unwrap_or_default();
+        let database = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("database = "))
+            .map(|v| v.trim_matches('"').to_string());
+        register_realm(
+            addr,
+            &database.unwrap_or_else(|| config.to_string_lossy().into()),
+        );
         Process { child, addr }
     }
 

@@ -1,7 +1,9 @@
 //! `join`: the checks, the room, `welcome`, and the catch-up after a long absence.
 
 use super::*;
+use crate::server::accounts;
 use crate::server::rooms::Feed;
+use crate::server::storage::SecretKind;
 
 /// What a `join` frame asked for.
 pub(super) struct Asked {
@@ -9,6 +11,7 @@ pub(super) struct Asked {
     pub(super) email: String,
     pub(super) room: Option<String>,
     pub(super) since: Option<u64>,
+    pub(super) token: Option<String>,
 }
 
 /// A join the hub accepted: what to send, then the room to follow.
@@ -32,7 +35,7 @@ struct CatchUp {
 /// cluster mode, Redis round trips), so guessing names cannot go on for free.
 pub(super) async fn join(
     hub: &Hub,
-    conn: u64,
+    (conn, peer): (u64, &Peer),
     session: &mut Option<Session>,
     asked: Asked,
     out: &mpsc::Sender<Outbound>,
@@ -44,16 +47,12 @@ pub(super) async fn join(
         };
         return Err(Reply::Refused(again, None));
     }
-    let checked = protocol::validate_username(&asked.username).and_then(|name| {
-        let email = protocol::validate_email(&asked.email)?;
-        let room = protocol::validate_room(asked.room.as_deref().unwrap_or(DEFAULT_ROOM))?;
-        Ok((name, email, room))
-    });
-    let (username, email, room) = checked.map_err(|invalid| Reply::Refused(invalid, None))?;
-    // Only the hash leaves this function: other users never see the address.
-    let user = User {
-        avatar: format!("{:x}", md5::compute(email.as_bytes())),
-        username,
+    let room = protocol::validate_room(asked.room.as_deref().unwrap_or(DEFAULT_ROOM))
+        .map_err(|invalid| Reply::Refused(invalid, None))?;
+    let who = identify(hub, peer, &asked).await?;
+    let user = match &who {
+        Who::Account(account) => account.user(),
+        Who::New(new) => new.user(),
     };
     let joined = match hub.join(&room, &user, conn, out.clone()).await {
         Ok(joined) => joined,
@@ -77,7 +76,17 @@ pub(super) async fn join(
         }
         Err(JoinRefused::Unavailable(e)) => return Err(Reply::Unavailable(e, None)),
     };
-    let sender_key = identity_key(&user);
+    let (account, token) = match who {
+        Who::Account(account) => (account, None),
+        Who::New(new) => match hub.accounts.complete_sign_up(new, SecretKind::Join).await {
+            Ok((account, token)) => (account, Some(token)),
+            Err(refused) => {
+                hub.leave(&room, &user, conn).await;
+                return Err(refusal(refused));
+            }
+        },
+    };
+    let sender_key = account.key();
     *session = Some(Session {
         room: room.clone(),
         user: user.clone(),
@@ -103,12 +112,63 @@ pub(super) async fn join(
         has_more: history.has_more,
         catching_up: catch_up.is_some(),
         heartbeat_ms: hub.config.ping_interval_ms,
+        token,
     };
     Ok(Welcomed {
         welcome,
         catch_up,
         feed: joined.feed,
     })
+}
+
+/// Whose join this is.
+enum Who {
+    Account(Account),
+    /// A name nobody has: its account is created once the join is in the room, and its
+    /// token goes in `welcome`.
+    New(accounts::NewAccount),
+}
+
+fn refusal(refused: accounts::Refused) -> Reply {
+    match refused {
+        accounts::Refused::Invalid(invalid) => Reply::Refused(invalid, None),
+        accounts::Refused::Store(e) => Reply::Unavailable(e, None),
+    }
+}
+
+/// Whose join this is: the account of the connection's session (or API token), of the join's
+/// `token`, or a new one for a name nobody has. A name with an account is never had by
+/// typing it, whatever the email.
+async fn identify(hub: &Hub, peer: &Peer, asked: &Asked) -> Result<Who, Reply> {
+    let refused = |code, message: String| Reply::Refused(Invalid { code, message }, None);
+    let account = match (&peer.signed_in, &asked.token) {
+        (Some(account), _) => account.clone(),
+        (None, Some(token)) => match hub.accounts.by_secret(token).await {
+            Ok(Some(account)) => account,
+            Ok(None) => {
+                let message = "this token is not valid (unknown, revoked, or its account is \
+                               banned): sign in again";
+                return Err(refused(ErrorCode::InvalidToken, message.into()));
+            }
+            Err(e) => return Err(Reply::Unavailable(e, None)),
+        },
+        (None, None) => {
+            let checked = hub
+                .accounts
+                .prepare_sign_up(peer.ip, &asked.username, &asked.email)
+                .await;
+            return checked.map(Who::New).map_err(refusal);
+        }
+    };
+    // Signed in, the join names the account (in any spelling that folds the same).
+    if protocol::name_key(asked.username.trim()) != protocol::name_key(&account.name) {
+        let message = format!(
+            "this connection is signed in as “{}”; sign out to use another name",
+            account.name
+        );
+        return Err(refused(ErrorCode::UsernameTaken, message));
+    }
+    Ok(Who::Account(account))
 }
 
 /// Sends `welcome`, the rest of a long absence, then has the writer follow the room.
@@ -174,8 +234,10 @@ mod tests {
             email: "bob@example.com".into(),
             room: None,
             since: None,
+            token: None,
         };
-        let Ok(welcomed) = join(&bench.hub, 99, &mut session, asked, &tx).await else {
+        let Ok(welcomed) = join(&bench.hub, (99, &anonymous()), &mut session, asked, &tx).await
+        else {
             panic!("bob is welcome");
         };
         let ServerFrame::Welcome {
@@ -206,17 +268,27 @@ mod tests {
             email: "x@example.com".into(),
             room: Some(room.into()),
             since: None,
+            token: None,
         };
         let mut session = None;
-        let (taken, message) =
-            code(join(&bench.hub, 7, &mut session, ask("ALICE", DEFAULT_ROOM), &tx).await);
+        let peer = anonymous();
+        let (taken, message) = code(
+            join(
+                &bench.hub,
+                (7, &peer),
+                &mut session,
+                ask("ALICE", DEFAULT_ROOM),
+                &tx,
+            )
+            .await,
+        );
         assert_eq!(taken, ErrorCode::UsernameTaken);
         assert!(message.contains("alice"), "{message}");
         // A Cyrillic "а" in place of the Latin one.
         let (taken, message) = code(
             join(
                 &bench.hub,
-                7,
+                (7, &peer),
                 &mut session,
                 ask("\u{430}lice", DEFAULT_ROOM),
                 &tx,
@@ -225,16 +297,40 @@ mod tests {
         );
         assert_eq!(taken, ErrorCode::UsernameTaken);
         assert!(message.contains("looks too much like"), "{message}");
-        let (bad, _) = code(join(&bench.hub, 7, &mut session, ask("carol", "<b>x</b>"), &tx).await);
+        let (bad, _) = code(
+            join(
+                &bench.hub,
+                (7, &peer),
+                &mut session,
+                ask("carol", "<b>x</b>"),
+                &tx,
+            )
+            .await,
+        );
         assert_eq!(bad, ErrorCode::InvalidRoom);
         assert!(session.is_none(), "nothing was joined");
 
         assert!(
-            join(&bench.hub, 7, &mut session, ask("carol", "dev"), &tx)
-                .await
-                .is_ok()
+            join(
+                &bench.hub,
+                (7, &peer),
+                &mut session,
+                ask("carol", "dev"),
+                &tx
+            )
+            .await
+            .is_ok()
         );
-        let (again, _) = code(join(&bench.hub, 7, &mut session, ask("carol", "dev"), &tx).await);
+        let (again, _) = code(
+            join(
+                &bench.hub,
+                (7, &peer),
+                &mut session,
+                ask("carol", "dev"),
+                &tx,
+            )
+            .await,
+        );
         assert_eq!(again, ErrorCode::AlreadyJoined);
     }
 }

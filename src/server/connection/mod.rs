@@ -27,7 +27,7 @@ use super::hub::{Hub, JoinRefused};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
 use super::rooms::{Delivery, Feed, Outbound, crowded, encode};
-use super::storage::{Draft, StoreError};
+use super::storage::{Account, Draft, StoreError};
 use super::websocket::{FRAGMENT_BYTES, Socket};
 use crate::protocol::{
     self, ClientFrame, DEFAULT_ROOM, ErrorCode, Invalid, ServerFrame, User, close,
@@ -54,11 +54,20 @@ struct Pace {
     strikes: u32,
 }
 
+/// Who is at the other end, as known at the upgrade.
+pub struct Peer {
+    /// The client's address (behind a trusted proxy, the one it forwarded).
+    pub ip: std::net::IpAddr,
+    /// The account of the session cookie or API token the upgrade carried.
+    pub signed_in: Option<Account>,
+}
+
 /// Who this connection is, once joined.
 struct Session {
     room: String,
     user: User,
-    /// Name and avatar: what makes a repeated `client_id` "the same user".
+    /// The account's storage key: whose messages these are (a repeated `client_id`, private
+    /// messages), never a name or an email anybody could type.
     sender_key: String,
     /// While the room is told this user is typing: when that ends unless renewed.
     typing_until: Option<tokio::time::Instant>,
@@ -84,6 +93,7 @@ pub fn serve(
     hub: Arc<Hub>,
     slot: ConnectionSlot,
     shutdown: watch::Receiver<bool>,
+    peer: Peer,
 ) -> impl Future<Output = ()> + Send + 'static {
     hub.metrics.connections_open.fetch_add(1, Relaxed);
     hub.metrics.connections_total.fetch_add(1, Relaxed);
@@ -97,7 +107,7 @@ pub fn serve(
         hub.clone(),
         progress,
     ));
-    run(stream, out, writer, hub, conn, slot)
+    run(stream, out, writer, hub, conn, slot, peer)
 }
 
 async fn run(
@@ -107,11 +117,13 @@ async fn run(
     hub: Arc<Hub>,
     conn: u64,
     slot: ConnectionSlot,
+    peer: Peer,
 ) {
     let mut session = None;
     let reader_ended = {
         // Pinned in place: a future moved into `select!` can take its room twice.
-        let mut reader = std::pin::pin!(read_loop(&mut stream, &out, &hub, conn, &mut session));
+        let reader = read_loop(&mut stream, &out, &hub, (conn, &peer), &mut session);
+        let mut reader = std::pin::pin!(reader);
         tokio::select! {
             _ = &mut writer => false,
             () = &mut reader => true,
@@ -163,7 +175,7 @@ async fn read_loop(
     stream: &mut SplitStream<Socket>,
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
-    conn: u64,
+    (conn, peer): (u64, &Peer),
     session: &mut Option<Session>,
 ) {
     let config = &hub.config;
@@ -249,7 +261,7 @@ async fn read_loop(
         };
         // Boxed: handling a frame is brief next to waiting for one, and its state (store
         // calls, queue sends) would otherwise sit in every idle connection's reader.
-        let next = Box::pin(handle(frame, out, hub, conn, session, &mut pace)).await;
+        let next = Box::pin(handle(frame, out, hub, (conn, peer), session, &mut pace)).await;
         if let Next::Stop = next {
             return;
         }
@@ -275,7 +287,7 @@ async fn handle(
     frame: ClientFrame,
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
-    conn: u64,
+    (conn, peer): (u64, &Peer),
     session: &mut Option<Session>,
     pace: &mut Pace,
 ) -> Next {
@@ -297,14 +309,16 @@ async fn handle(
             email,
             room,
             since,
+            token,
         } => {
             let asked = join::Asked {
                 username,
                 email,
                 room,
                 since,
+                token,
             };
-            match join::join(hub, conn, session, asked, out).await {
+            match join::join(hub, (conn, peer), session, asked, out).await {
                 Ok(welcomed) => {
                     pace.strikes = 0;
                     return join::follow(out, hub, welcomed).await;
@@ -365,12 +379,6 @@ async fn answer(
         }
         Reply::Unavailable(error, client_id) => unavailable(out, error, client_id).await,
     }
-}
-
-/// Who a user is for storage: the name (any case) with the email's hash. It is what makes a
-/// repeated `client_id` "the same sender" and whom a private message belongs to.
-fn identity_key(user: &User) -> String {
-    format!("{}\n{}", user.username.to_lowercase(), user.avatar)
 }
 
 fn not_joined() -> Invalid {
@@ -492,6 +500,7 @@ mod testing {
             let dir = tempfile::tempdir().unwrap();
             let mut config = HubConfig {
                 database: dir.path().join("chat.db"),
+                signups_per_ip_per_hour: 1_000,
                 ..HubConfig::default()
             };
             adjust(&mut config);
@@ -517,9 +526,12 @@ mod testing {
                 email: format!("{name}@example.com"),
                 room: None,
                 since: None,
+                token: None,
             };
             let conn = self.hub.next_conn_id();
-            let Ok(welcomed) = join::join(&self.hub, conn, &mut session, asked, &tx).await else {
+            let peer = anonymous();
+            let joined = join::join(&self.hub, (conn, &peer), &mut session, asked, &tx);
+            let Ok(welcomed) = joined.await else {
                 panic!("{name} could not join");
             };
             assert!(matches!(
@@ -546,6 +558,14 @@ mod testing {
             };
             let reply = post::post(&self.hub, session, &mut self.bucket(), asked).await;
             assert!(matches!(reply, Reply::Done), "{text:?} was not stored");
+        }
+    }
+
+    /// A connection that is not signed in, from this machine.
+    pub(super) fn anonymous() -> Peer {
+        Peer {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            signed_in: None,
         }
     }
 

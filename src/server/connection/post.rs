@@ -53,12 +53,10 @@ pub(super) async fn post(
     // A private message goes to someone online in this room, other than the sender.
     let to = match to {
         None => None,
-        Some(name) => match hub.member(&session.room, name.trim()).await {
-            Some(user) if user != session.user => {
-                let key = identity_key(&user);
-                Some((user, key))
-            }
-            _ => {
+        Some(name) => match recipient(hub, session, name.trim()).await {
+            Ok(Some(found)) => Some(found),
+            Err(e) => return Reply::Unavailable(e, client_id),
+            Ok(None) => {
                 let message = format!(
                     "“{}” is not online in this room; nothing was sent",
                     name.trim()
@@ -89,6 +87,25 @@ pub(super) async fn post(
         }
         Err(e) => Reply::Unavailable(e, client_id),
     }
+}
+
+/// Someone online in the sender's room, other than the sender, with their account's key.
+async fn recipient(
+    hub: &Hub,
+    session: &Session,
+    name: &str,
+) -> Result<Option<(User, String)>, StoreError> {
+    let Some(user) = hub.member(&session.room, name).await else {
+        return Ok(None);
+    };
+    if user == session.user {
+        return Ok(None);
+    }
+    Ok(hub
+        .accounts
+        .key_of(&user.username)
+        .await?
+        .map(|key| (user, key)))
 }
 
 #[cfg(test)]

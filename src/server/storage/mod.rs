@@ -20,8 +20,11 @@
 //! Schema changes are versioned SQL files in `migrations/sqlite` and `migrations/postgres`,
 //! applied at start-up by refinery.
 
+mod accounts;
 mod postgres;
 mod sqlite;
+
+pub use accounts::{Account, SecretKind};
 
 use crate::protocol::{ChatMessage, User};
 use std::future::Future;

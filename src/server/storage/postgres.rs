@@ -32,10 +32,10 @@ const POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Postgres {
-    pool: Pool,
+    pub(super) pool: Pool,
 }
 
-fn unreachable(e: impl std::fmt::Display) -> StoreError {
+pub(super) fn unreachable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unreachable {
         service: "PostgreSQL",
         reason: e.to_string(),

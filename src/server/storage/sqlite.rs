@@ -26,8 +26,8 @@ const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
 const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;";
 
 pub struct Sqlite {
-    writer: Arc<Mutex<Connection>>,
-    reader: Arc<Mutex<Connection>>,
+    pub(super) writer: Arc<Mutex<Connection>>,
+    pub(super) reader: Arc<Mutex<Connection>>,
 }
 
 impl Sqlite {
@@ -117,7 +117,7 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
 }
 
 /// Runs `f` on `conn` on the blocking pool; `doing` names it in the error.
-async fn with<T: Send + 'static>(
+pub(super) async fn with<T: Send + 'static>(
     conn: &Arc<Mutex<Connection>>,
     doing: impl Into<String>,
     f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,

@@ -1,0 +1,364 @@
+//! Accounts: who may use a name. Sign-up (the seed's name + email, nothing else), sessions
+//! and tokens, passwords, sign-in with its limits. The WebSocket join and the HTTP forms
+//! (`crate::auth`) both come here, so the rules are the same on both ways in.
+//!
+//! A secret (browser session, join token, API token) is 256 random bits from the operating
+//! system, given to the client once and stored only as its SHA-256: a copy of the database
+//! opens no session. Sessions live in the storage seam, so every node of a cluster knows
+//! them. Why not `tower-sessions`: its store would still have to be written for both
+//! databases, and we need what it does not do: ending every session of an account (sign
+//! out everywhere, a password change, a ban) and reading the session on the WebSocket
+//! upgrade as well as on pages.
+
+use super::limits::{TokenBucket, client_block};
+use super::storage::{Account, SecretKind, Storage, StoreError};
+use crate::protocol::{self, ErrorCode, Invalid, name_key};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The browser session cookie: `HttpOnly`, out of reach of scripts.
+pub const COOKIE: &str = "hubbub_session";
+/// How long a browser session lasts without signing in again.
+pub const BROWSER_SESSION_DAYS: i64 = 90;
+/// How long a join token lasts (a simple client presents it on every join).
+const JOIN_TOKEN_DAYS: i64 = 365;
+/// Failed sign-ins: this many at once per account name or per client address, then one
+/// more per `FAILURE_REFILL_SECS`.
+const FAILURE_BURST: f64 = 5.0;
+const FAILURE_REFILL_SECS: f64 = 60.0;
+/// Passwords: long enough to mean something, short enough that hashing stays cheap.
+const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
+
+/// Why an account operation was refused, as the client is told.
+#[derive(Debug)]
+pub enum Refused {
+    Invalid(Invalid),
+    Store(StoreError),
+}
+
+impl From<Invalid> for Refused {
+    fn from(invalid: Invalid) -> Self {
+        Refused::Invalid(invalid)
+    }
+}
+
+impl From<StoreError> for Refused {
+    fn from(e: StoreError) -> Self {
+        Refused::Store(e)
+    }
+}
+
+fn refused(code: ErrorCode, message: impl Into<String>) -> Refused {
+    Refused::Invalid(Invalid {
+        code,
+        message: message.into(),
+    })
+}
+
+/// A fresh secret: 32 bytes from the operating system, as 64 hex digits.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).expect("the operating system has no random numbers");
+    hex(&bytes)
+}
+
+/// What is stored of a secret.
+pub fn secret_hash(secret: &str) -> String {
+    hex(&Sha256::digest(secret.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn days_from_now(days: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64;
+    now + days * 86_400_000
+}
+
+/// A sign-up that passed its checks (see [`Accounts::prepare_sign_up`]).
+pub struct NewAccount {
+    pub name: String,
+    key: String,
+    pub avatar: String,
+}
+
+impl NewAccount {
+    /// Who the new account will be, before it exists.
+    pub fn user(&self) -> crate::protocol::User {
+        crate::protocol::User {
+            username: self.name.clone(),
+            avatar: self.avatar.clone(),
+        }
+    }
+}
+
+/// The account service: storage plus the limits kept in memory (per node).
+pub struct Accounts {
+    storage: Storage,
+    signups_per_hour: f64,
+    signups: Mutex<HashMap<IpAddr, TokenBucket>>,
+    /// Failed sign-ins, by account name key and by client address.
+    failures: Mutex<HashMap<String, TokenBucket>>,
+}
+
+impl Accounts {
+    pub fn new(storage: Storage, signups_per_hour: u64) -> Self {
+        Accounts {
+            storage,
+            signups_per_hour: signups_per_hour as f64,
+            signups: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Creates the account for `name` with the avatar of `email`, and a secret of `kind` for
+    /// it. Refused when the name (or a look-alike) has an account: no email opens one.
+    pub async fn sign_up(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        email: &str,
+        kind: SecretKind,
+    ) -> Result<(Account, String), Refused> {
+        let new = self.prepare_sign_up(ip, name, email).await?;
+        self.complete_sign_up(new, kind).await
+    }
+
+    /// The checks of a sign-up, without creating anything: a valid name nobody has, a valid
+    /// email, and the address's sign-up budget (taken here). A join creates the account
+    /// only once it is in the room, so a join that fails later leaves no account behind
+    /// whose token nobody received.
+    pub async fn prepare_sign_up(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        email: &str,
+    ) -> Result<NewAccount, Refused> {
+        let name = protocol::validate_username(name)?;
+        let email = protocol::validate_email(email)?;
+        let key = name_key(&name);
+        if let Some(owner) = self.storage.account_named(&key).await? {
+            return Err(taken(&name, &owner.name));
+        }
+        if !self.take_signup(ip) {
+            return Err(refused(
+                ErrorCode::RateLimited,
+                "too many new accounts from your address; try again later",
+            ));
+        }
+        // Only the hash is kept: other users never see the address, nor does the database.
+        let avatar = format!("{:x}", md5::compute(email.as_bytes()));
+        Ok(NewAccount { name, key, avatar })
+    }
+
+    /// Creates the prepared account and a secret of `kind` for it.
+    pub async fn complete_sign_up(
+        &self,
+        new: NewAccount,
+        kind: SecretKind,
+    ) -> Result<(Account, String), Refused> {
+        let created = self
+            .storage
+            .create_account(&new.name, &new.key, &new.avatar)
+            .await?;
+        let Some(account) = created else {
+            // Someone took it since the check.
+            return Err(taken(&new.name, &new.name));
+        };
+        let secret = self.start(&account, kind).await?;
+        Ok((account, secret))
+    }
+
+    /// Name and password; a new browser session.
+    pub async fn sign_in(
+        &self,
+        ip: IpAddr,
+        name: &str,
+        password: &str,
+    ) -> Result<(Account, String), Refused> {
+        let key = name_key(name.trim());
+        let by_ip = format!("ip {}", client_block(ip));
+        let by_name = format!("name {key}");
+        if !self.may_try(&by_ip) || !self.may_try(&by_name) {
+            return Err(refused(
+                ErrorCode::RateLimited,
+                "too many failed sign-ins; wait a minute and try again",
+            ));
+        }
+        let account = self.storage.account_named(&key).await?;
+        let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+        let password = password.to_string();
+        // Hashing takes tens of milliseconds of CPU on purpose: off the async threads.
+        let matches = tokio::task::spawn_blocking(move || match hash {
+            Some(hash) => password_auth::verify_password(password, &hash).is_ok(),
+            None => false,
+        })
+        .await
+        .unwrap_or(false);
+        match account {
+            Some(account) if matches && !account.banned => {
+                let secret = self.start(&account, SecretKind::Browser).await?;
+                Ok((account, secret))
+            }
+            _ => {
+                self.failed(&by_ip);
+                self.failed(&by_name);
+                Err(refused(
+                    ErrorCode::SignInFailed,
+                    "that name and password do not match an account with a password",
+                ))
+            }
+        }
+    }
+
+    /// The account a secret (cookie, token) belongs to; `None` for an unknown, expired or
+    /// revoked one, or a banned account.
+    pub async fn by_secret(&self, secret: &str) -> Result<Option<Account>, StoreError> {
+        if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(None);
+        }
+        self.storage.account_for_secret(&secret_hash(secret)).await
+    }
+
+    /// Sets the account's password (replacing any), and ends its other sessions: whoever
+    /// knew the old one is signed out.
+    pub async fn set_password(
+        &self,
+        account: &Account,
+        current: Option<&str>,
+        new: &str,
+        keep_secret: &str,
+    ) -> Result<(), Refused> {
+        let chars = new.chars().count();
+        if !PASSWORD_CHARS.contains(&chars) {
+            return Err(refused(
+                ErrorCode::InvalidPassword,
+                format!(
+                    "a password has {} to {} characters",
+                    PASSWORD_CHARS.start(),
+                    PASSWORD_CHARS.end()
+                ),
+            ));
+        }
+        if let Some(old_hash) = account.password_hash.clone() {
+            let current = current.unwrap_or_default().to_string();
+            let ok = tokio::task::spawn_blocking(move || {
+                password_auth::verify_password(current, &old_hash).is_ok()
+            })
+            .await
+            .unwrap_or(false);
+            if !ok {
+                return Err(refused(
+                    ErrorCode::SignInFailed,
+                    "the current password is not right",
+                ));
+            }
+        }
+        let new = new.to_string();
+        let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(new))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        self.storage.set_password_hash(account.id, &hash).await?;
+        self.storage
+            .end_sessions(account.id, Some(&secret_hash(keep_secret)))
+            .await?;
+        Ok(())
+    }
+
+    /// Ends this one session.
+    pub async fn sign_out(&self, secret: &str) -> Result<(), StoreError> {
+        self.storage.end_secret(&secret_hash(secret)).await
+    }
+
+    /// Ends every session and join token of the account (API tokens stay).
+    pub async fn sign_out_everywhere(&self, account: &Account) -> Result<(), StoreError> {
+        self.storage.end_sessions(account.id, None).await
+    }
+
+    async fn start(&self, account: &Account, kind: SecretKind) -> Result<String, StoreError> {
+        let secret = new_secret();
+        let days = match kind {
+            SecretKind::Browser => BROWSER_SESSION_DAYS,
+            SecretKind::Join | SecretKind::Api => JOIN_TOKEN_DAYS,
+        };
+        self.storage
+            .add_secret(account.id, &secret_hash(&secret), kind, days_from_now(days))
+            .await?;
+        Ok(secret)
+    }
+
+    fn take_signup(&self, ip: IpAddr) -> bool {
+        let mut signups = self.signups.lock().unwrap_or_else(|e| e.into_inner());
+        let rate = self.signups_per_hour / 3_600.0;
+        let burst = self.signups_per_hour;
+        signups
+            .entry(client_block(ip))
+            .or_insert_with(|| TokenBucket::new(rate, burst))
+            .try_take(Instant::now())
+    }
+
+    /// Whether another attempt is allowed for `who` (it has failures left).
+    fn may_try(&self, who: &str) -> bool {
+        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .get(who)
+            .is_none_or(|bucket| bucket.wait(Instant::now()).is_zero())
+    }
+
+    fn failed(&self, who: &str) {
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        failures
+            .entry(who.to_string())
+            .or_insert_with(|| TokenBucket::new(1.0 / FAILURE_REFILL_SECS, FAILURE_BURST))
+            .try_take(Instant::now());
+    }
+}
+
+fn taken(asked: &str, owner: &str) -> Refused {
+    let message = if name_key(asked) == name_key(owner)
+        && asked.to_lowercase() == owner.to_lowercase()
+    {
+        format!(
+            "“{owner}” belongs to an account on this server: sign in to use it, or pick another name"
+        )
+    } else {
+        format!(
+            "“{asked}” looks too much like “{owner}”, which belongs to an account on this \
+             server: pick another name (or sign in as “{owner}”)"
+        )
+    };
+    refused(ErrorCode::UsernameTaken, message)
+}
+
+/// The secrets a request carries: its session cookie, and an `Authorization: Bearer` token.
+pub fn secrets(headers: &axum::http::HeaderMap) -> (Option<String>, Option<String>) {
+    let cookie = headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE)
+        .map(|c| c.value().to_string());
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(|token| token.trim().to_string());
+    (cookie, bearer)
+}
+
+impl Accounts {
+    /// The storage key of the account that owns `name` (for a private message's recipient).
+    pub async fn key_of(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let account = self.storage.account_named(&name_key(name)).await?;
+        Ok(account.map(|a| a.key()))
+    }
+}

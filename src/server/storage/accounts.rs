@@ -1,0 +1,280 @@
+//! Accounts and their sessions, in the same database as the messages (SQLite on one node,
+//! PostgreSQL in a cluster). The rules (who is admin, when a session counts, what a ban
+//! does) are here, once; the two databases only differ in SQL dialect.
+
+use super::postgres::unreachable;
+use super::sqlite::with;
+use super::{Backend, Storage, StoreError, now_ms};
+use crate::protocol::User;
+use rusqlite::{OptionalExtension, params};
+
+/// An account: the owner of a name on this server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    pub id: i64,
+    pub name: String,
+    /// The Gravatar hash of the email given at sign-up.
+    pub avatar: String,
+    /// Argon2id (PHC string); `None` until the user sets a password, and then the account
+    /// lives only in the sessions it has.
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub banned: bool,
+}
+
+impl Account {
+    /// Who this account's messages belong to in storage: private messages and resends key on
+    /// it, never on a name or an email anybody could type.
+    pub fn key(&self) -> String {
+        format!("account:{}", self.id)
+    }
+
+    pub fn user(&self) -> User {
+        User {
+            username: self.name.clone(),
+            avatar: self.avatar.clone(),
+        }
+    }
+}
+
+/// What a secret was given out as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretKind {
+    /// A browser's session cookie.
+    Browser,
+    /// The token a simple client got in `welcome` when its join created the account.
+    Join,
+    /// An API token made by the account (bots, the load generator).
+    Api,
+}
+
+impl SecretKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SecretKind::Browser => "browser",
+            SecretKind::Join => "join",
+            SecretKind::Api => "api",
+        }
+    }
+}
+
+const ACCOUNT_COLUMNS: &str = "id, name, avatar, password_hash, admin, banned";
+
+fn sqlite_account(row: &rusqlite::Row<'_>) -> rusqlite::Result<Account> {
+    Ok(Account {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        avatar: row.get(2)?,
+        password_hash: row.get(3)?,
+        admin: row.get(4)?,
+        banned: row.get(5)?,
+    })
+}
+
+fn postgres_account(row: &tokio_postgres::Row) -> Account {
+    Account {
+        id: row.get(0),
+        name: row.get(1),
+        avatar: row.get(2),
+        password_hash: row.get(3),
+        admin: row.get(4),
+        banned: row.get(5),
+    }
+}
+
+impl Storage {
+    /// Creates the account for `name` unless its key is taken (then `None`). The first
+    /// account of a server is its admin.
+    pub async fn create_account(
+        &self,
+        name: &str,
+        name_key: &str,
+        avatar: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let (name, key, avatar, now) = (
+            name.to_string(),
+            name_key.to_string(),
+            avatar.to_string(),
+            now_ms(),
+        );
+        let doing = format!("creating the account {name:?}");
+        let sql = format!(
+            "INSERT INTO accounts (name, name_key, avatar, admin, created_ms) \
+             VALUES ($1, $2, $3, NOT EXISTS (SELECT 1 FROM accounts), $4) \
+             ON CONFLICT (name_key) DO NOTHING RETURNING {ACCOUNT_COLUMNS}"
+        );
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.query_row(&sql, params![name, key, avatar, now], sqlite_account)
+                        .optional()
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let row = client
+                    .query_opt(&sql, &[&name, &key, &avatar, &now])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(row.as_ref().map(postgres_account))
+            }
+        }
+    }
+
+    /// The account that owns the name with this key.
+    pub async fn account_named(&self, name_key: &str) -> Result<Option<Account>, StoreError> {
+        let key = name_key.to_string();
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name_key = $1");
+        let doing = "looking up an account by name";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.reader, doing, move |conn| {
+                    conn.query_row(&sql, params![key], sqlite_account)
+                        .optional()
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let row = client
+                    .query_opt(&sql, &[&key])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(row.as_ref().map(postgres_account))
+            }
+        }
+    }
+
+    /// Sets (or replaces) the account's password hash.
+    pub async fn set_password_hash(&self, account: i64, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_string();
+        let sql = "UPDATE accounts SET password_hash = $1 WHERE id = $2";
+        self.execute("setting a password", sql, Params::HashId(hash, account))
+            .await
+    }
+
+    /// Records a new secret (by its hash) for the account, valid until `expires_ms`.
+    pub async fn add_secret(
+        &self,
+        account: i64,
+        token_hash: &str,
+        kind: SecretKind,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO sessions (token_hash, account_id, kind, created_ms, expires_ms) \
+                   VALUES ($1, $2, $3, $4, $5)";
+        let params = Params::Secret(
+            token_hash.to_string(),
+            account,
+            kind.as_str(),
+            now_ms(),
+            expires_ms,
+        );
+        self.execute("starting a session", sql, params).await
+    }
+
+    /// The account a secret belongs to, if the secret is known, unexpired, and its account is
+    /// not banned.
+    pub async fn account_for_secret(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<Account>, StoreError> {
+        let hash = token_hash.to_string();
+        let now = now_ms();
+        let sql = format!(
+            "SELECT {} FROM sessions s JOIN accounts a ON a.id = s.account_id \
+             WHERE s.token_hash = $1 AND s.expires_ms > $2",
+            ACCOUNT_COLUMNS
+                .split(", ")
+                .map(|c| format!("a.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let doing = "checking a session";
+        let found = match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.reader, doing, move |conn| {
+                    conn.query_row(&sql, params![hash, now], sqlite_account)
+                        .optional()
+                })
+                .await?
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let row = client
+                    .query_opt(&sql, &[&hash, &now])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                row.as_ref().map(postgres_account)
+            }
+        };
+        Ok(found.filter(|account| !account.banned))
+    }
+
+    /// Ends one session (signing out).
+    pub async fn end_secret(&self, token_hash: &str) -> Result<(), StoreError> {
+        let sql = "DELETE FROM sessions WHERE token_hash = $1";
+        self.execute(
+            "ending a session",
+            sql,
+            Params::Hash(token_hash.to_string()),
+        )
+        .await
+    }
+
+    /// Ends every browser session and join token of the account but `keep` (signing out
+    /// everywhere, a password change). API tokens are revoked one by one, not by this.
+    pub async fn end_sessions(&self, account: i64, keep: Option<&str>) -> Result<(), StoreError> {
+        let sql = "DELETE FROM sessions WHERE account_id = $1 AND kind <> 'api' \
+                   AND token_hash <> $2";
+        let keep = keep.unwrap_or("").to_string();
+        self.execute("ending sessions", sql, Params::IdHash(account, keep))
+            .await
+    }
+
+    async fn execute(
+        &self,
+        doing: &str,
+        sql: &'static str,
+        params: Params,
+    ) -> Result<(), StoreError> {
+        let doing = doing.to_string();
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    match params {
+                        Params::Hash(h) => conn.execute(sql, params![h]),
+                        Params::HashId(h, id) => conn.execute(sql, params![h, id]),
+                        Params::IdHash(id, h) => conn.execute(sql, params![id, h]),
+                        Params::Secret(h, id, kind, now, expires) => {
+                            conn.execute(sql, params![h, id, kind, now, expires])
+                        }
+                    }
+                    .map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let done = match &params {
+                    Params::Hash(h) => client.execute(sql, &[h]).await,
+                    Params::HashId(h, id) => client.execute(sql, &[h, id]).await,
+                    Params::IdHash(id, h) => client.execute(sql, &[id, h]).await,
+                    Params::Secret(h, id, kind, now, expires) => {
+                        client.execute(sql, &[h, id, kind, now, expires]).await
+                    }
+                };
+                done.map(drop).map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+}
+
+/// The parameters of [`Storage::execute`]'s statements, for both drivers.
+enum Params {
+    Hash(String),
+    HashId(String, i64),
+    IdHash(i64, String),
+    Secret(String, i64, &'static str, i64, i64),
+}
