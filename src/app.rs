@@ -5,8 +5,8 @@
 
 use crate::client::Chat;
 use crate::components::{
-    composer::Composer, join_form::JoinForm, message_list::MessageList, online_list::OnlineList,
-    room_list::RoomList, status_bar::StatusBar,
+    account_menu::AccountMenu, composer::Composer, join_form::JoinForm, message_list::MessageList,
+    online_list::OnlineList, room_list::RoomList, status_bar::StatusBar,
 };
 use crate::protocol::{ChatMessage, DEFAULT_ROOM, RoomSummary, validate_room};
 use leptos::prelude::*;
@@ -119,6 +119,9 @@ fn ChatPage() -> impl IntoView {
                 <a class="brand" href="/">"hubbub"</a>
                 <span class="room-name">"#" {move || chat.room.get()}</span>
                 <StatusBar />
+                <Show when=move || chat.me.get().is_some()>
+                    <AccountMenu />
+                </Show>
             </header>
             <Show
                 when=move || valid

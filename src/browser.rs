@@ -11,12 +11,29 @@ pub fn on_resize(element: &Element, content: &Element, changed: impl Fn() + 'sta
     imp::on_resize(element, content, changed)
 }
 
+/// Where the join form remembers the last identity, so a reload rejoins by itself.
+pub const IDENTITY_KEY: &str = "hubbub.identity";
+
+/// After signing out: forgets the remembered identity and reloads the page, which then
+/// shows the join form. Nothing on the server.
+pub fn forget_identity_and_reload() {
+    imp::forget_identity_and_reload()
+}
+
 /// Stops watching sizes when dropped.
 pub struct Resize(#[allow(dead_code)] imp::Handle);
 
 #[cfg(feature = "hydrate")]
 mod imp {
     use super::Resize;
+
+    pub fn forget_identity_and_reload() {
+        let window = leptos::prelude::window();
+        if let Ok(Some(storage)) = window.local_storage() {
+            let _ = storage.remove_item(super::IDENTITY_KEY);
+        }
+        let _ = window.location().reload();
+    }
     use leptos::wasm_bindgen::{JsCast, closure::Closure};
     use leptos::web_sys::{Element, ResizeObserver};
 
@@ -54,6 +71,8 @@ mod imp {
     use leptos::web_sys::Element;
 
     pub struct Handle;
+
+    pub fn forget_identity_and_reload() {}
 
     pub fn on_resize(_: &Element, _: &Element, _: impl Fn() + 'static) -> Resize {
         Resize(Handle)

@@ -598,6 +598,8 @@ mod socket {
             email: identity.email.clone(),
             room: Some(chat.room.get_untracked()),
             since: chat.synced_to(),
+            // The browser's account is its HttpOnly session cookie, sent with the upgrade.
+            token: None,
         };
         if send(&mut tx, &join).await.is_err() {
             return Ended::Lost { welcomed: false };
@@ -638,6 +640,12 @@ mod socket {
                         if event.code == close::REPLACED {
                             return Ended::Stop(
                                 "You joined this room from another tab or window.".into(),
+                            );
+                        }
+                        if event.code == close::SIGNED_OUT {
+                            return Ended::Stop(
+                                "You signed out of every browser. Reload to sign in again."
+                                    .into(),
                             );
                         }
                         return Ended::Lost { welcomed };

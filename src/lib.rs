@@ -6,6 +6,7 @@
 //!   both the server and the browser so they cannot drift apart.
 //! - [`app`]: the page shell, routes and chat page (Leptos, rendered on the server and
 //!   hydrated in the browser).
+//! - [`auth`]: signing up, in and out (server functions; the session is an HttpOnly cookie).
 //! - [`components`]: the UI pieces, one per file.
 //! - [`browser`]: browser APIs (resize observers) with do-nothing twins for the server build.
 //! - [`client`]: the browser's chat state and its WebSocket task (reconnect, resume, outbox).
@@ -17,6 +18,7 @@
 #![recursion_limit = "256"]
 
 pub mod app;
+pub mod auth;
 pub mod browser;
 pub mod client;
 pub mod components;

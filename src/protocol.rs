@@ -35,6 +35,8 @@ pub mod close {
     pub const REPLACED: u16 = 4003;
     /// The client sent too many frames the server could not understand.
     pub const PROTOCOL_ABUSE: u16 = 4004;
+    /// The account signed out of every browser (or was banned): this session has ended.
+    pub const SIGNED_OUT: u16 = 4005;
 }
 
 /// Someone in the chat, as other users see them: never the raw email.

@@ -122,3 +122,219 @@ async fn new_accounts_are_limited_per_address() {
     let mut back = server.client().await;
     back.join("one").await;
 }
+
+// ---- Browsers: HTTP sign-up, sign-in and sign-out, the session cookie. ----
+
+const SAME_SITE: (&str, &str) = ("Sec-Fetch-Site", "same-origin");
+
+/// Signs `name` up over HTTP as a browser would; returns the session secret and the cookie.
+async fn browser_sign_up(server: &TestServer, name: &str) -> (String, String) {
+    let email = format!("{name}@example.com");
+    let form = [("username", name), ("email", email.as_str())];
+    let (status, head, body) = http_post(server.addr, "/api/sign_up", &form, &[SAME_SITE]).await;
+    assert_eq!(status, 200, "{head}\n{body}");
+    assert!(body.contains("SignedIn"), "{body}");
+    session_cookie(&head).expect("a session cookie")
+}
+
+async fn ws_with_cookie(server: &TestServer, secret: &str) -> Result<Client, u16> {
+    let cookie = format!("hubbub_session={secret}");
+    Client::connect_with(&server.url(), &[("Cookie", cookie.as_str())]).await
+}
+
+async fn form(
+    server: &TestServer,
+    path: &str,
+    fields: &[(&str, &str)],
+    secret: Option<&str>,
+) -> (String, String) {
+    let cookie = secret.map(|s| format!("hubbub_session={s}"));
+    let mut headers = vec![SAME_SITE];
+    if let Some(cookie) = &cookie {
+        headers.push(("Cookie", cookie.as_str()));
+    }
+    let (status, head, body) = http_post(server.addr, path, fields, &headers).await;
+    assert_eq!(status, 200, "{path}: {head}\n{body}");
+    (head, body)
+}
+
+#[tokio::test]
+async fn a_browser_signs_up_with_an_http_only_cookie_that_the_socket_then_carries() {
+    let server = TestServer::start().await;
+    let (secret, cookie) = browser_sign_up(&server, "alice").await;
+    assert_eq!(secret.len(), 64);
+    for flag in ["httponly", "samesite=lax", "path=/", "max-age="] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    assert!(!cookie.contains("secure"), "plain http: {cookie}");
+    // Over https (behind a proxy), the cookie is Secure too.
+    let bob = [("username", "bob"), ("email", "bob@example.com")];
+    let https = [SAME_SITE, ("X-Forwarded-Proto", "https")];
+    let (_, head, _) = http_post(server.addr, "/api/sign_up", &bob, &https).await;
+    assert!(
+        session_cookie(&head).unwrap().1.contains("secure"),
+        "{head}"
+    );
+
+    // The socket knows who it is before any frame: no token needed, none given.
+    let mut alice = ws_with_cookie(&server, &secret).await.unwrap();
+    alice
+        .send_json(json!({"type":"join","username":"alice"}))
+        .await;
+    let welcome = alice.recv_json().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert!(welcome.get("token").is_none());
+    // Signed in as alice, it cannot be someone else.
+    let mut again = ws_with_cookie(&server, &secret).await.unwrap();
+    again
+        .send_json(json!({"type":"join","username":"carol","email":"c@example.com"}))
+        .await;
+    assert_eq!(again.recv_error().await, "username_taken");
+    // Another browser, without the cookie: the name is taken, the email opens nothing.
+    let (_, body) = form(
+        &server,
+        "/api/sign_up",
+        &[("username", "Alice"), ("email", "alice@example.com")],
+        None,
+    )
+    .await;
+    assert!(
+        body.contains("UsernameTaken") || body.contains("username_taken"),
+        "{body}"
+    );
+    // A stale or made-up cookie is just "not signed in".
+    let mut stale = ws_with_cookie(&server, &"f".repeat(64)).await.unwrap();
+    stale
+        .send_json(json!({"type":"join","username":"alice","email":"alice@example.com"}))
+        .await;
+    assert_eq!(stale.recv_error().await, "username_taken");
+}
+
+#[tokio::test]
+async fn cross_site_posts_to_the_account_forms_are_refused() {
+    let server = TestServer::start().await;
+    let fields = [("username", "victim"), ("email", "v@example.com")];
+    for headers in [
+        vec![("Sec-Fetch-Site", "cross-site")],
+        vec![("Sec-Fetch-Site", "same-site")],
+        vec![("Origin", "https://evil.example")],
+    ] {
+        let (status, _, body) = http_post(server.addr, "/api/sign_up", &fields, &headers).await;
+        assert_eq!(status, 403, "{headers:?}: {body}");
+    }
+    // The name was not taken by any of them.
+    browser_sign_up(&server, "victim").await;
+}
+
+#[tokio::test]
+async fn a_password_signs_in_elsewhere_and_signing_out_everywhere_ends_every_session() {
+    let server = TestServer::start().await;
+    let (first, _) = browser_sign_up(&server, "Zoë").await;
+    let (_, body) = form(
+        &server,
+        "/api/set_password",
+        &[("current", ""), ("new", "short")],
+        Some(&first),
+    )
+    .await;
+    assert!(body.contains("invalid_password"), "{body}");
+    let password = "correct horse battery ✓";
+    let (_, body) = form(
+        &server,
+        "/api/set_password",
+        &[("current", ""), ("new", password)],
+        Some(&first),
+    )
+    .await;
+    assert!(body.contains("\"has_password\":true"), "{body}");
+
+    // Another browser: wrong password, then the right one.
+    let (head, body) = form(
+        &server,
+        "/api/sign_in",
+        &[("username", "zoë"), ("password", "nope nope")],
+        None,
+    )
+    .await;
+    assert!(
+        body.contains("sign_in_failed") && session_cookie(&head).is_none(),
+        "{body}"
+    );
+    let (head, body) = form(
+        &server,
+        "/api/sign_in",
+        &[("username", "ZOË"), ("password", password)],
+        None,
+    )
+    .await;
+    assert!(body.contains("SignedIn"), "{body}");
+    let (second, _) = session_cookie(&head).unwrap();
+    let mut open = ws_with_cookie(&server, &second).await.unwrap();
+    open.send_json(json!({"type":"join","username":"Zoë"}))
+        .await;
+    assert_eq!(open.recv_json().await["type"], "welcome");
+
+    // Signing out of every browser from the first one: the open socket is closed, and
+    // neither session opens anything any more.
+    form(
+        &server,
+        "/api/sign_out",
+        &[("everywhere", "true")],
+        Some(&first),
+    )
+    .await;
+    assert_eq!(open.close_code().await, 4005);
+    for secret in [&first, &second] {
+        let mut c = ws_with_cookie(&server, secret).await.unwrap();
+        c.send_json(json!({"type":"join","username":"Zoë","email":"zoe@example.com"}))
+            .await;
+        assert_eq!(c.recv_error().await, "username_taken");
+    }
+    // The password still works.
+    let (_, body) = form(
+        &server,
+        "/api/sign_in",
+        &[("username", "Zoë"), ("password", password)],
+        None,
+    )
+    .await;
+    assert!(body.contains("SignedIn"), "{body}");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_are_limited_per_account() {
+    let server = TestServer::start().await;
+    let (secret, _) = browser_sign_up(&server, "target").await;
+    form(
+        &server,
+        "/api/set_password",
+        &[("current", ""), ("new", "the real one")],
+        Some(&secret),
+    )
+    .await;
+    let mut limited = false;
+    for _ in 0..8 {
+        let (_, body) = form(
+            &server,
+            "/api/sign_in",
+            &[("username", "target"), ("password", "guess guess")],
+            None,
+        )
+        .await;
+        if body.contains("rate_limited") {
+            limited = true;
+            break;
+        }
+        assert!(body.contains("sign_in_failed"), "{body}");
+    }
+    assert!(limited, "guessing went on without a limit");
+    // While limited, even the right password waits: a guesser learns nothing.
+    let (_, body) = form(
+        &server,
+        "/api/sign_in",
+        &[("username", "target"), ("password", "the real one")],
+        None,
+    )
+    .await;
+    assert!(body.contains("rate_limited"), "{body}");
+}

@@ -1,14 +1,17 @@
 //! The join form: email and username, checked here with the same rules the server applies,
-//! with the verdict shown under each field (and the server's, when it disagrees).
+//! with the verdict shown under each field (and the server's, when it disagrees). Joining
+//! first signs up over HTTP (`auth::sign_up`): the account's session is an HttpOnly cookie
+//! that the WebSocket upgrade then carries. Below it, signing in with a password.
 
+use crate::auth::{Answer, sign_in, sign_up};
 use crate::client::{Chat, Field, Identity, Status};
-use crate::protocol::{validate_email, validate_username};
+use crate::protocol::{ErrorCode, validate_email, validate_username};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
-/// Where the last identity is remembered, so a reload rejoins by itself.
 #[cfg(feature = "hydrate")]
-const IDENTITY_KEY: &str = "hubbub.identity";
+use crate::browser::IDENTITY_KEY;
 
 #[component]
 pub fn JoinForm() -> impl IntoView {
@@ -25,7 +28,8 @@ pub fn JoinForm() -> impl IntoView {
         None => {}
     });
 
-    let join = move |identity: Identity| {
+    let signing_up = RwSignal::new(false);
+    let connect = move |identity: Identity| {
         #[cfg(feature = "hydrate")]
         {
             if let Ok(Some(storage)) = window().local_storage() {
@@ -36,6 +40,26 @@ pub fn JoinForm() -> impl IntoView {
         }
         #[cfg(not(feature = "hydrate"))]
         let _ = identity;
+    };
+    // Signs up (or finds this browser already signed in as the name), then connects.
+    let join = move |identity: Identity| {
+        signing_up.set(true);
+        spawn_local(async move {
+            let answer = sign_up(identity.username.clone(), identity.email.clone()).await;
+            signing_up.set(false);
+            match answer {
+                Ok(Answer::SignedIn(account)) => connect(Identity {
+                    username: account.name,
+                    email: identity.email,
+                }),
+                Ok(Answer::Refused { code, message }) => match code {
+                    ErrorCode::InvalidEmail => email_error.set(Some(message)),
+                    _ => username_error.set(Some(message)),
+                },
+                Ok(Answer::Done) => {}
+                Err(e) => username_error.set(Some(format!("The server could not be reached: {e}"))),
+            }
+        });
     };
 
     // Coming back (reload, new tab): rejoin as before.
@@ -74,7 +98,7 @@ pub fn JoinForm() -> impl IntoView {
             });
         }
     };
-    let busy = move || chat.status.get() == Status::Connecting;
+    let busy = move || chat.status.get() == Status::Connecting || signing_up.get();
     let ready = super::hydrated();
 
     // `autofocus` does nothing on a field that was disabled at load: focus it once enabled,
@@ -126,9 +150,77 @@ pub fn JoinForm() -> impl IntoView {
                 error=username_error
                 ready
             />
-            <p class="hint">"Your email only picks your Gravatar picture. Nobody else sees it."</p>
+            <p class="hint">
+                "Your email is used for your Gravatar picture. Other people see only its hash \
+                 (which can be guessed for common addresses), never the address itself. \
+                 Joining creates your account: the name is yours on this server."
+            </p>
             <button type="submit" disabled=move || busy() || !ready.get()>
                 {move || if busy() { "Joining…" } else { "Join chat" }}
+            </button>
+        </form>
+        <SignInForm connect ready />
+    }
+}
+
+/// Name and password, for an account that has one (set from the account menu).
+#[component]
+fn SignInForm(
+    connect: impl Fn(Identity) + Copy + 'static,
+    ready: ReadSignal<bool>,
+) -> impl IntoView {
+    let username = RwSignal::new(String::new());
+    let password = RwSignal::new(String::new());
+    let username_error = RwSignal::new(None::<String>);
+    let password_error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        let (name, secret) = (username.get_untracked(), password.get_untracked());
+        spawn_local(async move {
+            let answer = sign_in(name, secret).await;
+            busy.set(false);
+            match answer {
+                Ok(Answer::SignedIn(account)) => {
+                    password.set(String::new());
+                    connect(Identity {
+                        username: account.name,
+                        email: String::new(),
+                    })
+                }
+                Ok(Answer::Refused { message, .. }) => password_error.set(Some(message)),
+                Ok(Answer::Done) => {}
+                Err(e) => password_error.set(Some(format!("The server could not be reached: {e}"))),
+            }
+        });
+    };
+    view! {
+        <form class="join sign-in" on:submit=submit novalidate>
+            <h2>"Sign in"</h2>
+            <p class="hint">"With the password you set for your account in another browser."</p>
+            <FormField
+                id="sign-in-username"
+                label="Account name"
+                kind="text"
+                autocomplete="username"
+                placeholder="ada"
+                value=username
+                error=username_error
+                ready
+            />
+            <FormField
+                id="sign-in-password"
+                label="Password"
+                kind="password"
+                autocomplete="current-password"
+                placeholder=""
+                value=password
+                error=password_error
+                ready
+            />
+            <button type="submit" disabled=move || busy.get() || !ready.get()>
+                {move || if busy.get() { "Signing in…" } else { "Sign in" }}
             </button>
         </form>
     }

@@ -1,6 +1,7 @@
 //! The chat's UI components, one per file. They read and change the [`Chat`](crate::client::Chat)
 //! state from context; only `client` talks to the server.
 
+pub mod account_menu;
 pub mod avatar;
 pub mod composer;
 pub mod join_form;

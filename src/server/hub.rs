@@ -244,6 +244,16 @@ impl Hub {
         }
     }
 
+    /// Ends the open connections of the account named `name` on this node (it signed out of
+    /// every browser). Other nodes' connections end at their next join, which needs a session.
+    pub fn close_account(&self, name: &str) {
+        self.rooms.close_user(
+            name,
+            crate::protocol::close::SIGNED_OUT,
+            "this account signed out of every browser",
+        );
+    }
+
     /// Tells the room that `user` started or stopped typing.
     pub async fn typing(&self, room: &str, user: &User, active: bool) {
         match &self.backend {

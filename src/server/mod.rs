@@ -138,6 +138,7 @@ pub async fn serve(
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_REQUEST_BODY,
         ))
+        .layer(axum::middleware::from_fn(refuse_cross_site_posts))
         .layer(axum::middleware::map_response(headers::secure))
         .with_state(state);
 
@@ -288,6 +289,30 @@ async fn upgrade(
     })
 }
 
+/// Cross-site request forgery defence for the server functions (sign-up, sign-in, sign-out,
+/// password): a `POST` another site's page makes the browser send is refused. Browsers say
+/// where a request comes from in `Sec-Fetch-Site`; older ones only in `Origin`, which must
+/// then be this site. (The session cookie is also `SameSite=Lax`, which browsers do not send
+/// on cross-site `POST`s.) Clients that are not browsers send neither header.
+async fn refuse_cross_site_posts(request: Request, next: axum::middleware::Next) -> Response {
+    if request.method() == axum::http::Method::POST && request.uri().path().starts_with("/api/") {
+        let headers = request.headers();
+        let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        let same_site = match fetch_site {
+            Some(site) => site == "same-origin" || site == "none",
+            None => origin_allowed(headers, &[]),
+        };
+        if !same_site {
+            return (
+                StatusCode::FORBIDDEN,
+                "cross-site requests to the server functions are refused\n",
+            )
+                .into_response();
+        }
+    }
+    next.run(request).await
+}
+
 /// Cross-site WebSocket hijacking defence. Browsers always send `Origin`; it must be this site
 /// (same host and port as the request) or on the allow-list. Non-browser clients send none.
 fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
@@ -316,7 +341,7 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
 /// Otherwise, and when the header is missing or unreadable, the peer itself.
 /// Addresses are compared canonically: behind a dual-stack listener, an IPv4 proxy arrives
 /// as `::ffff:a.b.c.d`.
-fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
     let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
     if !is_trusted(&peer) {

@@ -436,6 +436,18 @@ impl Rooms {
         r.members.get(&name_key(username)).map(|m| m.user.clone())
     }
 
+    /// Closes every connection of this node whose user has the name `username` (its account
+    /// signed out everywhere), with `code`.
+    pub fn close_user(&self, username: &str, code: u16, reason: &'static str) {
+        let key = name_key(username);
+        let rooms = self.lock();
+        for room in rooms.values() {
+            if let Some(member) = room.members.get(&key) {
+                let _ = member.outbound.try_send(Outbound::Close(code, reason));
+            }
+        }
+    }
+
     /// Removes the connection's user from the room, if that connection still holds the name,
     /// and tells the others. An empty room is forgotten (in cluster mode, by
     /// [`Rooms::close_if_empty`], which also unsubscribes it).

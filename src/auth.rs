@@ -1,0 +1,246 @@
+//! Signing up, in and out over HTTP: Leptos server functions, so the browser's session is an
+//! `HttpOnly` cookie that scripts never see. The same signatures under both features (the
+//! browser gets a fetch, the server the body), so components carry no `cfg`. The rules are
+//! `server::accounts`'s, shared with the WebSocket join.
+//!
+//! Refusals are answers, not errors: [`Answer::Refused`] carries the protocol's error code
+//! and a sentence, so the form can put it under the right field.
+
+use crate::protocol::ErrorCode;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Who is signed in, as the page needs to know it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountInfo {
+    pub name: String,
+    pub avatar: String,
+    /// Whether a password is set: without one, the account lives in its browsers' sessions.
+    pub has_password: bool,
+    pub admin: bool,
+}
+
+/// What an account form's request came to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    SignedIn(AccountInfo),
+    Done,
+    Refused { code: ErrorCode, message: String },
+}
+
+/// Creates the account for a free name (name + email, as the seed asked) and signs this
+/// browser in. A browser already signed in as that name just stays signed in.
+#[server(endpoint = "sign_up")]
+pub async fn sign_up(username: String, email: String) -> Result<Answer, ServerFnError> {
+    imp::sign_up(username, email).await
+}
+
+/// Name and password: signs this browser in.
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(username: String, password: String) -> Result<Answer, ServerFnError> {
+    imp::sign_in(username, password).await
+}
+
+/// Signs this browser out, or every browser of the account (`everywhere`).
+#[server(endpoint = "sign_out")]
+pub async fn sign_out(everywhere: bool) -> Result<Answer, ServerFnError> {
+    imp::sign_out(everywhere).await
+}
+
+/// Sets or changes the password (`current` is needed once one is set); every other session of
+/// the account ends.
+#[server(endpoint = "set_password")]
+pub async fn set_password(current: String, new: String) -> Result<Answer, ServerFnError> {
+    imp::set_password(current, new).await
+}
+
+/// The account this browser is signed in as.
+#[server(endpoint = "me")]
+pub async fn me() -> Result<Option<AccountInfo>, ServerFnError> {
+    imp::me().await
+}
+
+#[cfg(feature = "ssr")]
+mod imp {
+    use super::{AccountInfo, Answer};
+    use crate::protocol::ErrorCode;
+    use crate::server::accounts::{self, BROWSER_SESSION_DAYS, COOKIE, Refused};
+    use crate::server::hub::Hub;
+    use crate::server::storage::{Account, SecretKind};
+    use axum::extract::ConnectInfo;
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use leptos::prelude::*;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    fn info(account: &Account) -> AccountInfo {
+        AccountInfo {
+            name: account.name.clone(),
+            avatar: account.avatar.clone(),
+            has_password: account.password_hash.is_some(),
+            admin: account.admin,
+        }
+    }
+
+    fn hub() -> Result<Arc<Hub>, ServerFnError> {
+        use_context::<Arc<Hub>>().ok_or_else(|| ServerFnError::new("the hub is not available"))
+    }
+
+    fn answer(refused: Refused) -> Result<Answer, ServerFnError> {
+        match refused {
+            Refused::Invalid(invalid) => Ok(Answer::Refused {
+                code: invalid.code,
+                message: invalid.message,
+            }),
+            Refused::Store(e) => {
+                tracing::error!("{e}");
+                Ok(Answer::Refused {
+                    code: ErrorCode::Unavailable,
+                    message: "the server cannot reach its database right now; try again".into(),
+                })
+            }
+        }
+    }
+
+    /// The request's headers and client address (behind a trusted proxy, the forwarded one).
+    async fn request(hub: &Hub) -> Result<(HeaderMap, std::net::IpAddr), ServerFnError> {
+        let headers: HeaderMap = leptos_axum::extract().await?;
+        let ConnectInfo(peer): ConnectInfo<SocketAddr> = leptos_axum::extract().await?;
+        let ip = crate::server::client_ip(peer.ip(), &headers, &hub.config.trusted_proxies);
+        Ok((headers, ip))
+    }
+
+    /// The session cookie: `HttpOnly` (scripts never see it), `SameSite=Lax`, `Secure` when
+    /// the page was loaded over https. `None` clears it.
+    fn set_cookie(headers: &HeaderMap, secret: Option<&str>) {
+        let https = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .is_some_and(|o| o.starts_with("https://"))
+            || headers
+                .get("x-forwarded-proto")
+                .and_then(|p| p.to_str().ok())
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+        let mut cookie = cookie::Cookie::build((COOKIE, secret.unwrap_or("").to_string()))
+            .path("/")
+            .http_only(true)
+            .same_site(cookie::SameSite::Lax)
+            .secure(https);
+        cookie = match secret {
+            Some(_) => cookie.max_age(cookie::time::Duration::days(BROWSER_SESSION_DAYS)),
+            None => cookie.max_age(cookie::time::Duration::ZERO),
+        };
+        if let (Some(response), Ok(value)) = (
+            use_context::<leptos_axum::ResponseOptions>(),
+            HeaderValue::from_str(&cookie.build().to_string()),
+        ) {
+            response.append_header(header::SET_COOKIE, value);
+        }
+    }
+
+    /// The signed-in account and its session secret.
+    async fn current(
+        hub: &Hub,
+        headers: &HeaderMap,
+    ) -> Result<Option<(Account, String)>, ServerFnError> {
+        let (cookie, _) = accounts::secrets(headers);
+        let Some(secret) = cookie else {
+            return Ok(None);
+        };
+        let account = hub
+            .accounts
+            .by_secret(&secret)
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))?;
+        Ok(account.map(|a| (a, secret)))
+    }
+
+    pub async fn sign_up(username: String, email: String) -> Result<Answer, ServerFnError> {
+        let hub = hub()?;
+        let (headers, ip) = request(&hub).await?;
+        let same = |a: &Account| {
+            crate::protocol::name_key(username.trim()) == crate::protocol::name_key(&a.name)
+        };
+        if let Some((account, _)) = current(&hub, &headers).await?
+            && same(&account)
+        {
+            return Ok(Answer::SignedIn(info(&account)));
+        }
+        match hub
+            .accounts
+            .sign_up(ip, &username, &email, SecretKind::Browser)
+            .await
+        {
+            Ok((account, secret)) => {
+                set_cookie(&headers, Some(&secret));
+                Ok(Answer::SignedIn(info(&account)))
+            }
+            Err(refused) => answer(refused),
+        }
+    }
+
+    pub async fn sign_in(username: String, password: String) -> Result<Answer, ServerFnError> {
+        let hub = hub()?;
+        let (headers, ip) = request(&hub).await?;
+        match hub.accounts.sign_in(ip, &username, &password).await {
+            Ok((account, secret)) => {
+                set_cookie(&headers, Some(&secret));
+                Ok(Answer::SignedIn(info(&account)))
+            }
+            Err(refused) => answer(refused),
+        }
+    }
+
+    pub async fn sign_out(everywhere: bool) -> Result<Answer, ServerFnError> {
+        let hub = hub()?;
+        let (headers, _) = request(&hub).await?;
+        if let Some((account, secret)) = current(&hub, &headers).await? {
+            let ended = if everywhere {
+                hub.accounts.sign_out_everywhere(&account).await
+            } else {
+                hub.accounts.sign_out(&secret).await
+            };
+            if let Err(e) = ended {
+                return answer(Refused::Store(e));
+            }
+            if everywhere {
+                hub.close_account(&account.name);
+            }
+        }
+        set_cookie(&headers, None);
+        Ok(Answer::Done)
+    }
+
+    pub async fn set_password(
+        current_password: String,
+        new: String,
+    ) -> Result<Answer, ServerFnError> {
+        let hub = hub()?;
+        let (headers, _) = request(&hub).await?;
+        let Some((account, secret)) = current(&hub, &headers).await? else {
+            return Ok(Answer::Refused {
+                code: ErrorCode::NotSignedIn,
+                message: "sign in first".into(),
+            });
+        };
+        let current_password = Some(current_password.as_str()).filter(|p| !p.is_empty());
+        match hub
+            .accounts
+            .set_password(&account, current_password, &new, &secret)
+            .await
+        {
+            Ok(()) => {
+                let mut account = account;
+                account.password_hash = Some(String::new());
+                Ok(Answer::SignedIn(info(&account)))
+            }
+            Err(refused) => answer(refused),
+        }
+    }
+
+    pub async fn me() -> Result<Option<AccountInfo>, ServerFnError> {
+        let hub = hub()?;
+        let (headers, _) = request(&hub).await?;
+        Ok(current(&hub, &headers).await?.map(|(a, _)| info(&a)))
+    }
+}

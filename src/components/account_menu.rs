@@ -1,0 +1,101 @@
+//! The account menu, once joined: set or change the password (so the account can sign in
+//! from another browser), sign out here, or sign out of every browser.
+
+use crate::auth::{AccountInfo, Answer, me, set_password, sign_out};
+use crate::client::Chat;
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+#[component]
+pub fn AccountMenu() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let account = RwSignal::new(None::<AccountInfo>);
+    let current = RwSignal::new(String::new());
+    let new = RwSignal::new(String::new());
+    let said = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    // Read when the menu opens: whether a password is set decides what the form asks.
+    let load = move || {
+        spawn_local(async move {
+            if let Ok(found) = me().await {
+                account.set(found);
+            }
+        });
+    };
+    let save = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        busy.set(true);
+        let (old, fresh) = (current.get_untracked(), new.get_untracked());
+        spawn_local(async move {
+            let answer = set_password(old, fresh).await;
+            busy.set(false);
+            match answer {
+                Ok(Answer::SignedIn(info)) => {
+                    account.set(Some(info));
+                    current.set(String::new());
+                    new.set(String::new());
+                    said.set(Some(
+                        "Password saved. Your other browsers were signed out.".into(),
+                    ));
+                }
+                Ok(Answer::Refused { message, .. }) => said.set(Some(message)),
+                Ok(Answer::Done) => {}
+                Err(e) => said.set(Some(format!("The server could not be reached: {e}"))),
+            }
+        });
+    };
+    let leave = move |everywhere: bool| {
+        spawn_local(async move {
+            match sign_out(everywhere).await {
+                Ok(_) => crate::browser::forget_identity_and_reload(),
+                Err(e) => chat.alert.set(Some(format!("Could not sign out: {e}"))),
+            }
+        });
+    };
+    let has_password = move || account.get().is_some_and(|a| a.has_password);
+    view! {
+        <details class="account-menu" on:toggle=move |_| load()>
+            <summary>"Account"</summary>
+            <div class="account-panel">
+                <p class="hint">
+                    {move || if has_password() {
+                        "You can sign in from other browsers with your name and password."
+                    } else {
+                        "Without a password, your account lives only in this browser's session. \
+                         Set one to sign in from other browsers."
+                    }}
+                </p>
+                <form on:submit=save novalidate>
+                    <Show when=has_password>
+                        <label for="current-password">"Current password"</label>
+                        <input
+                            id="current-password"
+                            type="password"
+                            autocomplete="current-password"
+                            prop:value=current
+                            on:input=move |ev| current.set(event_target_value(&ev))
+                        />
+                    </Show>
+                    <label for="new-password">
+                        {move || if has_password() { "New password" } else { "Password" }}
+                    </label>
+                    <input
+                        id="new-password"
+                        type="password"
+                        autocomplete="new-password"
+                        minlength="8"
+                        prop:value=new
+                        on:input=move |ev| new.set(event_target_value(&ev))
+                    />
+                    <button type="submit" disabled=move || busy.get()>
+                        {move || if has_password() { "Change password" } else { "Set password" }}
+                    </button>
+                    <p class="field-error" role="status">{move || said.get()}</p>
+                </form>
+                <button type="button" on:click=move |_| leave(false)>"Sign out"</button>
+                <button type="button" on:click=move |_| leave(true)>"Sign out of every browser"</button>
+            </div>
+        </details>
+    }
+}
