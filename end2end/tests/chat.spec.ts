@@ -72,13 +72,13 @@ test("the join form explains what is wrong, inline", async ({ browser }) => {
   await expect(page.getByText("Enter an email like name@example.com.")).toBeVisible();
   await expect(page.getByText("Usernames are at most 32 characters.")).toBeVisible();
 
-  // The server's verdict (name taken) shows under the field too.
+  // The server's verdict (the name has an account) shows under the field too.
   const first = await openChat(browser, server.url);
   await join(first, "Carol");
   await page.getByLabel("Email").fill("other-carol@example.com");
   await page.getByLabel("Username").fill("carol");
   await page.getByRole("button", { name: "Join chat" }).click();
-  await expect(page.getByText(/already in this room/)).toBeVisible();
+  await expect(page.getByText(/belongs to an account/)).toBeVisible();
   await expect(page.getByRole("textbox", { name: "Message" })).toHaveCount(0);
   expect(dialogs).toBe(0);
 });

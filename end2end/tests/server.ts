@@ -40,6 +40,8 @@ export class Hubbub {
         // Quick heartbeats so the browser notices a dead server within seconds.
         HUBBUB_PING_INTERVAL_MS: "1000",
         HUBBUB_RATE_BURST: "200",
+        // Every test person signs up from 127.0.0.1.
+        HUBBUB_SIGNUPS_PER_IP_PER_HOUR: "10000",
         RUST_LOG: "warn",
         ...this.env,
       },

@@ -196,8 +196,9 @@ fn SignInForm(
         });
     };
     view! {
-        <form class="join sign-in" on:submit=submit novalidate>
-            <h2>"Sign in"</h2>
+        <details class="join sign-in">
+        <summary>"Have a password? Sign in"</summary>
+        <form on:submit=submit novalidate>
             <p class="hint">"With the password you set for your account in another browser."</p>
             <FormField
                 id="sign-in-username"
@@ -223,6 +224,7 @@ fn SignInForm(
                 {move || if busy.get() { "Signing in…" } else { "Sign in" }}
             </button>
         </form>
+        </details>
     }
 }
 

@@ -125,7 +125,8 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
     };
 
     view! {
-        <div class="scroller" node_ref=scroller on:scroll=on_scroll>
+        // Focusable, so the history can be scrolled from the keyboard.
+        <div class="scroller" tabindex="0" node_ref=scroller on:scroll=on_scroll>
             <Show when=move || chat.has_more.get() && chat.me.get().is_some()>
                 <button class="older" on:click=load_older disabled=move || chat.loading_older.get()>
                     {move || if chat.loading_older.get() { "Loading…" } else { "Load older messages" }}

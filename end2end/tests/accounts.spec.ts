@@ -1,0 +1,59 @@
+import { expect, Page, test } from "@playwright/test";
+import { Hubbub } from "./server";
+import { join, messages, openChat, say } from "./helpers";
+
+const openAccountMenu = async (page: Page) => {
+  await page.locator("summary", { hasText: "Account" }).click();
+};
+
+test("an account: nobody else gets the name, a password signs in elsewhere, sign out everywhere", async ({
+  browser,
+}) => {
+  const local = await Hubbub.start();
+  try {
+    const alice = await openChat(browser, local.url);
+    await join(alice, "alice");
+    const bob = await openChat(browser, local.url);
+    await join(bob, "bob");
+
+    // Another browser cannot become alice by typing her name and email.
+    const mallory = await openChat(browser, local.url);
+    await mallory.getByLabel("Email").fill("alice@example.com");
+    await mallory.getByLabel("Username").fill("Alice");
+    await mallory.getByRole("button", { name: "Join chat" }).click();
+    await expect(mallory.getByText(/belongs to an account/)).toBeVisible();
+    await expect(mallory.getByRole("textbox", { name: "Message" })).toHaveCount(0);
+
+    // Alice sets a password from the account menu.
+    await openAccountMenu(alice);
+    await expect(alice.getByText(/lives only in this browser/)).toBeVisible();
+    await alice.getByLabel("Password", { exact: true }).fill("a long enough secret ✓");
+    await alice.getByRole("button", { name: "Set password" }).click();
+    await expect(alice.getByText(/Password saved/)).toBeVisible();
+
+    // In a second browser she signs in with it and writes to bob privately.
+    const second = await openChat(browser, local.url);
+    await second.getByText("Have a password? Sign in").click();
+    await second.getByLabel("Account name").fill("alice");
+    await second.getByLabel("Password").fill("a long enough secret ✓");
+    await second.getByRole("button", { name: "Sign in" }).click();
+    await expect(second.getByRole("textbox", { name: "Message" })).toBeVisible();
+    await say(second, "/msg bob only for you");
+    const item = messages(bob).getByRole("listitem").filter({ hasText: "only for you" });
+    await expect(item).toContainText("private, to bob");
+    await expect(item).toContainText("alice");
+    await expect(messages(mallory).getByText("only for you")).toHaveCount(0);
+
+    // She signs out of every browser: this one shows the join form again, and the first
+    // one, reloaded, is no longer signed in.
+    await openAccountMenu(second);
+    await second.getByRole("button", { name: "Sign out of every browser" }).click();
+    await expect(second.getByRole("button", { name: "Join chat" })).toBeVisible();
+    await expect(second.getByRole("textbox", { name: "Message" })).toHaveCount(0);
+    await alice.reload();
+    await expect(alice.getByText(/belongs to an account/)).toBeVisible();
+    await expect(alice.getByRole("textbox", { name: "Message" })).toHaveCount(0);
+  } finally {
+    await local.stop();
+  }
+});
