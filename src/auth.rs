@@ -54,6 +54,22 @@ pub async fn set_password(current: String, new: String) -> Result<Answer, Server
     imp::set_password(current, new).await
 }
 
+/// Admins: the newest admin actions (who did what to whom, when), newest first.
+#[server(endpoint = "audit_log")]
+pub async fn audit_log() -> Result<Vec<AuditLine>, ServerFnError> {
+    imp::audit_log().await
+}
+
+/// One admin action, as the audit log shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditLine {
+    /// Unix milliseconds.
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+}
+
 /// The account this browser is signed in as.
 #[server(endpoint = "me")]
 pub async fn me() -> Result<Option<AccountInfo>, ServerFnError> {
@@ -102,25 +118,45 @@ mod imp {
         }
     }
 
-    /// The request's headers and client address (behind a trusted proxy, the forwarded one).
-    async fn request(hub: &Hub) -> Result<(HeaderMap, std::net::IpAddr), ServerFnError> {
+    /// What a form's request says about who sent it.
+    struct Request {
+        headers: HeaderMap,
+        /// The client's address (behind a trusted proxy, the one it forwarded).
+        ip: std::net::IpAddr,
+        via_trusted_proxy: bool,
+    }
+
+    async fn request(hub: &Hub) -> Result<Request, ServerFnError> {
         let headers: HeaderMap = leptos_axum::extract().await?;
         let ConnectInfo(peer): ConnectInfo<SocketAddr> = leptos_axum::extract().await?;
-        let ip = crate::server::client_ip(peer.ip(), &headers, &hub.config.trusted_proxies);
-        Ok((headers, ip))
+        let trusted = &hub.config.trusted_proxies;
+        let ip = crate::server::client_ip(peer.ip(), &headers, trusted);
+        let peer = peer.ip().to_canonical();
+        let via_trusted_proxy = trusted.iter().any(|t| t.to_canonical() == peer);
+        Ok(Request {
+            headers,
+            ip,
+            via_trusted_proxy,
+        })
     }
 
     /// The session cookie: `HttpOnly` (scripts never see it), `SameSite=Lax`, `Secure` when
     /// the page was loaded over https. `None` clears it.
-    fn set_cookie(headers: &HeaderMap, secret: Option<&str>) {
+    fn set_cookie(request: &Request, secret: Option<&str>) {
+        let headers = &request.headers;
+        // `X-Forwarded-Proto` only counts from a trusted proxy (anyone can write it), and
+        // any hop that says https makes the cookie Secure.
         let https = headers
             .get(header::ORIGIN)
             .and_then(|o| o.to_str().ok())
             .is_some_and(|o| o.starts_with("https://"))
-            || headers
-                .get("x-forwarded-proto")
-                .and_then(|p| p.to_str().ok())
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+            || (request.via_trusted_proxy
+                && headers
+                    .get_all("x-forwarded-proto")
+                    .iter()
+                    .filter_map(|p| p.to_str().ok())
+                    .flat_map(|p| p.split(','))
+                    .any(|p| p.trim().eq_ignore_ascii_case("https")));
         let mut cookie = cookie::Cookie::build((COOKIE, secret.unwrap_or("").to_string()))
             .path("/")
             .http_only(true)
@@ -147,24 +183,35 @@ mod imp {
         let Some(secret) = cookie else {
             return Ok(None);
         };
-        let account = hub
-            .accounts
-            .by_secret(&secret)
-            .await
-            .map_err(|e| ServerFnError::new(e.to_string()))?;
+        // The database's own words stay in the log: they can name its host.
+        let account = hub.accounts.by_secret(&secret).await.map_err(|e| {
+            tracing::error!("{e}");
+            ServerFnError::new("the server cannot reach its database right now; try again")
+        })?;
         Ok(account.map(|a| (a, secret)))
     }
 
     pub async fn sign_up(username: String, email: String) -> Result<Answer, ServerFnError> {
         let hub = hub()?;
-        let (headers, ip) = request(&hub).await?;
+        let request = request(&hub).await?;
+        let (headers, ip) = (&request.headers, request.ip);
         let same = |a: &Account| {
             crate::protocol::name_key(username.trim()) == crate::protocol::name_key(&a.name)
         };
-        if let Some((account, _)) = current(&hub, &headers).await?
-            && same(&account)
-        {
-            return Ok(Answer::SignedIn(info(&account)));
+        if let Some((account, _)) = current(&hub, headers).await? {
+            if same(&account) {
+                return Ok(Answer::SignedIn(info(&account)));
+            }
+            // Another account would leave this one's session behind, and an account without
+            // a password is only reachable through its sessions.
+            return Ok(Answer::Refused {
+                code: ErrorCode::UsernameTaken,
+                message: format!(
+                    "this browser is signed in as “{}”: sign out first (Account menu) to \
+                     create another account",
+                    account.name
+                ),
+            });
         }
         match hub
             .accounts
@@ -172,7 +219,7 @@ mod imp {
             .await
         {
             Ok((account, secret)) => {
-                set_cookie(&headers, Some(&secret));
+                set_cookie(&request, Some(&secret));
                 Ok(Answer::SignedIn(info(&account)))
             }
             Err(refused) => answer(refused),
@@ -181,10 +228,10 @@ mod imp {
 
     pub async fn sign_in(username: String, password: String) -> Result<Answer, ServerFnError> {
         let hub = hub()?;
-        let (headers, ip) = request(&hub).await?;
-        match hub.accounts.sign_in(ip, &username, &password).await {
+        let request = request(&hub).await?;
+        match hub.accounts.sign_in(request.ip, &username, &password).await {
             Ok((account, secret)) => {
-                set_cookie(&headers, Some(&secret));
+                set_cookie(&request, Some(&secret));
                 Ok(Answer::SignedIn(info(&account)))
             }
             Err(refused) => answer(refused),
@@ -193,8 +240,9 @@ mod imp {
 
     pub async fn sign_out(everywhere: bool) -> Result<Answer, ServerFnError> {
         let hub = hub()?;
-        let (headers, _) = request(&hub).await?;
-        if let Some((account, secret)) = current(&hub, &headers).await? {
+        let request = request(&hub).await?;
+        let headers = &request.headers;
+        if let Some((account, secret)) = current(&hub, headers).await? {
             let ended = if everywhere {
                 hub.accounts.sign_out_everywhere(&account).await
             } else {
@@ -207,7 +255,7 @@ mod imp {
                 hub.close_account(&account.name);
             }
         }
-        set_cookie(&headers, None);
+        set_cookie(&request, None);
         Ok(Answer::Done)
     }
 
@@ -216,8 +264,9 @@ mod imp {
         new: String,
     ) -> Result<Answer, ServerFnError> {
         let hub = hub()?;
-        let (headers, _) = request(&hub).await?;
-        let Some((account, secret)) = current(&hub, &headers).await? else {
+        let request = request(&hub).await?;
+        let (headers, ip) = (&request.headers, request.ip);
+        let Some((account, secret)) = current(&hub, headers).await? else {
             return Ok(Answer::Refused {
                 code: ErrorCode::NotSignedIn,
                 message: "sign in first".into(),
@@ -226,7 +275,7 @@ mod imp {
         let current_password = Some(current_password.as_str()).filter(|p| !p.is_empty());
         match hub
             .accounts
-            .set_password(&account, current_password, &new, &secret)
+            .set_password(ip, &account, current_password, &new, &secret)
             .await
         {
             Ok(()) => {
@@ -238,9 +287,33 @@ mod imp {
         }
     }
 
+    pub async fn audit_log() -> Result<Vec<super::AuditLine>, ServerFnError> {
+        let hub = hub()?;
+        let request = request(&hub).await?;
+        let headers = &request.headers;
+        match current(&hub, headers).await? {
+            Some((account, _)) if account.admin => {}
+            _ => return Err(ServerFnError::new("only admins can read the audit log")),
+        }
+        let entries = hub
+            .audit_log(200)
+            .await
+            .map_err(|e| ServerFnError::new(e.to_string()))?;
+        Ok(entries
+            .into_iter()
+            .map(|e| super::AuditLine {
+                ts: e.ts,
+                actor: e.actor,
+                action: e.action,
+                subject: e.subject,
+            })
+            .collect())
+    }
+
     pub async fn me() -> Result<Option<AccountInfo>, ServerFnError> {
         let hub = hub()?;
-        let (headers, _) = request(&hub).await?;
-        Ok(current(&hub, &headers).await?.map(|(a, _)| info(&a)))
+        let request = request(&hub).await?;
+        let headers = &request.headers;
+        Ok(current(&hub, headers).await?.map(|(a, _)| info(&a)))
     }
 }

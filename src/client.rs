@@ -7,7 +7,7 @@
 //! `welcome` until the server echoes that id back, and the server stores a repeated
 //! `client_id` only once, so a message is neither lost nor doubled.
 
-use crate::protocol::{ChatMessage, ErrorCode, ServerFrame, User};
+use crate::protocol::{Change, ChatMessage, ErrorCode, ServerFrame, User};
 use leptos::prelude::*;
 
 /// The connection as the user should understand it.
@@ -42,6 +42,8 @@ impl Entry {
     /// A stable key for keyed rendering.
     pub fn key(&self) -> String {
         match self {
+            // A deleted message is drawn again, as its tombstone.
+            Entry::Message(m) if m.deleted => format!("m{}d", m.id),
             Entry::Message(m) => format!("m{}", m.id),
             Entry::Notice { key, .. } => format!("n{key}"),
         }
@@ -79,6 +81,8 @@ pub struct Chat {
     pub room: RwSignal<String>,
     pub status: RwSignal<Status>,
     pub me: RwSignal<Option<User>>,
+    /// This user's account is an admin (moderation controls are shown).
+    pub admin: RwSignal<bool>,
     pub entries: RwSignal<Vec<Entry>>,
     pub outbox: RwSignal<Vec<Pending>>,
     pub online: RwSignal<Vec<User>>,
@@ -112,6 +116,7 @@ impl Chat {
             room: RwSignal::new(room),
             status: RwSignal::new(Status::Idle),
             me: RwSignal::new(None),
+            admin: RwSignal::new(false),
             entries: RwSignal::new(Vec::new()),
             outbox: RwSignal::new(Vec::new()),
             online: RwSignal::new(Vec::new()),
@@ -192,10 +197,12 @@ impl Chat {
                 online_count,
                 history,
                 has_more,
+                admin,
                 ..
             } => {
                 let first_join = self.me.get_untracked().is_none();
                 self.me.set(Some(you));
+                self.admin.set(admin);
                 self.online.set(online);
                 self.online_count.set(online_count);
                 if let Some(last) = history.last() {
@@ -289,6 +296,20 @@ impl Chat {
     }
 }
 
+/// Asks the server to delete message `id`; the page drops it when the server's change comes
+/// back (to everyone at once).
+pub fn delete_message(chat: Chat, id: u64) {
+    moderate(chat, crate::protocol::ClientFrame::Delete { id });
+}
+
+/// Sends an admin's frame (`kick`, `ban`) or a deletion on the current connection.
+pub fn moderate(chat: Chat, frame: crate::protocol::ClientFrame) {
+    #[cfg(feature = "hydrate")]
+    socket::send_frame(chat, frame);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (chat, frame);
+}
+
 /// "alice is typing…", "alice and bob are typing…", "3 people are typing…", or nothing.
 pub fn typing_line(names: &[String]) -> Option<String> {
     match names {
@@ -341,6 +362,19 @@ pub fn parse_compose<'a>(typed: &'a str, online: &[String]) -> Compose<'a> {
 
 /// Inserts `m` at its place by id (after everything older), unless it is already there.
 fn insert_message(entries: &mut Vec<Entry>, m: ChatMessage) {
+    // A change entry is applied to its target, never shown. (A target not shown yet comes
+    // from the server already changed.)
+    if let Some(Change::Deleted { target }) = m.change {
+        for e in entries.iter_mut() {
+            if let Entry::Message(shown) = e
+                && shown.id == target
+            {
+                shown.deleted = true;
+                shown.text.clear();
+            }
+        }
+        return;
+    }
     let mut at = entries.len();
     for (i, e) in entries.iter().enumerate().rev() {
         if let Entry::Message(existing) = e {
@@ -358,7 +392,7 @@ fn insert_message(entries: &mut Vec<Entry>, m: ChatMessage) {
 }
 
 #[cfg(feature = "hydrate")]
-pub use socket::{connect, load_older, send_message, typing};
+pub use socket::{connect, load_older, send_frame, send_message, typing};
 
 #[cfg(feature = "hydrate")]
 mod socket {
@@ -379,6 +413,8 @@ mod socket {
         LoadOlder(u64),
         /// Tell the room this user is typing.
         Typing,
+        /// Send this frame once joined (delete, kick, ban).
+        Frame(ClientFrame),
         /// The browser says the network went away (`offline` event): the socket may not
         /// notice for a long time, so drop it now and wait for `Online`.
         Offline,
@@ -487,6 +523,12 @@ mod socket {
             chat.typing_sent.set_value(now);
             command(chat, Command::Typing);
         }
+    }
+
+    /// Sends a frame (a deletion, an admin's action) on the current connection; dropped
+    /// when not connected (the person sees nothing happen, and can try again).
+    pub fn send_frame(chat: Chat, frame: ClientFrame) {
+        command(chat, Command::Frame(frame));
     }
 
     pub fn load_older(chat: Chat) {
@@ -648,6 +690,15 @@ mod socket {
                                     .into(),
                             );
                         }
+                        if event.code == close::REMOVED {
+                            return Ended::Stop(
+                                "An admin removed you from this room. Reload to join again."
+                                    .into(),
+                            );
+                        }
+                        if event.code == close::BANNED {
+                            return Ended::Stop("An admin banned this account.".into());
+                        }
                         return Ended::Lost { welcomed };
                     }
                     Some(Err(_)) | None => return Ended::Lost { welcomed },
@@ -660,6 +711,11 @@ mod socket {
                     }
                     Some(Command::Typing) if welcomed => {
                         if send(&mut tx, &ClientFrame::Typing).await.is_err() {
+                            return Ended::Lost { welcomed };
+                        }
+                    }
+                    Some(Command::Frame(frame)) if welcomed => {
+                        if send(&mut tx, &frame).await.is_err() {
                             return Ended::Lost { welcomed };
                         }
                     }
@@ -747,7 +803,31 @@ mod tests {
             text: id.to_string(),
             client_id: None,
             to: None,
+            deleted: false,
+            change: None,
         }
+    }
+
+    #[test]
+    fn a_deletion_turns_its_target_into_a_tombstone_and_is_not_shown() {
+        let mut entries = vec![Entry::Message(msg(1)), Entry::Message(msg(2))];
+        let deletion = ChatMessage {
+            change: Some(Change::Deleted { target: 1 }),
+            ..msg(3)
+        };
+        insert_message(&mut entries, deletion);
+        assert_eq!(ids(&entries), ["m1d", "m2"]);
+        let Entry::Message(first) = &entries[0] else {
+            panic!()
+        };
+        assert!(first.deleted && first.text.is_empty());
+        // A deletion of something not shown (older than the page) changes nothing.
+        let elsewhere = ChatMessage {
+            change: Some(Change::Deleted { target: 99 }),
+            ..msg(4)
+        };
+        insert_message(&mut entries, elsewhere);
+        assert_eq!(ids(&entries), ["m1d", "m2"]);
     }
 
     fn ids(entries: &[Entry]) -> Vec<String> {

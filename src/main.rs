@@ -33,6 +33,20 @@ async fn main() -> std::process::ExitCode {
         /// Write a consistent copy of the SQLite database to FILE, while the server runs.
         /// Restoring is starting a server on that file. (PostgreSQL: use pg_dump.)
         Backup { file: std::path::PathBuf },
+        /// Accounts from the command line, for a server whose admin is lost: `create` an
+        /// admin account, `promote` an account to admin, or `reset-password` (which ends its
+        /// sessions). Prints the new password where there is one.
+        Admin {
+            #[command(subcommand)]
+            action: AdminAction,
+        },
+    }
+
+    #[derive(clap::Subcommand)]
+    enum AdminAction {
+        Create { name: String },
+        Promote { name: String },
+        ResetPassword { name: String },
     }
 
     tracing_subscriber::fmt()
@@ -57,6 +71,24 @@ async fn main() -> std::process::ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Admin { action }) = args.command {
+        use hubbub::server::accounts::{AdminAction as Act, admin};
+        let (act, name) = match action {
+            AdminAction::Create { name } => (Act::Create, name),
+            AdminAction::Promote { name } => (Act::Promote, name),
+            AdminAction::ResetPassword { name } => (Act::ResetPassword, name),
+        };
+        return match admin(&config.hub.database, act, &name).await {
+            Ok(said) => {
+                println!("hubbub: {said}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("hubbub: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Backup { file }) = args.command {
         use hubbub::server::storage::{Location, backup_sqlite};
         return match Location::parse(&config.hub.database) {

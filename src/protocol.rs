@@ -37,6 +37,10 @@ pub mod close {
     pub const PROTOCOL_ABUSE: u16 = 4004;
     /// The account signed out of every browser (or was banned): this session has ended.
     pub const SIGNED_OUT: u16 = 4005;
+    /// An admin removed this user from the room.
+    pub const REMOVED: u16 = 4006;
+    /// An admin banned this account.
+    pub const BANNED: u16 = 4007;
 }
 
 /// Someone in the chat, as other users see them: never the raw email.
@@ -62,6 +66,22 @@ pub struct ChatMessage {
     /// Set on a private message: the one other person who sees it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<User>,
+    /// A tombstone: the message was deleted, and its text is gone from the server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Set on an entry that changes an earlier message rather than being a message: it has an
+    /// id of its own, so live, `since` and history deliver it in order like any message.
+    /// Clients apply it to its target and do not show it. `from` is who made the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+}
+
+/// What a change entry does to an earlier message.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// The message `target` was deleted (by its author or an admin).
+    Deleted { target: u64 },
 }
 
 /// Frames a client sends.
@@ -99,6 +119,17 @@ pub enum ClientFrame {
     Ping,
     /// "I am typing": send every couple of seconds while typing. Never stored.
     Typing,
+    /// Deletes a message: your own, or (admins) any public one.
+    Delete { id: u64 },
+    /// Admins: ends `username`'s connections to this room.
+    Kick { username: String },
+    /// Admins: bans `username`'s account (its sessions end, its connections close, it cannot
+    /// sign in again), or lifts the ban (`lift: true`).
+    Ban {
+        username: String,
+        #[serde(default)]
+        lift: bool,
+    },
 }
 
 /// Frames the server sends.
@@ -124,6 +155,9 @@ pub enum ServerFrame {
         catching_up: bool,
         /// How often the client should send `ping` when otherwise idle.
         heartbeat_ms: u64,
+        /// This account is an admin (the page shows moderation controls).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        admin: bool,
         /// Only when this join created the account (a client without a browser session):
         /// the secret to send as `token` in later joins. Shown once; keep it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -199,6 +233,10 @@ pub enum ErrorCode {
     NotSignedIn,
     /// A form posted from another site.
     CrossSite,
+    /// Only an admin (or the message's author) may do this.
+    NotAllowed,
+    /// No such message in this room, or no such account.
+    NotFound,
 }
 
 /// A rejected input: the code for machines and a sentence for people.
@@ -495,6 +533,8 @@ mod tests {
             text: "hello :robot:".into(),
             client_id: None,
             to: None,
+            deleted: false,
+            change: None,
         });
         assert_eq!(
             serde_json::to_string(&msg).unwrap(),

@@ -167,10 +167,18 @@ async fn a_browser_signs_up_with_an_http_only_cookie_that_the_socket_then_carrie
         assert!(cookie.contains(flag), "{flag} missing: {cookie}");
     }
     assert!(!cookie.contains("secure"), "plain http: {cookie}");
-    // Over https (behind a proxy), the cookie is Secure too.
+    // Over https behind a trusted proxy, the cookie is Secure too; anyone else saying so
+    // with the header is not believed.
     let bob = [("username", "bob"), ("email", "bob@example.com")];
-    let https = [SAME_SITE, ("X-Forwarded-Proto", "https")];
+    let https = [SAME_SITE, ("X-Forwarded-Proto", "http, https")];
     let (_, head, _) = http_post(server.addr, "/api/sign_up", &bob, &https).await;
+    assert!(
+        !session_cookie(&head).unwrap().1.contains("secure"),
+        "{head}"
+    );
+    let proxied =
+        TestServer::with(|hub| hub.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let (_, head, _) = http_post(proxied.addr, "/api/sign_up", &bob, &https).await;
     assert!(
         session_cookie(&head).unwrap().1.contains("secure"),
         "{head}"
@@ -218,6 +226,7 @@ async fn cross_site_posts_to_the_account_forms_are_refused() {
         vec![("Sec-Fetch-Site", "cross-site")],
         vec![("Sec-Fetch-Site", "same-site")],
         vec![("Origin", "https://evil.example")],
+        vec![],
     ] {
         let (status, _, body) = http_post(server.addr, "/api/sign_up", &fields, &headers).await;
         assert_eq!(status, 403, "{headers:?}: {body}");

@@ -764,6 +764,7 @@ async fn a_node_fills_a_gap_of_several_database_pages_in_order() {
             text: format!("missed {i} ✉"),
             client_id: None,
             to: None,
+            change: None,
         })
     });
     for stored in futures::future::join_all(stores).await {

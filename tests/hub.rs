@@ -603,7 +603,7 @@ async fn a_request_body_that_stalls_is_cut_off_and_a_large_one_refused() {
     // keep its place for ever.
     let mut stalled = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
-        "POST /api/list_rooms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nx",
+        "POST /api/list_rooms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nSec-Fetch-Site: same-origin\r\nContent-Length: 100\r\n\r\nx",
         server.addr
     );
     stalled.write_all(head.as_bytes()).await.unwrap();
@@ -615,7 +615,7 @@ async fn a_request_body_that_stalls_is_cut_off_and_a_large_one_refused() {
     // A body larger than anything the site takes: 413, not read into memory.
     let mut big = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
-        "POST /api/list_rooms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n",
+        "POST /api/list_rooms HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nSec-Fetch-Site: same-origin\r\nContent-Length: 10000000\r\nConnection: close\r\n\r\n",
         server.addr
     );
     big.write_all(head.as_bytes()).await.unwrap();

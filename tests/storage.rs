@@ -45,6 +45,7 @@ fn draft(room: &str, from: &str, text: &str) -> Draft {
         text: text.into(),
         client_id: None,
         to: None,
+        change: None,
     }
 }
 

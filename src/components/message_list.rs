@@ -166,7 +166,19 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
 fn MessageItem(message: ChatMessage, hydrated: ReadSignal<bool>) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let from = message.from.clone();
-    let mine = move || chat.me.with(|me| me.as_ref() == Some(&from));
+    let mine = {
+        let from = from.clone();
+        move || chat.me.with(|me| me.as_ref() == Some(&from))
+    };
+    let id = message.id;
+    let deleted = message.deleted;
+    // Authors delete their own messages; admins any public one.
+    let public = message.to.is_none();
+    let can_delete = {
+        let mine = mine.clone();
+        move || !deleted && (mine() || (public && chat.admin.get()))
+    };
+    let delete = move |_| crate::client::delete_message(chat, id);
     let ts = message.ts;
     let mentions_me = {
         let text = message.text.clone();
@@ -194,7 +206,16 @@ fn MessageItem(message: ChatMessage, hydrated: ReadSignal<bool>) -> impl IntoVie
                     {private}
                     <time>{move || clock(ts, hydrated.get())}</time>
                 </div>
-                <p class="text">{rich_text(&message.text)}</p>
+                {if deleted {
+                    view! { <p class="text deleted">"This message was deleted."</p> }.into_any()
+                } else {
+                    view! { <p class="text">{rich_text(&message.text)}</p> }.into_any()
+                }}
+                <Show when=can_delete.clone()>
+                    <button class="delete" aria-label="Delete message" on:click=delete>
+                        "Delete"
+                    </button>
+                </Show>
             </div>
         </li>
     }

@@ -2,6 +2,7 @@
 
 use super::avatar::Avatar;
 use crate::client::Chat;
+use crate::protocol::ClientFrame;
 use leptos::prelude::*;
 
 #[component]
@@ -39,6 +40,9 @@ pub fn OnlineList() -> impl IntoView {
                                             </button>
                                         }.into_any()
                                     }}
+                                    <Show when=move || chat.admin.get() && !is_me>
+                                        <AdminControls name=user.username.clone() />
+                                    </Show>
                                 </li>
                             }
                         }
@@ -46,6 +50,37 @@ pub fn OnlineList() -> impl IntoView {
                 </ul>
             </Show>
         </section>
+    }
+}
+
+/// An admin's buttons next to someone: remove them from the room, ban their account.
+#[component]
+fn AdminControls(name: String) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let kick = {
+        let username = name.clone();
+        move |_| {
+            crate::client::moderate(
+                chat,
+                ClientFrame::Kick {
+                    username: username.clone(),
+                },
+            )
+        }
+    };
+    let ban = {
+        let username = name.clone();
+        move |_| {
+            let frame = ClientFrame::Ban {
+                username: username.clone(),
+                lift: false,
+            };
+            crate::client::moderate(chat, frame)
+        }
+    };
+    view! {
+        <button class="admin" aria-label=format!("Remove {name} from the room") on:click=kick>"Remove"</button>
+        <button class="admin" aria-label=format!("Ban {name}") on:click=ban>"Ban"</button>
     }
 }
 

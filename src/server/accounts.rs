@@ -25,10 +25,19 @@ pub const COOKIE: &str = "hubbub_session";
 pub const BROWSER_SESSION_DAYS: i64 = 90;
 /// How long a join token lasts (a simple client presents it on every join).
 const JOIN_TOKEN_DAYS: i64 = 365;
-/// Failed sign-ins: this many at once per account name or per client address, then one
-/// more per `FAILURE_REFILL_SECS`.
-const FAILURE_BURST: f64 = 5.0;
-const FAILURE_REFILL_SECS: f64 = 60.0;
+/// Password attempts (sign-in, or the current password when changing it): every attempt takes
+/// a token *before* the password is checked, so attempts sent in parallel are counted too.
+/// Per client address and account name: 5, then one a minute. Per client address: 30, then
+/// one every 6 s. Per account name from anywhere (a guesser with many addresses): 60, then
+/// one every 6 s; high enough that one stranger cannot lock the owner out by himself.
+const PAIR_LIMIT: (f64, f64) = (5.0, 60.0);
+const ADDRESS_LIMIT: (f64, f64) = (30.0, 6.0);
+const NAME_LIMIT: (f64, f64) = (60.0, 6.0);
+/// Argon2 hashes at once (each takes ~19 MiB and tens of ms of CPU): a flood of correct
+/// sign-ins or password changes queues here instead of taking every core and gigabytes.
+const HASHING_AT_ONCE: usize = 2;
+/// Attempt counters kept before the ones that no longer limit anybody are dropped.
+const MAX_COUNTERS: usize = 10_000;
 /// Passwords: long enough to mean something, short enough that hashing stays cheap.
 const PASSWORD_CHARS: std::ops::RangeInclusive<usize> = 8..=256;
 
@@ -104,8 +113,9 @@ pub struct Accounts {
     storage: Storage,
     signups_per_hour: f64,
     signups: Mutex<HashMap<IpAddr, TokenBucket>>,
-    /// Failed sign-ins, by account name key and by client address.
-    failures: Mutex<HashMap<String, TokenBucket>>,
+    /// Password attempts, by client address, account name, and both.
+    attempts: Mutex<HashMap<String, TokenBucket>>,
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Accounts {
@@ -114,7 +124,8 @@ impl Accounts {
             storage,
             signups_per_hour: signups_per_hour as f64,
             signups: Mutex::default(),
-            failures: Mutex::default(),
+            attempts: Mutex::default(),
+            hashing: tokio::sync::Semaphore::new(HASHING_AT_ONCE),
         }
     }
 
@@ -183,39 +194,88 @@ impl Accounts {
         name: &str,
         password: &str,
     ) -> Result<(Account, String), Refused> {
-        let key = name_key(name.trim());
-        let by_ip = format!("ip {}", client_block(ip));
-        let by_name = format!("name {key}");
-        if !self.may_try(&by_ip) || !self.may_try(&by_name) {
-            return Err(refused(
-                ErrorCode::RateLimited,
-                "too many failed sign-ins; wait a minute and try again",
-            ));
-        }
+        // Not a name anyone could have: refused before it costs anything (or a counter).
+        let name = protocol::validate_username(name).map_err(|_| sign_in_failed())?;
+        let key = name_key(&name);
+        self.attempt(ip, &key)?;
         let account = self.storage.account_named(&key).await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
-        let password = password.to_string();
-        // Hashing takes tens of milliseconds of CPU on purpose: off the async threads.
-        let matches = tokio::task::spawn_blocking(move || match hash {
-            Some(hash) => password_auth::verify_password(password, &hash).is_ok(),
-            None => false,
-        })
-        .await
-        .unwrap_or(false);
+        // Without an account or a password, the same work is done against a throw-away hash,
+        // so the time taken does not tell which names have passwords.
+        let matches = self.verify(password, hash).await;
         match account {
             Some(account) if matches && !account.banned => {
                 let secret = self.start(&account, SecretKind::Browser).await?;
                 Ok((account, secret))
             }
-            _ => {
-                self.failed(&by_ip);
-                self.failed(&by_name);
-                Err(refused(
-                    ErrorCode::SignInFailed,
-                    "that name and password do not match an account with a password",
-                ))
-            }
+            _ => Err(sign_in_failed()),
         }
+    }
+
+    /// Counts a password attempt for `ip` on the account named by `key`; refused when over
+    /// any of the limits.
+    fn attempt(&self, ip: IpAddr, key: &str) -> Result<(), Refused> {
+        let block = client_block(ip);
+        let now = Instant::now();
+        let mut attempts = self.attempts.lock().unwrap_or_else(|e| e.into_inner());
+        if attempts.len() > MAX_COUNTERS {
+            // Drop the counters that limit nobody right now (they have tokens left).
+            attempts.retain(|_, bucket| !bucket.wait(now).is_zero());
+        }
+        let counters = [
+            (format!("pair {block} {key}"), PAIR_LIMIT),
+            (format!("ip {block}"), ADDRESS_LIMIT),
+            (format!("name {key}"), NAME_LIMIT),
+        ];
+        // All must have a token before any is taken: a refused attempt costs no other counter.
+        let allowed = counters.iter().all(|(who, _)| {
+            attempts
+                .get(who)
+                .is_none_or(|bucket| bucket.wait(now).is_zero())
+        });
+        if !allowed {
+            return Err(refused(
+                ErrorCode::RateLimited,
+                "too many sign-in attempts; wait a minute and try again",
+            ));
+        }
+        for (who, (burst, every_secs)) in counters {
+            attempts
+                .entry(who)
+                .or_insert_with(|| TokenBucket::new(1.0 / every_secs, burst))
+                .try_take(now);
+        }
+        Ok(())
+    }
+
+    /// Whether `password` matches `hash` (Argon2id), a few at a time, off the async threads.
+    async fn verify(&self, password: &str, hash: Option<String>) -> bool {
+        static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let Ok(_turn) = self.hashing.acquire().await else {
+            return false;
+        };
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || {
+            let decoy = DECOY.get_or_init(|| password_auth::generate_hash(new_secret()));
+            let checked =
+                password_auth::verify_password(&password, hash.as_deref().unwrap_or(decoy));
+            checked.is_ok() && hash.is_some()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// A new Argon2id hash of `password`, a few at a time, off the async threads.
+    async fn hash(&self, password: &str) -> Result<String, StoreError> {
+        let _turn = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Stopped)?;
+        let password = password.to_string();
+        tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
+            .await
+            .map_err(|_| StoreError::Stopped)
     }
 
     /// The account a secret (cookie, token) belongs to; `None` for an unknown, expired or
@@ -231,6 +291,7 @@ impl Accounts {
     /// knew the old one is signed out.
     pub async fn set_password(
         &self,
+        ip: IpAddr,
         account: &Account,
         current: Option<&str>,
         new: &str,
@@ -248,12 +309,11 @@ impl Accounts {
             ));
         }
         if let Some(old_hash) = account.password_hash.clone() {
-            let current = current.unwrap_or_default().to_string();
-            let ok = tokio::task::spawn_blocking(move || {
-                password_auth::verify_password(current, &old_hash).is_ok()
-            })
-            .await
-            .unwrap_or(false);
+            // A stolen session must not be a way to guess the password without limits.
+            self.attempt(ip, &name_key(&account.name))?;
+            let ok = self
+                .verify(current.unwrap_or_default(), Some(old_hash))
+                .await;
             if !ok {
                 return Err(refused(
                     ErrorCode::SignInFailed,
@@ -261,15 +321,22 @@ impl Accounts {
                 ));
             }
         }
-        let new = new.to_string();
-        let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(new))
-            .await
-            .map_err(|_| StoreError::Stopped)?;
+        let hash = self.hash(new).await?;
         self.storage.set_password_hash(account.id, &hash).await?;
         self.storage
             .end_sessions(account.id, Some(&secret_hash(keep_secret)))
             .await?;
         Ok(())
+    }
+
+    /// The account that owns `name` (or a look-alike of it).
+    pub async fn named(&self, name: &str) -> Result<Option<Account>, StoreError> {
+        self.storage.account_named(&name_key(name)).await
+    }
+
+    /// Bans (or lifts the ban on) the account; a ban ends its sessions and tokens.
+    pub async fn set_banned(&self, account: &Account, banned: bool) -> Result<(), StoreError> {
+        self.storage.set_banned(account.id, banned).await
     }
 
     /// Ends this one session.
@@ -303,22 +370,105 @@ impl Accounts {
             .or_insert_with(|| TokenBucket::new(rate, burst))
             .try_take(Instant::now())
     }
+}
 
-    /// Whether another attempt is allowed for `who` (it has failures left).
-    fn may_try(&self, who: &str) -> bool {
-        let failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
-            .get(who)
-            .is_none_or(|bucket| bucket.wait(Instant::now()).is_zero())
-    }
+/// What `hubbub admin` does.
+pub enum AdminAction {
+    Create,
+    Promote,
+    ResetPassword,
+}
 
-    fn failed(&self, who: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        failures
-            .entry(who.to_string())
-            .or_insert_with(|| TokenBucket::new(1.0 / FAILURE_REFILL_SECS, FAILURE_BURST))
-            .try_take(Instant::now());
+/// `hubbub admin …` on the database the settings name (the server may be running): returns
+/// what to tell the operator, including a new password once.
+pub async fn admin(
+    database: &std::path::Path,
+    action: AdminAction,
+    name: &str,
+) -> Result<String, String> {
+    use super::storage::Location;
+    let opened = Storage::open(&Location::parse(database), Box::new(|_, _, _| {}))
+        .await
+        .map_err(|e| e.to_string())?;
+    let storage = opened.storage;
+    let fail = |e: StoreError| e.to_string();
+    let find = |name: String| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .account_named(&name_key(&name))
+                .await
+                .map_err(fail)?
+                .ok_or_else(|| format!("there is no account “{name}”"))
+        }
+    };
+    // 80 random bits, in hex: typed once, then changed from the account menu.
+    let password = || new_secret()[..20].to_string();
+    let set_password = |account: Account, password: String| {
+        let storage = storage.clone();
+        async move {
+            let hash = tokio::task::spawn_blocking(move || password_auth::generate_hash(password))
+                .await
+                .map_err(|e| e.to_string())?;
+            storage
+                .set_password_hash(account.id, &hash)
+                .await
+                .map_err(fail)?;
+            storage.end_sessions(account.id, None).await.map_err(fail)
+        }
+    };
+    match action {
+        AdminAction::Create => {
+            let name = protocol::validate_username(name).map_err(|e| e.message)?;
+            let created = storage
+                .create_account(&name, &name_key(&name), &"0".repeat(32))
+                .await
+                .map_err(fail)?
+                .ok_or_else(|| format!("“{name}” already has an account: use promote"))?;
+            storage.promote(created.id).await.map_err(fail)?;
+            let secret = password();
+            set_password(created, secret.clone()).await?;
+            storage
+                .record("(command line)", "created the admin", &name)
+                .await
+                .map_err(fail)?;
+            Ok(format!(
+                "admin account “{name}” created; its password: {secret}"
+            ))
+        }
+        AdminAction::Promote => {
+            let account = find(name.to_string()).await?;
+            storage.promote(account.id).await.map_err(fail)?;
+            storage
+                .record("(command line)", "promoted", &account.name)
+                .await
+                .map_err(fail)?;
+            Ok(format!(
+                "“{}” is an admin (from its next join)",
+                account.name
+            ))
+        }
+        AdminAction::ResetPassword => {
+            let account = find(name.to_string()).await?;
+            let account_name = account.name.clone();
+            let secret = password();
+            set_password(account, secret.clone()).await?;
+            storage
+                .record("(command line)", "reset the password of", &account_name)
+                .await
+                .map_err(fail)?;
+            Ok(format!(
+                "new password for “{account_name}”: {secret} (its sessions have ended)"
+            ))
+        }
     }
+}
+
+fn sign_in_failed() -> Refused {
+    refused(
+        ErrorCode::SignInFailed,
+        "that name and password do not match an account with a password",
+    )
 }
 
 fn taken(asked: &str, owner: &str) -> Refused {

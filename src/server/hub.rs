@@ -7,7 +7,7 @@ use super::cluster::{self, Claim, Cluster, ClusterError, Command, Committed};
 use super::config::HubConfig;
 use super::metrics::Metrics;
 use super::rooms::{ConnId, Joined, LocalRefusal, Outbound, Rooms};
-use super::storage::{self, Appended, Draft, Location, Storage, StoreError};
+use super::storage::{self, Appended, AuditEntry, Draft, Entry, Location, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, User};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -252,6 +252,25 @@ impl Hub {
             crate::protocol::close::SIGNED_OUT,
             "this account signed out of every browser",
         );
+    }
+
+    /// Message `id` of `room`, with its owners' keys.
+    pub async fn entry(&self, room: &str, id: u64) -> Result<Option<Entry>, StoreError> {
+        self.storage.entry(room, id).await
+    }
+
+    /// Records an admin's action in the audit log. A failure is logged, not fatal: the action
+    /// itself was done.
+    pub async fn record(&self, actor: &str, action: &str, subject: &str) {
+        tracing::info!("admin: {actor} {action} {subject}");
+        if let Err(e) = self.storage.record(actor, action, subject).await {
+            tracing::error!("audit log: {e}");
+        }
+    }
+
+    /// The newest admin actions, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        self.storage.audit_log(limit).await
     }
 
     /// Tells the room that `user` started or stopped typing.

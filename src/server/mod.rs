@@ -298,9 +298,11 @@ async fn refuse_cross_site_posts(request: Request, next: axum::middleware::Next)
     if request.method() == axum::http::Method::POST && request.uri().path().starts_with("/api/") {
         let headers = request.headers();
         let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        // Neither header at all is refused too: every browser that could be led to post here
+        // sends one of them, and clients that are not browsers can send `Origin` themselves.
         let same_site = match fetch_site {
             Some(site) => site == "same-origin" || site == "none",
-            None => origin_allowed(headers, &[]),
+            None => headers.contains_key(header::ORIGIN) && origin_allowed(headers, &[]),
         };
         if !same_site {
             return (

@@ -448,6 +448,17 @@ impl Rooms {
         }
     }
 
+    /// Closes the connection in `room` of the user named `username`, with `code`.
+    pub fn close_user_in(&self, room: &str, username: &str, code: u16, reason: &'static str) {
+        let rooms = self.lock();
+        if let Some(member) = rooms
+            .get(room)
+            .and_then(|r| r.members.get(&name_key(username)))
+        {
+            let _ = member.outbound.try_send(Outbound::Close(code, reason));
+        }
+    }
+
     /// Removes the connection's user from the room, if that connection still holds the name,
     /// and tells the others. An empty room is forgotten (in cluster mode, by
     /// [`Rooms::close_if_empty`], which also unsubscribes it).

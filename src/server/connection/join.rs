@@ -92,6 +92,7 @@ pub(super) async fn join(
         user: user.clone(),
         sender_key: sender_key.clone(),
         typing_until: None,
+        admin: account.admin,
     });
     let history = hub
         .welcome_history(&room, &sender_key, asked.since, joined.watermark)
@@ -113,6 +114,7 @@ pub(super) async fn join(
         catching_up: catch_up.is_some(),
         heartbeat_ms: hub.config.ping_interval_ms,
         token,
+        admin: account.admin,
     };
     Ok(Welcomed {
         welcome,

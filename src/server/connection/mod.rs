@@ -19,6 +19,7 @@
 
 mod history;
 mod join;
+mod moderate;
 mod post;
 mod typing;
 mod writer;
@@ -71,6 +72,8 @@ struct Session {
     sender_key: String,
     /// While the room is told this user is typing: when that ends unless renewed.
     typing_until: Option<tokio::time::Instant>,
+    /// The account is an admin (as of the join).
+    admin: bool,
 }
 
 impl Session {
@@ -351,6 +354,18 @@ async fn handle(
             Some(s) => history::history(hub, s, before).await,
         },
         ClientFrame::Ping => Reply::Frame(ServerFrame::Pong),
+        ClientFrame::Delete { id } => match session {
+            None => Reply::Refused(not_joined(), None),
+            Some(s) => moderate::delete(hub, s, id).await,
+        },
+        ClientFrame::Kick { username } => match session {
+            None => Reply::Refused(not_joined(), None),
+            Some(s) => moderate::kick(hub, s, &username).await,
+        },
+        ClientFrame::Ban { username, lift } => match session {
+            None => Reply::Refused(not_joined(), None),
+            Some(s) => moderate::ban(hub, s, &username, lift).await,
+        },
         ClientFrame::Typing => match session {
             None => Reply::Refused(not_joined(), None),
             Some(s) => typing::typing(hub, s).await,

@@ -76,6 +76,7 @@ pub(super) async fn post(
         text,
         client_id: client_id.clone(),
         to,
+        change: None,
     };
     match hub.post(draft).await {
         // A repeat of a message already stored: it was broadcast the first time; tell only

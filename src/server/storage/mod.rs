@@ -21,12 +21,14 @@
 //! applied at start-up by refinery.
 
 mod accounts;
+mod moderation;
 mod postgres;
 mod sqlite;
 
 pub use accounts::{Account, SecretKind};
+pub use moderation::{AuditEntry, Entry};
 
-use crate::protocol::{ChatMessage, User};
+use crate::protocol::{Change, ChatMessage, User};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,6 +50,9 @@ pub struct Draft {
     pub client_id: Option<String>,
     /// A private message's recipient, and their identity key (as `sender_key`).
     pub to: Option<(User, String)>,
+    /// A change entry (see [`ChatMessage::change`]): storing it also applies it (a deletion
+    /// wipes its target's text in the same transaction).
+    pub change: Option<Change>,
 }
 
 impl Draft {
@@ -60,6 +65,8 @@ impl Draft {
             text: self.text.clone(),
             client_id: self.client_id.clone(),
             to: self.to.as_ref().map(|(user, _)| user.clone()),
+            deleted: false,
+            change: self.change.clone(),
         }
     }
 }
@@ -168,7 +175,27 @@ trait Log: Send + Sync + 'static {
 }
 
 /// The columns every read selects, in the order [`Row`] reads them.
-const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, to_avatar";
+const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, to_avatar, deleted, change_kind, target";
+
+/// A change as stored: its kind and target.
+fn change_columns(change: &Option<Change>) -> (Option<&'static str>, Option<i64>) {
+    match change {
+        None => (None, None),
+        Some(Change::Deleted { target }) => (Some("deleted"), Some(sql_id(*target))),
+    }
+}
+
+/// The targets a batch deletes (their text is wiped in the storing transaction).
+fn deleted_targets(batch: &[Draft]) -> Vec<i64> {
+    batch
+        .iter()
+        .filter_map(|d| {
+            d.change
+                .as_ref()
+                .map(|Change::Deleted { target }| sql_id(*target))
+        })
+        .collect()
+}
 
 /// The privacy rule, for both databases: public messages, and private ones the viewer sent or
 /// received. `param` is the placeholder holding the viewer's key (NULL: nobody, so public
@@ -180,8 +207,8 @@ fn visible_to(param: &str) -> String {
     )
 }
 
-/// The viewer key that sees every message. Not a user's key: those are a name, a newline and
-/// an avatar hash, and this has no newline.
+/// The viewer key that sees every message. Not a user's key: those are `account:` and a
+/// number (or, in rows from before accounts, a name, a newline and an avatar hash).
 const EVERYONE: &str = "*fan-out*";
 
 /// One row of [`COLUMNS`], as both drivers hand it over.
@@ -194,6 +221,9 @@ struct Row {
     client_id: Option<String>,
     to_username: Option<String>,
     to_avatar: Option<String>,
+    deleted: bool,
+    change_kind: Option<String>,
+    target: Option<i64>,
 }
 
 impl From<Row> for ChatMessage {
@@ -209,6 +239,13 @@ impl From<Row> for ChatMessage {
             client_id: r.client_id,
             to: match (r.to_username, r.to_avatar) {
                 (Some(username), Some(avatar)) => Some(User { username, avatar }),
+                _ => None,
+            },
+            deleted: r.deleted,
+            change: match (r.change_kind.as_deref(), r.target) {
+                (Some("deleted"), Some(target)) => Some(Change::Deleted {
+                    target: target as u64,
+                }),
                 _ => None,
             },
         }

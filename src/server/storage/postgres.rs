@@ -11,7 +11,10 @@
 //! server after seconds (`idle_in_transaction_session_timeout`), so a stuck node cannot hold
 //! the others up for long.
 
-use super::{COLUMNS, Draft, Log, Row, StoreError, Stored, now_ms, sql_id, visible_to};
+use super::{
+    COLUMNS, Draft, Log, Row, StoreError, Stored, change_columns, deleted_targets, now_ms, sql_id,
+    visible_to,
+};
 use crate::protocol::ChatMessage;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::collections::HashMap;
@@ -125,7 +128,7 @@ impl Postgres {
     }
 }
 
-fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
+pub(super) fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
     Row {
         id: row.get(0),
         ts: row.get(1),
@@ -135,6 +138,9 @@ fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
         client_id: row.get(5),
         to_username: row.get(6),
         to_avatar: row.get(7),
+        deleted: row.get(8),
+        change_kind: row.get(9),
+        target: row.get(10),
     }
     .into()
 }
@@ -229,10 +235,10 @@ impl Log for Postgres {
         if !new.ids.is_empty() {
             tx.execute(
                 "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
-                 client_id, to_username, to_avatar, recipient_key) \
+                 client_id, to_username, to_avatar, recipient_key, change_kind, target) \
                  SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], \
                  $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], \
-                 $11::TEXT[])",
+                 $11::TEXT[], $12::TEXT[], $13::BIGINT[])",
                 &[
                     &new.ids,
                     &new.rooms,
@@ -245,10 +251,22 @@ impl Log for Postgres {
                     &new.to_usernames,
                     &new.to_avatars,
                     &new.recipient_keys,
+                    &new.change_kinds,
+                    &new.targets,
                 ],
             )
             .await
             .map_err(write)?;
+            // A deletion's text is gone from the database, not hidden, in the same transaction.
+            let wiped = deleted_targets(&batch);
+            if !wiped.is_empty() {
+                tx.execute(
+                    "UPDATE messages SET text = '', deleted = TRUE WHERE id = ANY($1)",
+                    &[&wiped],
+                )
+                .await
+                .map_err(write)?;
+            }
             tx.execute(
                 "UPDATE counters SET value = $1 WHERE name = 'message'",
                 &[&last],
@@ -328,7 +346,7 @@ async fn stored_resends<'a>(
         )
         .await?;
     for row in &rows {
-        let (sender, room): (&str, &str) = (row.get(8), row.get(9));
+        let (sender, room): (&str, &str) = (row.get(11), row.get(12));
         let message = read_row(row);
         // Only the exact (sender, room, client_id) triples of this batch.
         if let Some(d) = keyed
@@ -360,6 +378,8 @@ struct NewRows<'a> {
     to_usernames: Vec<Option<&'a str>>,
     to_avatars: Vec<Option<&'a str>>,
     recipient_keys: Vec<Option<&'a str>>,
+    change_kinds: Vec<Option<&'static str>>,
+    targets: Vec<Option<i64>>,
 }
 
 impl<'a> NewRows<'a> {
@@ -378,5 +398,8 @@ impl<'a> NewRows<'a> {
             .push(d.to.as_ref().map(|(u, _)| u.avatar.as_str()));
         self.recipient_keys
             .push(d.to.as_ref().map(|(_, key)| key.as_str()));
+        let (kind, target) = change_columns(&d.change);
+        self.change_kinds.push(kind);
+        self.targets.push(target);
     }
 }

@@ -6,7 +6,9 @@
 //! the process being killed (`kill -9`); an operating-system crash or power loss can lose the
 //! last moments.
 
-use super::{COLUMNS, Draft, Log, Row, StoreError, Stored, now_ms, sql_id, visible_to};
+use super::{
+    COLUMNS, Draft, Log, Row, StoreError, Stored, change_columns, now_ms, sql_id, visible_to,
+};
 use crate::protocol::ChatMessage;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
@@ -102,7 +104,7 @@ fn before_versioned_migrations(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+pub(super) fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     Ok(Row {
         id: row.get(0)?,
         ts: row.get(1)?,
@@ -112,6 +114,9 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
         client_id: row.get(5)?,
         to_username: row.get(6)?,
         to_avatar: row.get(7)?,
+        deleted: row.get(8)?,
+        change_kind: row.get(9)?,
+        target: row.get(10)?,
     }
     .into())
 }
@@ -220,9 +225,12 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
             tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = ?1")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
-             to_username, to_avatar, recipient_key) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             to_username, to_avatar, recipient_key, change_kind, target) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
+        // A deletion's text is gone from the database, not hidden, in the same transaction.
+        let mut wipe =
+            tx.prepare_cached("UPDATE messages SET text = '', deleted = 1 WHERE id = ?1")?;
         for d in batch {
             if let Some(client_id) = &d.client_id
                 && let Some(existing) = find
@@ -239,6 +247,10 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
             }
             let prev: i64 = last_in_room.query_row(params![d.room], |r| r.get(0))?;
             let ts = now_ms();
+            let (change_kind, target) = change_columns(&d.change);
+            if let (Some("deleted"), Some(target)) = (change_kind, target) {
+                wipe.execute(params![target])?;
+            }
             insert.execute(params![
                 d.room,
                 ts,
@@ -250,6 +262,8 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
                 d.to.as_ref().map(|(u, _)| &u.username),
                 d.to.as_ref().map(|(u, _)| &u.avatar),
                 d.to.as_ref().map(|(_, key)| key),
+                change_kind,
+                target,
             ])?;
             out.push(Stored {
                 message: d.stored(tx.last_insert_rowid() as u64, ts),

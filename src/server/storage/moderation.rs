@@ -1,0 +1,199 @@
+//! What moderation needs from storage: one message with its owners' keys (who may delete
+//! it), bans and admins, and the audit log of what admins did.
+
+use super::postgres::unreachable;
+use super::sqlite::with;
+use super::{Backend, COLUMNS, Storage, StoreError, now_ms, sql_id};
+use crate::protocol::ChatMessage;
+use rusqlite::{OptionalExtension, params};
+
+/// A stored message with the keys of its sender and (private) recipient.
+pub struct Entry {
+    pub message: ChatMessage,
+    pub sender_key: String,
+    pub recipient_key: Option<String>,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub ts: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+}
+
+impl Storage {
+    /// Message `id` of `room`, if it is there.
+    pub async fn entry(&self, room: &str, id: u64) -> Result<Option<Entry>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS}, sender_key, recipient_key FROM messages WHERE id = $1 AND room = $2"
+        );
+        let (id, room) = (sql_id(id), room.to_string());
+        let doing = format!("reading message {id}");
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.reader, doing, move |conn| {
+                    conn.query_row(&sql, params![id, room], |row| {
+                        Ok(Entry {
+                            message: super::sqlite::read_row(row)?,
+                            sender_key: row.get(11)?,
+                            recipient_key: row.get(12)?,
+                        })
+                    })
+                    .optional()
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let row = client
+                    .query_opt(&sql, &[&id, &room])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(row.map(|row| Entry {
+                    message: super::postgres::read_row(&row),
+                    sender_key: row.get(11),
+                    recipient_key: row.get(12),
+                }))
+            }
+        }
+    }
+
+    /// Bans (or lifts the ban on) an account; a ban also ends all its sessions and tokens.
+    pub async fn set_banned(&self, account: i64, banned: bool) -> Result<(), StoreError> {
+        let doing = "banning an account";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    let tx = conn.transaction()?;
+                    tx.execute(
+                        "UPDATE accounts SET banned = ?1 WHERE id = ?2",
+                        params![banned, account],
+                    )?;
+                    if banned {
+                        tx.execute(
+                            "DELETE FROM sessions WHERE account_id = ?1",
+                            params![account],
+                        )?;
+                    }
+                    tx.commit()
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let mut client = db.pool.get().await.map_err(unreachable)?;
+                let fail = |e| StoreError::query(doing, e);
+                let tx = client.transaction().await.map_err(fail)?;
+                tx.execute(
+                    "UPDATE accounts SET banned = $1 WHERE id = $2",
+                    &[&banned, &account],
+                )
+                .await
+                .map_err(fail)?;
+                if banned {
+                    tx.execute("DELETE FROM sessions WHERE account_id = $1", &[&account])
+                        .await
+                        .map_err(fail)?;
+                }
+                tx.commit().await.map_err(fail)
+            }
+        }
+    }
+
+    /// Makes an account an admin.
+    pub async fn promote(&self, account: i64) -> Result<(), StoreError> {
+        let doing = "promoting an account";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(
+                        "UPDATE accounts SET admin = 1 WHERE id = ?1",
+                        params![account],
+                    )
+                    .map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(
+                        "UPDATE accounts SET admin = TRUE WHERE id = $1",
+                        &[&account],
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+
+    /// Records what an admin did.
+    pub async fn record(&self, actor: &str, action: &str, subject: &str) -> Result<(), StoreError> {
+        let (actor, action, subject, ts) = (
+            actor.to_string(),
+            action.to_string(),
+            subject.to_string(),
+            now_ms(),
+        );
+        let sql = "INSERT INTO audit (ts, actor, action, subject) VALUES ($1, $2, $3, $4)";
+        let doing = "recording an admin action";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![ts, actor, action, subject])
+                        .map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&ts, &actor, &action, &subject])
+                    .await
+                    .map(drop)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+
+    /// The newest `limit` admin actions, newest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let sql = "SELECT ts, actor, action, subject FROM audit ORDER BY id DESC LIMIT $1";
+        let doing = "reading the audit log";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.reader, doing, move |conn| {
+                    conn.prepare(sql)?
+                        .query_map(params![limit], |r| {
+                            Ok(AuditEntry {
+                                ts: r.get(0)?,
+                                actor: r.get(1)?,
+                                action: r.get(2)?,
+                                subject: r.get(3)?,
+                            })
+                        })?
+                        .collect()
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let rows = client
+                    .query(sql, &[&limit])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| AuditEntry {
+                        ts: r.get(0),
+                        actor: r.get(1),
+                        action: r.get(2),
+                        subject: r.get(3),
+                    })
+                    .collect())
+            }
+        }
+    }
+}
