@@ -57,3 +57,47 @@ test("an account: nobody else gets the name, a password signs in elsewhere, sign
     await local.stop();
   }
 });
+
+test("an admin deletes a message from every browser at once, and bans from the online list", async ({
+  browser,
+}) => {
+  const local = await Hubbub.start();
+  try {
+    const admin = await openChat(browser, local.url);
+    await join(admin, "admin"); // the first account of the server
+    const alice = await openChat(browser, local.url);
+    await join(alice, "alice");
+    const bob = await openChat(browser, local.url);
+    await join(bob, "bob");
+    await say(alice, "something regrettable");
+    await say(alice, "something fine");
+    for (const page of [admin, bob]) {
+      await expect(messages(page).getByText("something fine")).toBeVisible();
+    }
+    const item = (page: Page) =>
+      messages(page).getByRole("listitem").filter({ hasText: "something regrettable" });
+    // Not bob's to delete; the admin's.
+    await expect(item(bob).getByRole("button", { name: "Delete message" })).toHaveCount(0);
+    await item(admin).getByRole("button", { name: "Delete message" }).click();
+    for (const page of [admin, alice, bob]) {
+      await expect(messages(page).getByText("something regrettable")).toHaveCount(0);
+      await expect(messages(page).getByText("This message was deleted.")).toBeVisible();
+      await expect(messages(page).getByText("something fine")).toBeVisible();
+    }
+    // The page the server renders has the tombstone too.
+    await bob.reload();
+    await expect(messages(bob).getByText("This message was deleted.")).toBeVisible();
+    await expect(messages(bob).getByText("something regrettable")).toHaveCount(0);
+
+    // Banning alice from the online list ends her session; the admin log says so.
+    await admin.getByRole("button", { name: "Ban alice" }).click();
+    await expect(alice.getByText("An admin banned this account.")).toBeVisible();
+    await openAccountMenu(admin);
+    await admin.getByRole("button", { name: "Show the admin log" }).click();
+    const log = admin.getByRole("list", { name: "Admin log" });
+    await expect(log).toContainText("admin banned alice");
+    await expect(log).toContainText("admin deleted message");
+  } finally {
+    await local.stop();
+  }
+});

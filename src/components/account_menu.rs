@@ -1,7 +1,7 @@
 //! The account menu, once joined: set or change the password (so the account can sign in
 //! from another browser), sign out here, or sign out of every browser.
 
-use crate::auth::{AccountInfo, Answer, me, set_password, sign_out};
+use crate::auth::{AccountInfo, Answer, AuditLine, audit_log, me, set_password, sign_out};
 use crate::client::Chat;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -93,9 +93,40 @@ pub fn AccountMenu() -> impl IntoView {
                     </button>
                     <p class="field-error" role="status">{move || said.get()}</p>
                 </form>
+                <Show when=move || account.get().is_some_and(|a| a.admin)>
+                    <AdminLog />
+                </Show>
                 <button type="button" on:click=move |_| leave(false)>"Sign out"</button>
                 <button type="button" on:click=move |_| leave(true)>"Sign out of every browser"</button>
             </div>
         </details>
+    }
+}
+
+/// Admins: what admins did, newest first.
+#[component]
+fn AdminLog() -> impl IntoView {
+    let lines = RwSignal::new(None::<Result<Vec<AuditLine>, String>>);
+    let show = move |_| {
+        spawn_local(async move {
+            lines.set(Some(audit_log().await.map_err(|e| e.to_string())));
+        });
+    };
+    view! {
+        <button type="button" on:click=show>"Show the admin log"</button>
+        {move || lines.get().map(|found| match found {
+            Ok(lines) if lines.is_empty() => view! { <p class="hint">"No admin actions yet."</p> }.into_any(),
+            Ok(lines) => view! {
+                <ol class="audit-log" aria-label="Admin log">
+                    {lines.into_iter().map(|line| view! {
+                        <li>
+                            <time>{super::clock(line.ts, true)}</time> " "
+                            {line.actor} " " {line.action} " " {line.subject}
+                        </li>
+                    }).collect_view()}
+                </ol>
+            }.into_any(),
+            Err(e) => view! { <p class="field-error">{e}</p> }.into_any(),
+        })}
     }
 }
