@@ -30,9 +30,33 @@ pub enum Answer {
 
 /// Creates the account for a free name (name + email, as the seed asked) and signs this
 /// browser in. A browser already signed in as that name just stays signed in.
+/// `invite` is the code of an invitation link (empty without one), needed while an admin has
+/// locked sign-ups.
 #[server(endpoint = "sign_up")]
-pub async fn sign_up(username: String, email: String) -> Result<Answer, ServerFnError> {
-    imp::sign_up(username, email).await
+pub async fn sign_up(
+    username: String,
+    email: String,
+    invite: String,
+) -> Result<Answer, ServerFnError> {
+    imp::sign_up(username, email, invite).await
+}
+
+/// Whether new accounts need an invitation (the join form says so up front).
+#[server(endpoint = "signups_locked")]
+pub async fn signups_locked() -> Result<bool, ServerFnError> {
+    imp::signups_locked().await
+}
+
+/// Admins: locks sign-ups (invitation only) or opens them again.
+#[server(endpoint = "lock_signups")]
+pub async fn lock_signups(locked: bool) -> Result<Answer, ServerFnError> {
+    imp::lock_signups(locked).await
+}
+
+/// Admins: a new single-use invitation link (a path on this site), valid for a week.
+#[server(endpoint = "create_invite")]
+pub async fn create_invite() -> Result<String, ServerFnError> {
+    imp::create_invite().await
 }
 
 /// Name and password: signs this browser in.
@@ -191,7 +215,11 @@ mod imp {
         Ok(account.map(|a| (a, secret)))
     }
 
-    pub async fn sign_up(username: String, email: String) -> Result<Answer, ServerFnError> {
+    pub async fn sign_up(
+        username: String,
+        email: String,
+        invite: String,
+    ) -> Result<Answer, ServerFnError> {
         let hub = hub()?;
         let request = request(&hub).await?;
         let (headers, ip) = (&request.headers, request.ip);
@@ -215,7 +243,7 @@ mod imp {
         }
         match hub
             .accounts
-            .sign_up(ip, &username, &email, SecretKind::Browser)
+            .sign_up(ip, &username, &email, Some(&invite), SecretKind::Browser)
             .await
         {
             Ok((account, secret)) => {
@@ -287,14 +315,56 @@ mod imp {
         }
     }
 
+    /// The signed-in admin, or an error for anyone else.
+    async fn admin(hub: &Hub) -> Result<Account, ServerFnError> {
+        let request = request(hub).await?;
+        match current(hub, &request.headers).await? {
+            Some((account, _)) if account.admin => Ok(account),
+            _ => Err(ServerFnError::new("only admins can do this")),
+        }
+    }
+
+    fn unavailable(e: crate::server::storage::StoreError) -> ServerFnError {
+        tracing::error!("{e}");
+        ServerFnError::new("the server cannot reach its database right now; try again")
+    }
+
+    pub async fn signups_locked() -> Result<bool, ServerFnError> {
+        hub()?.accounts.signups_locked().await.map_err(unavailable)
+    }
+
+    pub async fn lock_signups(locked: bool) -> Result<Answer, ServerFnError> {
+        let hub = hub()?;
+        let admin = admin(&hub).await?;
+        hub.accounts
+            .lock_signups(locked)
+            .await
+            .map_err(unavailable)?;
+        let action = if locked {
+            "locked sign-ups"
+        } else {
+            "opened sign-ups"
+        };
+        hub.record(&admin.name, action, "(invitation only while locked)")
+            .await;
+        Ok(Answer::Done)
+    }
+
+    pub async fn create_invite() -> Result<String, ServerFnError> {
+        let hub = hub()?;
+        let admin = admin(&hub).await?;
+        let code = hub
+            .accounts
+            .create_invite(&admin.name)
+            .await
+            .map_err(unavailable)?;
+        hub.record(&admin.name, "created", "an invitation").await;
+        Ok(format!("/?invite={code}"))
+    }
+
     pub async fn audit_log() -> Result<Vec<super::AuditLine>, ServerFnError> {
         let hub = hub()?;
-        let request = request(&hub).await?;
-        let headers = &request.headers;
-        match current(&hub, headers).await? {
-            Some((account, _)) if account.admin => {}
-            _ => return Err(ServerFnError::new("only admins can read the audit log")),
-        }
+        admin(&hub).await?;
         let entries = hub
             .audit_log(200)
             .await

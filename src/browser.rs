@@ -20,12 +20,24 @@ pub fn forget_identity_and_reload() {
     imp::forget_identity_and_reload()
 }
 
+/// This page's origin (`https://chat.example.com`), for links to share; empty on the server.
+pub fn origin() -> String {
+    imp::origin()
+}
+
 /// Stops watching sizes when dropped.
 pub struct Resize(#[allow(dead_code)] imp::Handle);
 
 #[cfg(feature = "hydrate")]
 mod imp {
     use super::Resize;
+
+    pub fn origin() -> String {
+        leptos::prelude::window()
+            .location()
+            .origin()
+            .unwrap_or_default()
+    }
 
     pub fn forget_identity_and_reload() {
         let window = leptos::prelude::window();
@@ -73,6 +85,10 @@ mod imp {
     pub struct Handle;
 
     pub fn forget_identity_and_reload() {}
+
+    pub fn origin() -> String {
+        String::new()
+    }
 
     pub fn on_resize(_: &Element, _: &Element, _: impl Fn() + 'static) -> Resize {
         Resize(Handle)

@@ -640,8 +640,10 @@ mod socket {
             email: identity.email.clone(),
             room: Some(chat.room.get_untracked()),
             since: chat.synced_to(),
-            // The browser's account is its HttpOnly session cookie, sent with the upgrade.
+            // The browser's account is its HttpOnly session cookie, sent with the upgrade
+            // (signing up, with any invitation, happened over HTTP first).
             token: None,
+            invite: None,
         };
         if send(&mut tx, &join).await.is_err() {
             return Ended::Lost { welcomed: false };

@@ -103,6 +103,9 @@ pub enum ClientFrame {
         /// For clients without cookies: the token an earlier `welcome` gave this account.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// An invitation code, for a join that creates an account while sign-ups are locked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        invite: Option<String>,
     },
     Message {
         text: String,
@@ -237,6 +240,8 @@ pub enum ErrorCode {
     NotAllowed,
     /// No such message in this room, or no such account.
     NotFound,
+    /// Sign-ups are locked: a new account needs an invitation.
+    InviteRequired,
 }
 
 /// A rejected input: the code for machines and a sentence for people.
@@ -521,6 +526,7 @@ mod tests {
                 room: None,
                 since: None,
                 token: None,
+                invite: None,
             }
         );
         let msg = ServerFrame::Message(ChatMessage {

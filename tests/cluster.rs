@@ -159,6 +159,7 @@ async fn joined_in(server: &TestServer, room: &str, name: &str) -> (Client, Vec<
             room: Some(room.into()),
             since: None,
             token: client.token_for(name),
+            invite: None,
         })
         .await;
     let ServerFrame::Welcome { history, .. } = client.recv().await else {

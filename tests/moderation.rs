@@ -234,3 +234,91 @@ async fn the_command_line_makes_an_admin_who_can_sign_in_and_read_the_audit_log(
     assert_ne!(status, 200);
     server.kill9().await;
 }
+
+#[tokio::test]
+async fn a_locked_server_takes_new_accounts_by_single_use_invitation_only() {
+    let server = TestServer::start().await;
+    let same_site = ("Sec-Fetch-Site", "same-origin");
+    let post = |path: &'static str, fields: Vec<(&'static str, String)>, cookie: Option<String>| {
+        let addr = server.addr;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let cookie = cookie.map(|c| format!("hubbub_session={c}"));
+            let mut headers = vec![same_site];
+            if let Some(c) = &cookie {
+                headers.push(("Cookie", c.as_str()));
+            }
+            http_post(addr, path, &fields, &headers).await
+        }
+    };
+    let sign_up = |name: &str, invite: &str| {
+        let fields = vec![
+            ("username", name.to_string()),
+            ("email", format!("{name}@example.com")),
+            ("invite", invite.to_string()),
+        ];
+        post("/api/sign_up", fields, None)
+    };
+    // The first account is the admin.
+    let (_, head, body) = sign_up("root", "").await;
+    assert!(body.contains("\"admin\":true"), "{body}");
+    let (admin, _) = session_cookie(&head).unwrap();
+    let mut early = server.joined("early").await; // an account from before the lock
+
+    // Only the admin locks.
+    let (_, head, _) = sign_up("mallory", "").await;
+    let (mallory, _) = session_cookie(&head).unwrap();
+    let lock = || vec![("locked", "true".to_string())];
+    let (status, _, _) = post("/api/lock_signups", lock(), Some(mallory)).await;
+    assert_ne!(status, 200);
+    let (status, _, body) = post("/api/lock_signups", lock(), Some(admin.clone())).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Locked: no new account without an invitation, by form or by socket.
+    let (_, _, body) = sign_up("newbie", "").await;
+    assert!(body.contains("invite_required"), "{body}");
+    let mut socket = server.client().await;
+    socket
+        .send_json(json!({"type":"join","username":"viasocket","email":"v@example.com"}))
+        .await;
+    assert_eq!(next_error(&mut socket).await, "invite_required");
+    let (_, _, body) = sign_up("newbie", "0123abcd").await;
+    assert!(body.contains("invite_required"), "{body}");
+
+    // An invitation opens one account, once.
+    let (_, _, body) = post("/api/create_invite", vec![], Some(admin.clone())).await;
+    let code = body
+        .trim_matches('"')
+        .split("invite=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let (_, _, body) = sign_up("newbie", &code).await;
+    assert!(body.contains("SignedIn"), "{body}");
+    let (_, _, body) = sign_up("another", &code).await;
+    assert!(body.contains("invite_required"), "used: {body}");
+    // By socket too.
+    let (_, _, body) = post("/api/create_invite", vec![], Some(admin.clone())).await;
+    let code = body
+        .trim_matches('"')
+        .split("invite=")
+        .nth(1)
+        .unwrap()
+        .to_string();
+    socket
+        .send_json(
+            json!({"type":"join","username":"viasocket","email":"v@example.com","invite":code}),
+        )
+        .await;
+    assert_eq!(socket.recv_json().await["type"], "welcome");
+    // Accounts from before the lock carry on.
+    drop(early.ws.close(None).await);
+    let mut back = server.client().await;
+    back.join("early").await;
+    // And all of it is in the audit log.
+    let (_, _, body) = post("/api/audit_log", vec![], Some(admin)).await;
+    assert!(
+        body.contains("locked sign-ups") && body.contains("an invitation"),
+        "{body}"
+    );
+}

@@ -361,6 +361,127 @@ async fn accounts_own_names_and_sessions_end_as_asked(location: Location) {
     assert_eq!(bob.password_hash.as_deref(), Some("$argon2id$…"));
 }
 
+async fn deletions_bans_invitations_and_the_audit_log(location: Location) {
+    use hubbub::protocol::Change;
+    let (storage, committed, _) = open(&location).await;
+    let said = storage
+        .append(draft("r", "alice", "regret ✓"))
+        .await
+        .unwrap();
+    let private = storage
+        .append(private("r", "alice", "bob", "between us"))
+        .await
+        .unwrap();
+    let entry = storage.entry("r", said.message.id).await.unwrap().unwrap();
+    assert_eq!(entry.sender_key, key("alice"));
+    assert_eq!(entry.recipient_key, None);
+    let entry = storage
+        .entry("r", private.message.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.recipient_key, Some(key("bob")));
+    assert!(
+        storage
+            .entry("elsewhere", said.message.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A deletion: its own entry, and the target's text gone.
+    let deletion = Draft {
+        change: Some(Change::Deleted {
+            target: said.message.id,
+        }),
+        text: String::new(),
+        ..draft("r", "alice", "")
+    };
+    let change = storage.append(deletion).await.unwrap().message;
+    assert!(change.id > private.message.id);
+    let (page, _) = storage.page("r", None, None, u64::MAX, 10).await.unwrap();
+    let tombstone = page.iter().find(|m| m.id == said.message.id).unwrap();
+    assert!(tombstone.deleted && tombstone.text.is_empty());
+    let last = page.last().unwrap();
+    assert_eq!(
+        last.change,
+        Some(Change::Deleted {
+            target: said.message.id
+        })
+    );
+    assert!(
+        committed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, id)| *id == change.id)
+    );
+
+    // Bans end sessions; the audit log keeps order.
+    let carol = storage
+        .create_account("carol", "carol", "a")
+        .await
+        .unwrap()
+        .unwrap();
+    storage
+        .add_secret(
+            carol.id,
+            "s",
+            hubbub::server::storage::SecretKind::Browser,
+            i64::MAX / 2,
+        )
+        .await
+        .unwrap();
+    storage.set_banned(carol.id, true).await.unwrap();
+    assert!(storage.account_for_secret("s").await.unwrap().is_none());
+    assert!(
+        storage
+            .account_named("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .banned
+    );
+    storage.set_banned(carol.id, false).await.unwrap();
+    assert!(
+        !storage
+            .account_named("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .banned
+    );
+    storage.promote(carol.id).await.unwrap();
+    assert!(storage.account_named("carol").await.unwrap().unwrap().admin);
+    storage.record("root", "banned", "carol").await.unwrap();
+    storage
+        .record("root", "lifted the ban on", "carol")
+        .await
+        .unwrap();
+    let log = storage.audit_log(10).await.unwrap();
+    assert_eq!(log[0].action, "lifted the ban on");
+    assert_eq!(log[1].action, "banned");
+
+    // Sign-ups locked and unlocked; invitations are single use and expire.
+    assert!(!storage.signups_locked().await.unwrap());
+    storage.set_signups_locked(true).await.unwrap();
+    assert!(storage.signups_locked().await.unwrap());
+    storage
+        .add_invite("fresh", "root", i64::MAX / 2)
+        .await
+        .unwrap();
+    storage.add_invite("stale", "root", 1).await.unwrap();
+    assert!(storage.invite_valid("fresh").await.unwrap());
+    assert!(!storage.invite_valid("stale").await.unwrap());
+    assert!(storage.use_invite("fresh", "dan").await.unwrap());
+    assert!(
+        !storage.use_invite("fresh", "eve").await.unwrap(),
+        "single use"
+    );
+    assert!(!storage.invite_valid("fresh").await.unwrap());
+    storage.set_signups_locked(false).await.unwrap();
+    assert!(!storage.signups_locked().await.unwrap());
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,6 +509,7 @@ contract!(
     concurrent_writers_commit_in_id_order,
     retention_forgets_old_messages_and_never_reuses_their_ids,
     accounts_own_names_and_sessions_end_as_asked,
+    deletions_bans_invitations_and_the_audit_log,
 );
 
 #[tokio::test]

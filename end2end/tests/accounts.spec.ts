@@ -101,3 +101,32 @@ test("an admin deletes a message from every browser at once, and bans from the o
     await local.stop();
   }
 });
+
+test("a locked server refuses a sign-up without an invitation and takes one with it", async ({ browser }) => {
+  const local = await Hubbub.start();
+  try {
+    const admin = await openChat(browser, local.url);
+    await join(admin, "admin");
+    await openAccountMenu(admin);
+    await admin.getByRole("button", { name: "Lock sign-ups" }).click();
+    await expect(admin.getByText(/Sign-ups are locked/)).toBeVisible();
+    await admin.getByRole("button", { name: "Create an invitation link" }).click();
+    const link = await admin.getByLabel(/Invitation link/).inputValue();
+    expect(link).toContain("/?invite=");
+
+    const stranger = await openChat(browser, local.url);
+    await stranger.getByLabel("Email").fill("stranger@example.com");
+    await stranger.getByLabel("Username").fill("stranger");
+    await stranger.getByRole("button", { name: "Join chat" }).click();
+    await expect(stranger.getByText(/need an invitation/)).toBeVisible();
+    await expect(stranger.getByRole("textbox", { name: "Message" })).toHaveCount(0);
+
+    const guest = await openChat(browser, link);
+    await expect(guest.getByText("You were invited")).toBeVisible();
+    await join(guest, "guest");
+    await say(guest, "thanks for the invitation");
+    await expect(messages(admin).getByText("thanks for the invitation")).toBeVisible();
+  } finally {
+    await local.stop();
+  }
+});

@@ -1,7 +1,10 @@
 //! The account menu, once joined: set or change the password (so the account can sign in
 //! from another browser), sign out here, or sign out of every browser.
 
-use crate::auth::{AccountInfo, Answer, AuditLine, audit_log, me, set_password, sign_out};
+use crate::auth::{
+    AccountInfo, Answer, AuditLine, audit_log, create_invite, lock_signups, me, set_password,
+    sign_out, signups_locked,
+};
 use crate::client::Chat;
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
@@ -94,6 +97,7 @@ pub fn AccountMenu() -> impl IntoView {
                     <p class="field-error" role="status">{move || said.get()}</p>
                 </form>
                 <Show when=move || account.get().is_some_and(|a| a.admin)>
+                    <SignUps />
                     <AdminLog />
                 </Show>
                 <button type="button" on:click=move |_| leave(false)>"Sign out"</button>
@@ -128,5 +132,50 @@ fn AdminLog() -> impl IntoView {
             }.into_any(),
             Err(e) => view! { <p class="field-error">{e}</p> }.into_any(),
         })}
+    }
+}
+
+/// Admins: lock sign-ups (invitation only) or open them, and make invitation links.
+#[component]
+fn SignUps() -> impl IntoView {
+    let locked = RwSignal::new(None::<bool>);
+    let link = RwSignal::new(None::<String>);
+    spawn_local(async move {
+        if let Ok(now) = signups_locked().await {
+            locked.set(Some(now));
+        }
+    });
+    let toggle = move |_| {
+        let lock = !locked.get_untracked().unwrap_or(false);
+        spawn_local(async move {
+            if lock_signups(lock).await.is_ok() {
+                locked.set(Some(lock));
+            }
+        });
+    };
+    let invite = move |_| {
+        spawn_local(async move {
+            if let Ok(path) = create_invite().await {
+                let origin = crate::browser::origin();
+                link.set(Some(format!("{origin}{path}")));
+            }
+        });
+    };
+    view! {
+        <p class="hint">
+            {move || match locked.get() {
+                Some(true) => "Sign-ups are locked: new accounts need an invitation.",
+                Some(false) => "Anyone can sign up.",
+                None => "",
+            }}
+        </p>
+        <button type="button" on:click=toggle>
+            {move || if locked.get().unwrap_or(false) { "Open sign-ups" } else { "Lock sign-ups" }}
+        </button>
+        <button type="button" on:click=invite>"Create an invitation link"</button>
+        <Show when=move || link.get().is_some()>
+            <label for="invite-link">"Invitation link (one use, a week)"</label>
+            <input id="invite-link" readonly prop:value=move || link.get().unwrap_or_default() />
+        </Show>
     }
 }

@@ -29,6 +29,9 @@ pub fn JoinForm() -> impl IntoView {
     });
 
     let signing_up = RwSignal::new(false);
+    // An invitation link (`?invite=…`), needed while an admin has locked sign-ups.
+    let query = leptos_router::hooks::use_query_map();
+    let invite = Memo::new(move |_| query.read().get("invite").unwrap_or_default());
     let connect = move |identity: Identity| {
         #[cfg(feature = "hydrate")]
         {
@@ -45,7 +48,12 @@ pub fn JoinForm() -> impl IntoView {
     let join = move |identity: Identity| {
         signing_up.set(true);
         spawn_local(async move {
-            let answer = sign_up(identity.username.clone(), identity.email.clone()).await;
+            let answer = sign_up(
+                identity.username.clone(),
+                identity.email.clone(),
+                invite.get_untracked(),
+            )
+            .await;
             signing_up.set(false);
             match answer {
                 Ok(Answer::SignedIn(account)) => connect(Identity {
@@ -155,6 +163,9 @@ pub fn JoinForm() -> impl IntoView {
                  (which can be guessed for common addresses), never the address itself. \
                  Joining creates your account: the name is yours on this server."
             </p>
+            <Show when=move || !invite.get().is_empty()>
+                <p class="hint">"You were invited: joining creates your account."</p>
+            </Show>
             <button type="submit" disabled=move || busy() || !ready.get()>
                 {move || if busy() { "Joining…" } else { "Join chat" }}
             </button>

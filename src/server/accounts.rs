@@ -23,6 +23,8 @@ use std::time::Instant;
 pub const COOKIE: &str = "hubbub_session";
 /// How long a browser session lasts without signing in again.
 pub const BROWSER_SESSION_DAYS: i64 = 90;
+/// How long an invitation link stays valid.
+const INVITE_DAYS: i64 = 7;
 /// How long a join token lasts (a simple client presents it on every join).
 const JOIN_TOKEN_DAYS: i64 = 365;
 /// Password attempts (sign-in, or the current password when changing it): every attempt takes
@@ -96,6 +98,8 @@ pub struct NewAccount {
     pub name: String,
     key: String,
     pub avatar: String,
+    /// The invitation it came with (needed while sign-ups are locked).
+    invite_hash: Option<String>,
 }
 
 impl NewAccount {
@@ -136,9 +140,10 @@ impl Accounts {
         ip: IpAddr,
         name: &str,
         email: &str,
+        invite: Option<&str>,
         kind: SecretKind,
     ) -> Result<(Account, String), Refused> {
-        let new = self.prepare_sign_up(ip, name, email).await?;
+        let new = self.prepare_sign_up(ip, name, email, invite).await?;
         self.complete_sign_up(new, kind).await
     }
 
@@ -151,12 +156,28 @@ impl Accounts {
         ip: IpAddr,
         name: &str,
         email: &str,
+        invite: Option<&str>,
     ) -> Result<NewAccount, Refused> {
         let name = protocol::validate_username(name)?;
         let email = protocol::validate_email(email)?;
         let key = name_key(&name);
         if let Some(owner) = self.storage.account_named(&key).await? {
             return Err(taken(&name, &owner.name));
+        }
+        // A locked server takes new accounts by invitation only.
+        let invite_hash = invite.filter(|code| !code.is_empty()).map(secret_hash);
+        if self.storage.signups_locked().await? {
+            let valid = match &invite_hash {
+                Some(hash) => self.storage.invite_valid(hash).await?,
+                None => false,
+            };
+            if !valid {
+                return Err(refused(
+                    ErrorCode::InviteRequired,
+                    "new accounts on this server need an invitation (a link from an admin); \
+                     this one is missing, used or expired",
+                ));
+            }
         }
         if !self.take_signup(ip) {
             return Err(refused(
@@ -166,7 +187,12 @@ impl Accounts {
         }
         // Only the hash is kept: other users never see the address, nor does the database.
         let avatar = format!("{:x}", md5::compute(email.as_bytes()));
-        Ok(NewAccount { name, key, avatar })
+        Ok(NewAccount {
+            name,
+            key,
+            avatar,
+            invite_hash,
+        })
     }
 
     /// Creates the prepared account and a secret of `kind` for it.
@@ -175,6 +201,18 @@ impl Accounts {
         new: NewAccount,
         kind: SecretKind,
     ) -> Result<(Account, String), Refused> {
+        if self.storage.signups_locked().await? {
+            let used = match &new.invite_hash {
+                Some(hash) => self.storage.use_invite(hash, &new.name).await?,
+                None => false,
+            };
+            if !used {
+                return Err(refused(
+                    ErrorCode::InviteRequired,
+                    "this invitation was used or has expired meanwhile; ask for another",
+                ));
+            }
+        }
         let created = self
             .storage
             .create_account(&new.name, &new.key, &new.avatar)
@@ -337,6 +375,24 @@ impl Accounts {
     /// Bans (or lifts the ban on) the account; a ban ends its sessions and tokens.
     pub async fn set_banned(&self, account: &Account, banned: bool) -> Result<(), StoreError> {
         self.storage.set_banned(account.id, banned).await
+    }
+
+    /// Locks sign-ups (invitation only) or opens them again.
+    pub async fn lock_signups(&self, locked: bool) -> Result<(), StoreError> {
+        self.storage.set_signups_locked(locked).await
+    }
+
+    pub async fn signups_locked(&self) -> Result<bool, StoreError> {
+        self.storage.signups_locked().await
+    }
+
+    /// A new single-use invitation code, valid for a week; only its hash is stored.
+    pub async fn create_invite(&self, by: &str) -> Result<String, StoreError> {
+        let code = new_secret();
+        self.storage
+            .add_invite(&secret_hash(&code), by, days_from_now(INVITE_DAYS))
+            .await?;
+        Ok(code)
     }
 
     /// Ends this one session.

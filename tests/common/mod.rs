@@ -378,6 +378,7 @@ impl Client {
             room: room.map(str::to_string),
             since,
             token: known_token(&self.realm, name),
+            invite: None,
         })
         .await;
         let welcome = self.recv().await;

@@ -12,6 +12,7 @@ pub(super) struct Asked {
     pub(super) room: Option<String>,
     pub(super) since: Option<u64>,
     pub(super) token: Option<String>,
+    pub(super) invite: Option<String>,
 }
 
 /// A join the hub accepted: what to send, then the room to follow.
@@ -157,7 +158,12 @@ async fn identify(hub: &Hub, peer: &Peer, asked: &Asked) -> Result<Who, Reply> {
         (None, None) => {
             let checked = hub
                 .accounts
-                .prepare_sign_up(peer.ip, &asked.username, &asked.email)
+                .prepare_sign_up(
+                    peer.ip,
+                    &asked.username,
+                    &asked.email,
+                    asked.invite.as_deref(),
+                )
                 .await;
             return checked.map(Who::New).map_err(refusal);
         }
@@ -237,6 +243,7 @@ mod tests {
             room: None,
             since: None,
             token: None,
+            invite: None,
         };
         let Ok(welcomed) = join(&bench.hub, (99, &anonymous()), &mut session, asked, &tx).await
         else {
@@ -271,6 +278,7 @@ mod tests {
             room: Some(room.into()),
             since: None,
             token: None,
+            invite: None,
         };
         let mut session = None;
         let peer = anonymous();

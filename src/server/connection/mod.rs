@@ -313,6 +313,7 @@ async fn handle(
             room,
             since,
             token,
+            invite,
         } => {
             let asked = join::Asked {
                 username,
@@ -320,6 +321,7 @@ async fn handle(
                 room,
                 since,
                 token,
+                invite,
             };
             match join::join(hub, (conn, peer), session, asked, out).await {
                 Ok(welcomed) => {
@@ -542,6 +544,7 @@ mod testing {
                 room: None,
                 since: None,
                 token: None,
+                invite: None,
             };
             let conn = self.hub.next_conn_id();
             let peer = anonymous();

@@ -197,3 +197,131 @@ impl Storage {
         }
     }
 }
+
+impl Storage {
+    /// Whether sign-ups need an invitation.
+    pub async fn signups_locked(&self) -> Result<bool, StoreError> {
+        let sql = "SELECT value FROM settings WHERE name = 'signups_locked'";
+        let doing = "reading whether sign-ups are locked";
+        let value: Option<String> = match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.reader, doing, move |conn| {
+                    conn.query_row(sql, [], |r| r.get(0)).optional()
+                })
+                .await?
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let row = client
+                    .query_opt(sql, &[])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                row.map(|r| r.get(0))
+            }
+        };
+        Ok(value.as_deref() == Some("true"))
+    }
+
+    pub async fn set_signups_locked(&self, locked: bool) -> Result<(), StoreError> {
+        let sql = "INSERT INTO settings (name, value) VALUES ('signups_locked', $1) \
+                   ON CONFLICT (name) DO UPDATE SET value = excluded.value";
+        let value = locked.to_string();
+        let doing = "locking or unlocking sign-ups";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![value]).map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&value])
+                    .await
+                    .map(drop)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+
+    /// Records an invitation (by its code's hash), valid until `expires_ms`.
+    pub async fn add_invite(
+        &self,
+        code_hash: &str,
+        created_by: &str,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO invites (code_hash, created_by, created_ms, expires_ms) \
+                   VALUES ($1, $2, $3, $4)";
+        let (hash, by, now) = (code_hash.to_string(), created_by.to_string(), now_ms());
+        let doing = "creating an invitation";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![hash, by, now, expires_ms])
+                        .map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&hash, &by, &now, &expires_ms])
+                    .await
+                    .map(drop)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+
+    /// Whether an unused, unexpired invitation has this hash.
+    pub async fn invite_valid(&self, code_hash: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT 1 FROM invites WHERE code_hash = $1 AND used_by IS NULL \
+                   AND expires_ms > $2";
+        let (hash, now) = (code_hash.to_string(), now_ms());
+        let doing = "checking an invitation";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.reader, doing, move |conn| {
+                    conn.query_row(sql, params![hash, now], |_| Ok(()))
+                        .optional()
+                        .map(|found| found.is_some())
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let row = client
+                    .query_opt(sql, &[&hash, &now])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(row.is_some())
+            }
+        }
+    }
+
+    /// Uses up an invitation for `name`; false if it was used (or expired) meanwhile.
+    pub async fn use_invite(&self, code_hash: &str, name: &str) -> Result<bool, StoreError> {
+        let sql = "UPDATE invites SET used_by = $1 WHERE code_hash = $2 AND used_by IS NULL \
+                   AND expires_ms > $3";
+        let (name, hash, now) = (name.to_string(), code_hash.to_string(), now_ms());
+        let doing = "using an invitation";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![name, hash, now]).map(|n| n == 1)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&name, &hash, &now])
+                    .await
+                    .map(|n| n == 1)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+}
