@@ -36,7 +36,7 @@ pub enum Answer {
 pub async fn sign_up(
     username: String,
     email: String,
-    invite: String,
+    #[server(default)] invite: String,
 ) -> Result<Answer, ServerFnError> {
     imp::sign_up(username, email, invite).await
 }

@@ -683,7 +683,8 @@ mod socket {
                     Some(Err(WebSocketError::ConnectionClose(event))) => {
                         if event.code == close::REPLACED {
                             return Ended::Stop(
-                                "You joined this room from another tab or window.".into(),
+                                "You joined this room again through another server of this site."
+                                    .into(),
                             );
                         }
                         if event.code == close::SIGNED_OUT {

@@ -790,3 +790,39 @@ async fn a_node_fills_a_gap_of_several_database_pages_in_order() {
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "in id order");
     }
 }
+
+#[tokio::test]
+async fn two_tabs_of_one_account_on_a_node_are_one_person_across_the_cluster() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut first = a.joined("alice").await;
+    let mut bob = b.joined("bob").await;
+    first.recv().await; // bob joined
+    let mut second = a.client().await;
+    second.join("alice").await;
+    second.say("two tabs").await;
+    assert_eq!(bob.recv_message().await.text, "two tabs");
+    assert_eq!(first.recv_message().await.text, "two tabs");
+    // One tab closes: alice is still online everywhere.
+    drop(second);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut carol = b.client().await;
+    let ServerFrame::Welcome { online, .. } = carol.join("carol").await else {
+        unreachable!()
+    };
+    assert_eq!(names(&online), ["alice", "bob", "carol"]);
+    first.say("still here").await;
+    assert_eq!(bob.recv_message().await.text, "still here");
+    // The last one closes: she has left, for the other node too.
+    drop(first);
+    loop {
+        match bob.recv().await {
+            ServerFrame::Left { user } => {
+                assert_eq!(user.username, "alice");
+                break;
+            }
+            ServerFrame::Joined { .. } => {}
+            other => panic!("expected alice to leave, got {other:?}"),
+        }
+    }
+}

@@ -250,12 +250,12 @@ async fn a_name_belongs_to_its_account_in_any_case_even_after_its_owner_leaves()
 }
 
 #[tokio::test]
-async fn the_same_person_rejoining_takes_their_name_back() {
+async fn one_account_on_two_connections_is_one_person_in_the_room() {
     let server = TestServer::start().await;
-    let mut old = server.joined("alice").await;
+    let mut first = server.joined("alice").await;
     let mut watcher = server.joined("bob").await;
-    // Another spelling, even with the same email, is refused: a silent takeover would leave
-    // everyone else's list showing the old spelling.
+    first.recv().await; // bob joined
+    // Without her token, even her own name and email are refused.
     let mut other = server.client().await;
     other
         .send_json(
@@ -263,20 +263,40 @@ async fn the_same_person_rejoining_takes_their_name_back() {
         )
         .await;
     assert_eq!(other.recv_error().await, "username_taken");
-    let mut new = server.client().await;
-    // Same name, same email (any case of the email): the new connection wins, the old one
-    // is told why.
-    new.join_as("alice", "Alice@example.com", None).await;
-    assert_eq!(old.close_code().await, 4003);
-    new.say("back").await;
-    assert_eq!(watcher.recv_message().await.text, "back");
-    // No "left" for alice: she never left. (Only bob's own join would be before this.)
-    watcher.assert_alive().await;
+    // A second tab of her account: both connections stay, she is listed once, and nobody is
+    // told she joined or left.
+    let mut second = server.client().await;
+    let ServerFrame::Welcome {
+        online,
+        online_count,
+        ..
+    } = second.join_as("alice", "alice@example.com", None).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(online_count, 2);
+    assert_eq!(online.iter().filter(|u| u.username == "alice").count(), 1);
+    second.say("from the second tab").await;
+    for client in [&mut watcher, &mut first, &mut second] {
+        assert_eq!(client.recv_message().await.text, "from the second tab");
+    }
+    drop(second);
+    first.say("still here").await;
+    assert_eq!(watcher.recv_message().await.text, "still here");
     assert!(
-        !watcher.raw.iter().any(|f| f.contains("\"left\"")),
+        !watcher
+            .raw
+            .iter()
+            .any(|f| f.contains("\"left\"") || f.contains("\"joined\"")),
         "{:?}",
         watcher.raw
     );
+    // Her last connection gone, she has left.
+    drop(first);
+    let ServerFrame::Left { user } = watcher.recv().await else {
+        panic!("expected alice to leave");
+    };
+    assert_eq!(user.username, "alice");
 }
 
 #[tokio::test]

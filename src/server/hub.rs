@@ -194,8 +194,10 @@ impl Hub {
         // The room's channel first: from then on this node gets all of the room's messages.
         cluster.open(room).await.map_err(JoinRefused::Unavailable)?;
         // The claim also says who is online anywhere in the cluster (this node only knows its
-        // own users): one round trip.
-        let online = match cluster.claim(room, user, conn, true).await {
+        // own users): one round trip. Another tab of a user already here claims again under
+        // the same id as the first (nothing changes in Redis), so it does not replace it.
+        let claim = self.rooms.claim_of(room, user).unwrap_or(conn);
+        let online = match cluster.claim(room, user, claim, true).await {
             Ok(Claim::Held(online)) => online,
             refused => {
                 cluster.close_if_empty(room);
@@ -229,7 +231,9 @@ impl Hub {
                 }
             }
         }
-        cluster.release(room, user, conn).await;
+        if claim == conn {
+            cluster.release(room, user, conn).await;
+        }
         cluster.close_if_empty(room);
         Err(refusal
             .unwrap_or_else(|| JoinRefused::Unavailable(StoreError::RoomClosing(room.to_string()))))
@@ -237,9 +241,10 @@ impl Hub {
 
     /// Removes the connection's user from the room, and from the cluster's presence.
     pub async fn leave(&self, room: &str, user: &User, conn: ConnId) {
-        self.rooms.leave(room, user, conn);
-        if let Backend::Cluster(cluster) = &self.backend {
-            cluster.release(room, user, conn).await;
+        // Released only when the user's last connection here has gone.
+        let claim = self.rooms.leave(room, user, conn);
+        if let (Backend::Cluster(cluster), Some(claim)) = (&self.backend, claim) {
+            cluster.release(room, user, claim).await;
             cluster.close_if_empty(room);
         }
     }

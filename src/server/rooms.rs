@@ -98,10 +98,20 @@ pub fn encode(frame: &ServerFrame) -> Frame {
 /// Identifies one connection, so a stale connection cannot remove its replacement.
 pub type ConnId = u64;
 
+/// Someone in a room: one account, on one or more connections (tabs, devices) of this node.
 struct Member {
     user: User,
-    conn: ConnId,
-    outbound: mpsc::Sender<Outbound>,
+    /// The first connection's id: a cluster holds this member's presence under it.
+    claim: ConnId,
+    conns: Vec<(ConnId, mpsc::Sender<Outbound>)>,
+}
+
+impl Member {
+    fn close_all(&self, code: u16, reason: &'static str) {
+        for (_, outbound) in &self.conns {
+            let _ = outbound.try_send(Outbound::Close(code, reason));
+        }
+    }
 }
 
 /// A connection's view of its room: the broadcasts, and the room's call to write now.
@@ -258,7 +268,8 @@ impl Rooms {
         false
     }
 
-    /// Every user on this node, with their room and connection.
+    /// Every user on this node, with their room and the connection id their cluster claim
+    /// is held under.
     pub fn local_members(&self) -> Vec<(String, User, ConnId)> {
         let rooms = self.lock();
         rooms
@@ -266,9 +277,16 @@ impl Rooms {
             .flat_map(|(name, r)| {
                 r.members
                     .values()
-                    .map(move |m| (name.clone(), m.user.clone(), m.conn))
+                    .map(move |m| (name.clone(), m.user.clone(), m.claim))
             })
             .collect()
+    }
+
+    /// The connection id `user`'s presence in `room` is held under, if they are here.
+    pub fn claim_of(&self, room: &str, user: &User) -> Option<ConnId> {
+        let rooms = self.lock();
+        let member = rooms.get(room)?.members.get(&name_key(&user.username))?;
+        (member.user == *user).then_some(member.claim)
     }
 
     /// Sends a notice that arrived from the cluster to this node's users in `room`. Typing
@@ -291,12 +309,12 @@ impl Rooms {
         if let Some(m) = rooms
             .get(room)
             .and_then(|r| r.members.get(&name_key(&user.username)))
-            && m.conn == conn
+            && m.claim == conn
         {
-            let _ = m.outbound.try_send(Outbound::Close(
+            m.close_all(
                 crate::protocol::close::REPLACED,
-                "you joined again from another connection",
-            ));
+                "you joined again from another server of this site",
+            );
         }
     }
 
@@ -331,10 +349,11 @@ impl Rooms {
         self.watermark.fetch_max(message.id, Ordering::SeqCst);
     }
 
-    /// Adds `user` to `room`. A name already online (or one that looks like it: same
-    /// [`name_key`]) is refused, unless it is the same person with the same spelling
-    /// (same email, hence the same avatar hash) coming back on a new connection: then the new
-    /// connection takes over and the old one is closed, without leave/join notices.
+    /// Adds `user`'s connection to `room`. The same account on another connection (a second
+    /// tab, a phone, a reconnect that beat the old connection's timeout) is added beside the
+    /// others: one person in the online list, no join notice. Another user with a name that
+    /// looks the same (same [`name_key`]) is refused (accounts make that rare: names belong to
+    /// accounts server-wide).
     pub fn join(
         &self,
         room: &str,
@@ -352,29 +371,21 @@ impl Rooms {
         let r = rooms
             .entry(room.to_string())
             .or_insert_with(|| Room::new(self.room_queue, self.watermark()));
-        match r.members.get(&key) {
-            // Only the very same name: a look-alike spelling with the same email would
-            // replace the holder without anyone being told the name changed.
-            Some(old) if old.user == *user => {
-                let _ = old.outbound.try_send(Outbound::Close(
-                    crate::protocol::close::REPLACED,
-                    "you joined again from another connection",
-                ));
-            }
+        match r.members.get_mut(&key) {
+            Some(same) if same.user == *user => same.conns.push((conn, outbound)),
             Some(other) => return Err(LocalRefusal::NameTaken(other.user.username.clone())),
-            None if !self.clustered && r.members.len() < self.presence_limit => {
-                r.send(Delivery::public(joined), self.room_queue);
+            None => {
+                if !self.clustered && r.members.len() < self.presence_limit {
+                    r.send(Delivery::public(joined), self.room_queue);
+                }
+                let member = Member {
+                    user: user.clone(),
+                    claim: conn,
+                    conns: vec![(conn, outbound)],
+                };
+                r.members.insert(key.clone(), member);
             }
-            None => {}
         }
-        r.members.insert(
-            key.clone(),
-            Member {
-                user: user.clone(),
-                conn,
-                outbound,
-            },
-        );
         // Sorted case-insensitively, as people read a list of names.
         let mut members: Vec<(String, &Member)> = r
             .members
@@ -443,7 +454,7 @@ impl Rooms {
         let rooms = self.lock();
         for room in rooms.values() {
             if let Some(member) = room.members.get(&key) {
-                let _ = member.outbound.try_send(Outbound::Close(code, reason));
+                member.close_all(code, reason);
             }
         }
     }
@@ -455,19 +466,24 @@ impl Rooms {
             .get(room)
             .and_then(|r| r.members.get(&name_key(username)))
         {
-            let _ = member.outbound.try_send(Outbound::Close(code, reason));
+            member.close_all(code, reason);
         }
     }
 
-    /// Removes the connection's user from the room, if that connection still holds the name,
-    /// and tells the others. An empty room is forgotten (in cluster mode, by
+    /// Removes the connection from the room. When it was its user's last one here, the user
+    /// has left: the others are told, and the connection id the user's cluster claim was held
+    /// under is returned (to release it). An empty room is forgotten (in cluster mode, by
     /// [`Rooms::close_if_empty`], which also unsubscribes it).
-    pub fn leave(&self, room: &str, user: &User, conn: ConnId) {
+    pub fn leave(&self, room: &str, user: &User, conn: ConnId) -> Option<ConnId> {
         let key = name_key(&user.username);
         let left = encode(&ServerFrame::Left { user: user.clone() });
         let mut rooms = self.lock();
-        let Some(r) = rooms.get_mut(room) else { return };
-        if r.members.get(&key).is_some_and(|m| m.conn == conn) {
+        let r = rooms.get_mut(room)?;
+        let member = r.members.get_mut(&key).filter(|m| m.user == *user)?;
+        member.conns.retain(|(c, _)| *c != conn);
+        let mut gone = None;
+        if member.conns.is_empty() {
+            gone = Some(member.claim);
             if !self.clustered && r.members.len() <= self.presence_limit {
                 r.send(Delivery::public(left), self.room_queue);
             }
@@ -476,5 +492,6 @@ impl Rooms {
         if r.members.is_empty() && !self.clustered {
             rooms.remove(room);
         }
+        gone
     }
 }
