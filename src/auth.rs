@@ -94,6 +94,33 @@ pub struct AuditLine {
     pub subject: String,
 }
 
+/// A new API token for this account, for a bot or script (`Authorization: Bearer` on `/ws`):
+/// the secret is in the answer this once, never again.
+#[server(endpoint = "create_api_token")]
+pub async fn create_api_token(label: String) -> Result<Result<String, String>, ServerFnError> {
+    imp::create_api_token(label).await
+}
+
+/// This account's API tokens (names and dates, never the secrets).
+#[server(endpoint = "api_tokens")]
+pub async fn api_tokens() -> Result<Vec<ApiToken>, ServerFnError> {
+    imp::api_tokens().await
+}
+
+/// Revokes one of this account's API tokens: connections using it are refused from now on.
+#[server(endpoint = "revoke_api_token")]
+pub async fn revoke_api_token(id: String) -> Result<Answer, ServerFnError> {
+    imp::revoke_api_token(id).await
+}
+
+/// An API token in the list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub label: String,
+    pub created_ms: i64,
+}
+
 /// The account this browser is signed in as.
 #[server(endpoint = "me")]
 pub async fn me() -> Result<Option<AccountInfo>, ServerFnError> {
@@ -378,6 +405,56 @@ mod imp {
                 subject: e.subject,
             })
             .collect())
+    }
+
+    /// The signed-in account, or an error.
+    async fn signed_in(hub: &Hub) -> Result<Account, ServerFnError> {
+        let request = request(hub).await?;
+        match current(hub, &request.headers).await? {
+            Some((account, _)) => Ok(account),
+            None => Err(ServerFnError::new("sign in first")),
+        }
+    }
+
+    pub async fn create_api_token(label: String) -> Result<Result<String, String>, ServerFnError> {
+        let hub = hub()?;
+        let account = signed_in(&hub).await?;
+        match hub.accounts.create_api_token(&account, &label).await {
+            Ok(secret) => Ok(Ok(secret)),
+            Err(Refused::Invalid(invalid)) => Ok(Err(invalid.message)),
+            Err(Refused::Store(e)) => Err(unavailable(e)),
+        }
+    }
+
+    pub async fn api_tokens() -> Result<Vec<super::ApiToken>, ServerFnError> {
+        let hub = hub()?;
+        let account = signed_in(&hub).await?;
+        let tokens = hub
+            .accounts
+            .api_tokens(&account)
+            .await
+            .map_err(unavailable)?;
+        Ok(tokens
+            .into_iter()
+            .map(|t| super::ApiToken {
+                id: t.id,
+                label: t.label,
+                created_ms: t.created_ms,
+            })
+            .collect())
+    }
+
+    pub async fn revoke_api_token(id: String) -> Result<Answer, ServerFnError> {
+        let hub = hub()?;
+        let account = signed_in(&hub).await?;
+        match hub.accounts.revoke_api_token(&account, &id).await {
+            Ok(true) => Ok(Answer::Done),
+            Ok(false) => Ok(Answer::Refused {
+                code: ErrorCode::NotFound,
+                message: "this account has no such token".into(),
+            }),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     pub async fn me() -> Result<Option<AccountInfo>, ServerFnError> {

@@ -347,3 +347,63 @@ async fn failed_sign_ins_are_limited_per_account() {
     .await;
     assert!(body.contains("rate_limited"), "{body}");
 }
+
+#[tokio::test]
+async fn an_api_token_signs_a_bot_in_at_the_upgrade_until_it_is_revoked() {
+    let server = TestServer::start().await;
+    let (secret, _) = browser_sign_up(&server, "botmaker").await;
+    let (_, body) = form(
+        &server,
+        "/api/create_api_token",
+        &[("label", " ")],
+        Some(&secret),
+    )
+    .await;
+    assert!(body.contains("Err"), "an unnamed token is refused: {body}");
+    let (_, body) = form(
+        &server,
+        "/api/create_api_token",
+        &[("label", "deploy bot <b>")],
+        Some(&secret),
+    )
+    .await;
+    let created: Result<String, String> = serde_json::from_str(&body).unwrap();
+    let token = created.unwrap();
+    let bearer = format!("Bearer {token}");
+
+    let mut bot = Client::connect_with(&server.url(), &[("Authorization", bearer.as_str())])
+        .await
+        .unwrap();
+    bot.send_json(json!({"type":"join","username":"botmaker","room":"deploys"}))
+        .await;
+    let welcome = bot.recv_json().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["room"], "deploys");
+
+    // The list names it and never shows the secret.
+    let (_, body) = form(&server, "/api/api_tokens", &[], Some(&secret)).await;
+    assert!(
+        body.contains("deploy bot <b>") && !body.contains(&token),
+        "{body}"
+    );
+    let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    // Revoked: the next upgrade with it is refused outright.
+    let (_, body) = form(
+        &server,
+        "/api/revoke_api_token",
+        &[("id", &id)],
+        Some(&secret),
+    )
+    .await;
+    assert!(body.contains("Done"), "{body}");
+    let refused = Client::connect_with(&server.url(), &[("Authorization", bearer.as_str())]).await;
+    assert_eq!(refused.err(), Some(401));
+    let made_up = format!("Bearer {}", "a".repeat(64));
+    let refused = Client::connect_with(&server.url(), &[("Authorization", made_up.as_str())]).await;
+    assert_eq!(refused.err(), Some(401));
+    // Another account cannot revoke or list someone else's tokens.
+    let (other, _) = browser_sign_up(&server, "someone").await;
+    let (_, body) = form(&server, "/api/api_tokens", &[], Some(&other)).await;
+    assert_eq!(body, "[]");
+}

@@ -354,6 +354,25 @@ async fn accounts_own_names_and_sessions_end_as_asked(location: Location) {
     assert_eq!(owner("browser").await, None);
 
     storage
+        .add_api_token(bob.id, "bot", "deploy bot ✓", later)
+        .await
+        .unwrap();
+    let tokens = storage.api_tokens(bob.id).await.unwrap();
+    assert_eq!(tokens.len(), 2, "{tokens:?}"); // "api" from above and this one
+    assert!(
+        tokens
+            .iter()
+            .any(|t| t.id == "bot" && t.label == "deploy bot ✓")
+    );
+    assert_eq!(owner("bot").await, Some(bob.id));
+    assert!(
+        !storage.revoke_api_token(zoe.id, "bot").await.unwrap(),
+        "not zoe's"
+    );
+    assert!(storage.revoke_api_token(bob.id, "bot").await.unwrap());
+    assert_eq!(owner("bot").await, None);
+
+    storage
         .set_password_hash(bob.id, "$argon2id$…")
         .await
         .unwrap();

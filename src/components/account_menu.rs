@@ -2,8 +2,8 @@
 //! from another browser), sign out here, or sign out of every browser.
 
 use crate::auth::{
-    AccountInfo, Answer, AuditLine, audit_log, create_invite, lock_signups, me, set_password,
-    sign_out, signups_locked,
+    AccountInfo, Answer, ApiToken, AuditLine, api_tokens, audit_log, create_api_token,
+    create_invite, lock_signups, me, revoke_api_token, set_password, sign_out, signups_locked,
 };
 use crate::client::Chat;
 use leptos::ev::SubmitEvent;
@@ -96,6 +96,7 @@ pub fn AccountMenu() -> impl IntoView {
                     </button>
                     <p class="field-error" role="status">{move || said.get()}</p>
                 </form>
+                <ApiTokens />
                 <Show when=move || account.get().is_some_and(|a| a.admin)>
                     <SignUps />
                     <AdminLog />
@@ -177,5 +178,76 @@ fn SignUps() -> impl IntoView {
             <label for="invite-link">"Invitation link (one use, a week)"</label>
             <input id="invite-link" readonly prop:value=move || link.get().unwrap_or_default() />
         </Show>
+    }
+}
+
+/// API tokens for bots and scripts: make one (its secret shown once), see and revoke them.
+#[component]
+fn ApiTokens() -> impl IntoView {
+    let tokens = RwSignal::new(Vec::<ApiToken>::new());
+    let label = RwSignal::new(String::new());
+    let fresh = RwSignal::new(None::<String>);
+    let said = RwSignal::new(None::<String>);
+    let reload = move || {
+        spawn_local(async move {
+            if let Ok(list) = api_tokens().await {
+                tokens.set(list);
+            }
+        });
+    };
+    reload();
+    let create = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let name = label.get_untracked();
+        spawn_local(async move {
+            match create_api_token(name).await {
+                Ok(Ok(secret)) => {
+                    fresh.set(Some(secret));
+                    said.set(None);
+                    label.set(String::new());
+                    reload();
+                }
+                Ok(Err(message)) => said.set(Some(message)),
+                Err(e) => said.set(Some(e.to_string())),
+            }
+        });
+    };
+    view! {
+        <form class="api-tokens" on:submit=create novalidate>
+            <label for="token-label">"New API token, named"</label>
+            <input
+                id="token-label"
+                placeholder="deploy bot"
+                prop:value=label
+                on:input=move |ev| label.set(event_target_value(&ev))
+            />
+            <button type="submit">"Create API token"</button>
+            <p class="field-error" role="status">{move || said.get()}</p>
+        </form>
+        <Show when=move || fresh.get().is_some()>
+            <label for="token-secret">"Your token (shown this once)"</label>
+            <input id="token-secret" readonly prop:value=move || fresh.get().unwrap_or_default() />
+        </Show>
+        <ul class="tokens" aria-label="API tokens">
+            <For each=move || tokens.get() key=|t| t.id.clone() let:token>
+                {
+                    let id = token.id.clone();
+                    let revoke = move |_| {
+                        let id = id.clone();
+                        spawn_local(async move {
+                            let _ = revoke_api_token(id).await;
+                            reload();
+                        });
+                    };
+                    let name = token.label.clone();
+                    view! {
+                        <li>
+                            {token.label.clone()}
+                            <button type="button" aria-label=format!("Revoke {name}") on:click=revoke>"Revoke"</button>
+                        </li>
+                    }
+                }
+            </For>
+        </ul>
     }
 }

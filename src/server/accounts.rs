@@ -11,7 +11,7 @@
 //! upgrade as well as on pages.
 
 use super::limits::{TokenBucket, client_block};
-use super::storage::{Account, SecretKind, Storage, StoreError};
+use super::storage::{Account, SecretKind, Storage, StoreError, TokenInfo};
 use crate::protocol::{self, ErrorCode, Invalid, name_key};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -393,6 +393,40 @@ impl Accounts {
             .add_invite(&secret_hash(&code), by, days_from_now(INVITE_DAYS))
             .await?;
         Ok(code)
+    }
+
+    /// A new API token for the account (bots, scripts: `Authorization: Bearer` on `/ws`),
+    /// returned once; only its hash is kept. Valid for a year unless revoked.
+    pub async fn create_api_token(
+        &self,
+        account: &Account,
+        label: &str,
+    ) -> Result<String, Refused> {
+        let label = label.trim();
+        if label.is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control) {
+            return Err(refused(
+                ErrorCode::BadFrame,
+                "name the token (1 to 64 characters), so you know which one to revoke",
+            ));
+        }
+        let secret = new_secret();
+        self.storage
+            .add_api_token(
+                account.id,
+                &secret_hash(&secret),
+                label,
+                days_from_now(JOIN_TOKEN_DAYS),
+            )
+            .await?;
+        Ok(secret)
+    }
+
+    pub async fn api_tokens(&self, account: &Account) -> Result<Vec<TokenInfo>, StoreError> {
+        self.storage.api_tokens(account.id).await
+    }
+
+    pub async fn revoke_api_token(&self, account: &Account, id: &str) -> Result<bool, StoreError> {
+        self.storage.revoke_api_token(account.id, id).await
     }
 
     /// Ends this one session.

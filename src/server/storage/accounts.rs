@@ -278,3 +278,106 @@ enum Params {
     IdHash(i64, String),
     Secret(String, i64, &'static str, i64, i64),
 }
+
+/// An API token as its owner sees it in the list: never the secret.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenInfo {
+    /// The SHA-256 of the secret: names the token for revoking, opens nothing.
+    pub id: String,
+    pub label: String,
+    pub created_ms: i64,
+}
+
+impl Storage {
+    /// Records a new API token (by its secret's hash) for the account.
+    pub async fn add_api_token(
+        &self,
+        account: i64,
+        token_hash: &str,
+        label: &str,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        let sql = "INSERT INTO sessions (token_hash, account_id, kind, created_ms, expires_ms, label) \
+                   VALUES ($1, $2, 'api', $3, $4, $5)";
+        let (hash, label, now) = (token_hash.to_string(), label.to_string(), now_ms());
+        let doing = "creating an API token";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![hash, account, now, expires_ms, label])
+                        .map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&hash, &account, &now, &expires_ms, &label])
+                    .await
+                    .map(drop)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+
+    /// The account's API tokens, newest first.
+    pub async fn api_tokens(&self, account: i64) -> Result<Vec<TokenInfo>, StoreError> {
+        let sql = "SELECT token_hash, COALESCE(label, ''), created_ms FROM sessions \
+                   WHERE account_id = $1 AND kind = 'api' ORDER BY created_ms DESC";
+        let doing = "listing API tokens";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.reader, doing, move |conn| {
+                    conn.prepare(sql)?
+                        .query_map(params![account], |r| {
+                            Ok(TokenInfo {
+                                id: r.get(0)?,
+                                label: r.get(1)?,
+                                created_ms: r.get(2)?,
+                            })
+                        })?
+                        .collect()
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let rows = client
+                    .query(sql, &[&account])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(rows
+                    .iter()
+                    .map(|r| TokenInfo {
+                        id: r.get(0),
+                        label: r.get(1),
+                        created_ms: r.get(2),
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Revokes one of the account's API tokens; false if it has no such token.
+    pub async fn revoke_api_token(&self, account: i64, id: &str) -> Result<bool, StoreError> {
+        let sql = "DELETE FROM sessions WHERE account_id = $1 AND kind = 'api' AND token_hash = $2";
+        let id = id.to_string();
+        let doing = "revoking an API token";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![account, id]).map(|n| n == 1)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&account, &id])
+                    .await
+                    .map(|n| n == 1)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+}

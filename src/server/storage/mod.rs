@@ -25,7 +25,7 @@ mod moderation;
 mod postgres;
 mod sqlite;
 
-pub use accounts::{Account, SecretKind};
+pub use accounts::{Account, SecretKind, TokenInfo};
 pub use moderation::{AuditEntry, Entry};
 
 use crate::protocol::{Change, ChatMessage, User};
