@@ -307,7 +307,7 @@ mod imp {
                 return answer(Refused::Store(e));
             }
             if everywhere {
-                hub.close_account(&account.name);
+                hub.close_account(&account.name, crate::protocol::close::SIGNED_OUT);
             }
         }
         set_cookie(&request, None);
@@ -334,6 +334,9 @@ mod imp {
             .await
         {
             Ok(()) => {
+                // Every open connection of the account is closed; this browser's reconnect at
+                // once with its session, the others find theirs ended.
+                hub.close_account(&account.name, crate::protocol::close::SESSIONS_ENDED);
                 let mut account = account;
                 account.password_hash = Some(String::new());
                 Ok(Answer::SignedIn(info(&account)))

@@ -41,6 +41,9 @@ pub mod close {
     pub const REMOVED: u16 = 4006;
     /// An admin banned this account.
     pub const BANNED: u16 = 4007;
+    /// The account's sessions changed (its password was changed): reconnect, and the join
+    /// tells whether this browser is still signed in.
+    pub const SESSIONS_ENDED: u16 = 4008;
 }
 
 /// Someone in the chat, as other users see them: never the raw email.

@@ -407,3 +407,52 @@ async fn an_api_token_signs_a_bot_in_at_the_upgrade_until_it_is_revoked() {
     let (_, body) = form(&server, "/api/api_tokens", &[], Some(&other)).await;
     assert_eq!(body, "[]");
 }
+
+#[tokio::test]
+async fn changing_the_password_ends_the_other_sessions_and_their_open_sockets() {
+    let server = TestServer::start().await;
+    let (here, _) = browser_sign_up(&server, "dana").await;
+    let (_, body) = form(
+        &server,
+        "/api/set_password",
+        &[("current", ""), ("new", "first secret")],
+        Some(&here),
+    )
+    .await;
+    assert!(body.contains("SignedIn"), "{body}");
+    let (head, _) = form(
+        &server,
+        "/api/sign_in",
+        &[("username", "dana"), ("password", "first secret")],
+        None,
+    )
+    .await;
+    let (thief, _) = session_cookie(&head).unwrap();
+    let mut stolen = ws_with_cookie(&server, &thief).await.unwrap();
+    stolen
+        .send_json(json!({"type":"join","username":"dana"}))
+        .await;
+    assert_eq!(stolen.recv_json().await["type"], "welcome");
+
+    let change = [("current", "first secret"), ("new", "second secret")];
+    let (_, body) = form(&server, "/api/set_password", &change, Some(&here)).await;
+    assert!(body.contains("SignedIn"), "{body}");
+    assert_eq!(stolen.close_code().await, 4008);
+    let mut again = ws_with_cookie(&server, &thief).await.unwrap();
+    again
+        .send_json(json!({"type":"join","username":"dana"}))
+        .await;
+    assert_eq!(
+        again.recv_error().await,
+        "username_taken",
+        "that session has ended"
+    );
+    let mut mine = ws_with_cookie(&server, &here).await.unwrap();
+    mine.send_json(json!({"type":"join","username":"dana"}))
+        .await;
+    assert_eq!(
+        mine.recv_json().await["type"],
+        "welcome",
+        "this one goes on"
+    );
+}

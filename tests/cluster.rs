@@ -826,3 +826,18 @@ async fn two_tabs_of_one_account_on_a_node_are_one_person_across_the_cluster() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_ban_on_one_node_closes_the_account_on_every_node() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut root = a.joined("root").await; // the first account: the admin
+    let mut alice = b.client().await;
+    alice
+        .join_room_as("alice", "alice@example.com", Some("elsewhere"), None)
+        .await;
+    root.send_json(json!({"type":"ban","username":"alice"}))
+        .await;
+    assert_eq!(alice.close_code().await, 4007);
+    root.assert_alive().await;
+}

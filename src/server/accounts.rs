@@ -159,11 +159,13 @@ impl Accounts {
         invite: Option<&str>,
     ) -> Result<NewAccount, Refused> {
         let name = protocol::validate_username(name)?;
-        let email = protocol::validate_email(email)?;
         let key = name_key(&name);
+        // A taken name first: someone whose session ended is told to sign in, whatever the
+        // email field holds.
         if let Some(owner) = self.storage.account_named(&key).await? {
             return Err(taken(&name, &owner.name));
         }
+        let email = protocol::validate_email(email)?;
         // A locked server takes new accounts by invitation only.
         let invite_hash = invite.filter(|code| !code.is_empty()).map(secret_hash);
         if self.storage.signups_locked().await? {

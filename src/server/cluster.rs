@@ -133,6 +133,19 @@ fn channel(room: &str) -> String {
     format!("{PREFIX}room:{room}")
 }
 
+/// The channel every node listens on for account events: an account's connections are to be
+/// closed everywhere (signed out of every browser, banned, password changed).
+fn accounts_channel() -> String {
+    format!("{PREFIX}accounts")
+}
+
+/// An account whose connections every node closes.
+#[derive(Serialize, Deserialize)]
+struct CloseAccount {
+    name: String,
+    code: u16,
+}
+
 /// A node's handle on the cluster.
 pub struct Cluster {
     node: String,
@@ -557,17 +570,16 @@ impl Cluster {
         let mut pubsub = tokio::time::timeout(SUBSCRIBE_TIMEOUT, client.get_async_pubsub())
             .await
             .map_err(|_| timed_out())??;
-        let channels: Vec<String> = self
+        let mut channels: Vec<String> = self
             .rooms
             .open_rooms()
             .iter()
             .map(|(room, _)| channel(room))
             .collect();
-        if !channels.is_empty() {
-            tokio::time::timeout(SUBSCRIBE_TIMEOUT, pubsub.subscribe(channels))
-                .await
-                .map_err(|_| timed_out())??;
-        }
+        channels.push(accounts_channel());
+        tokio::time::timeout(SUBSCRIBE_TIMEOUT, pubsub.subscribe(channels))
+            .await
+            .map_err(|_| timed_out())??;
         Ok(pubsub)
     }
 
@@ -667,6 +679,19 @@ impl Cluster {
         }
     }
 
+    /// Has every node close the connections of the account named `name` with `code`
+    /// (published after what this node published before, retried while Redis is away).
+    pub fn close_account(&self, name: &str, code: u16) {
+        let payload = serde_json::to_string(&CloseAccount {
+            name: name.to_string(),
+            code,
+        })
+        .unwrap_or_default();
+        let _ = self
+            .publish
+            .send(Publication::Message(accounts_channel(), payload));
+    }
+
     /// Closes `room` on this node, and unsubscribes it, if nobody is left in it here.
     pub fn close_if_empty(&self, room: &str) {
         let _ = self.commands.send(Command::Close(room.to_string()));
@@ -725,6 +750,14 @@ impl Cluster {
 
     async fn on_publish(&self, message: &redis::Msg) {
         let channel = message.get_channel_name();
+        if channel == accounts_channel() {
+            if let Ok(closing) = serde_json::from_slice::<CloseAccount>(message.get_payload_bytes())
+            {
+                self.rooms
+                    .close_user(&closing.name, closing.code, close_reason(closing.code));
+            }
+            return;
+        }
         let Some(room) = channel
             .strip_prefix(PREFIX)
             .and_then(|c| c.strip_prefix("room:"))
@@ -953,3 +986,14 @@ end
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[2]) end
 return gone
 "#;
+
+/// Why an account's connections were closed, by close code.
+pub fn close_reason(code: u16) -> &'static str {
+    match code {
+        crate::protocol::close::BANNED => "this account was banned",
+        crate::protocol::close::SESSIONS_ENDED => {
+            "this account's sessions changed; sign in again if asked"
+        }
+        _ => "this account signed out of every browser",
+    }
+}

@@ -251,12 +251,12 @@ impl Hub {
 
     /// Ends the open connections of the account named `name` on this node (it signed out of
     /// every browser). Other nodes' connections end at their next join, which needs a session.
-    pub fn close_account(&self, name: &str) {
-        self.rooms.close_user(
-            name,
-            crate::protocol::close::SIGNED_OUT,
-            "this account signed out of every browser",
-        );
+    pub fn close_account(&self, name: &str, code: u16) {
+        self.rooms
+            .close_user(name, code, super::cluster::close_reason(code));
+        if let Backend::Cluster(cluster) = &self.backend {
+            cluster.close_account(name, code);
+        }
     }
 
     /// Message `id` of `room`, with its owners' keys.

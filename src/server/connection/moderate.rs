@@ -115,8 +115,7 @@ pub(super) async fn ban(hub: &Hub, session: &Session, username: &str, lift: bool
         return Reply::Unavailable(e, None);
     }
     if !lift {
-        hub.rooms
-            .close_user(&account.name, close::BANNED, "this account was banned");
+        hub.close_account(&account.name, close::BANNED);
     }
     let action = if lift { "lifted the ban on" } else { "banned" };
     hub.record(&session.user.username, action, &account.name)
