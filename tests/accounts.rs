@@ -456,3 +456,39 @@ async fn changing_the_password_ends_the_other_sessions_and_their_open_sockets() 
         "this one goes on"
     );
 }
+
+#[tokio::test]
+async fn the_load_generator_comes_back_as_the_same_accounts_with_their_tokens() {
+    let server = TestServer::start().await;
+    let tokens = server.dir.path().join("tokens.txt");
+    let url = server.url();
+    let run = |with_tokens: bool| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubbub-load"));
+        cmd.args([
+            "--url",
+            &url,
+            "--clients",
+            "3",
+            "--senders",
+            "1",
+            "--rate",
+            "5",
+        ])
+        .args(["--seconds", "0.5"]);
+        if with_tokens {
+            cmd.arg("--tokens").arg(&tokens);
+        }
+        cmd.output()
+    };
+    let first = run(true).await.unwrap();
+    assert!(first.status.success(), "{first:?}");
+    let saved = std::fs::read_to_string(&tokens).unwrap();
+    assert_eq!(saved.lines().count(), 3, "{saved}");
+    assert!(saved.lines().all(|l| l.starts_with("lg") && l.len() > 64));
+    // Without them the names are taken; with them, the same accounts join again.
+    let refused = run(false).await.unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("username_taken"));
+    let again = run(true).await.unwrap();
+    assert!(again.status.success(), "{again:?}");
+}

@@ -79,6 +79,13 @@ struct Args {
     /// A label for the report line.
     #[arg(long, default_value = "")]
     label: String,
+    /// hubbub: a file of `name token` lines. Clients whose name (`lg0`, `lg1`…) has a token
+    /// there present it as `Authorization: Bearer` on the upgrade, as a bot does; the others
+    /// create their account with their join and the token it gives is added to the file. So
+    /// a second run against the same server joins as the same accounts (without the file, it
+    /// is refused: the names have accounts).
+    #[arg(long)]
+    tokens: Option<std::path::PathBuf>,
 }
 
 /// Log-scaled latency histogram (about 2% resolution), shared by all receivers.
@@ -135,6 +142,18 @@ struct Shared {
     disconnected: AtomicU64,
     /// One notifier per sender, poked when its own message comes back (closed loop).
     echoes: Vec<Notify>,
+    /// Tokens by client name: from `--tokens`, plus the ones joins gave this run.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// Reads a `--tokens` file (missing: none yet).
+fn read_tokens(path: &std::path::Path) -> std::collections::HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(name, token)| (name.to_string(), token.trim().to_string()))
+        .collect()
 }
 
 /// The text a sender puts in a message: who, which, and when (µs since start).
@@ -213,12 +232,25 @@ async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String>
     } else {
         TcpStream::connect(addr).await.map_err(|e| fail(&e))?
     };
-    let (mut ws, _) = tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream))
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let name = format!("lg{i}");
+    let known = shared
+        .tokens
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&name)
+        .cloned();
+    let mut request = url.as_str().into_client_request().map_err(|e| fail(&e))?;
+    if let (Some(token), Protocol::Hubbub) = (&known, shared.args.protocol) {
+        let bearer = format!("Bearer {token}").parse().map_err(|e| fail(&e))?;
+        request.headers_mut().insert("authorization", bearer);
+    }
+    let (mut ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
         .await
         .map_err(|e| fail(&e))?;
     if shared.args.protocol == Protocol::Hubbub {
         let join = serde_json::json!({
-            "type": "join", "username": format!("lg{i}"),
+            "type": "join", "username": name,
             "email": format!("lg{i}@load.test"), "room": shared.args.room,
         });
         ws.send(Message::text(join.to_string()))
@@ -226,7 +258,15 @@ async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String>
             .map_err(|e| e.to_string())?;
         loop {
             match ws.next().await {
-                Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => break,
+                Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => {
+                    // A new account's token, for the next run.
+                    let welcome: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+                    if let Some(token) = welcome["token"].as_str() {
+                        let mut tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+                        tokens.insert(name.clone(), token.to_string());
+                    }
+                    break;
+                }
                 Some(Ok(Message::Text(t))) if t.contains("\"error\"") => {
                     return Err(format!("client {i}: join refused: {t}"));
                 }
@@ -371,6 +411,7 @@ async fn main() {
         std::process::exit(2);
     }
     let senders = args.senders;
+    let args_tokens = args.tokens.as_deref().map(read_tokens).unwrap_or_default();
     let shared = Arc::new(Shared {
         echoes: (0..senders).map(|_| Notify::new()).collect(),
         args,
@@ -380,6 +421,7 @@ async fn main() {
         sent: AtomicU64::new(0),
         measuring: AtomicBool::new(false),
         disconnected: AtomicU64::new(0),
+        tokens: std::sync::Mutex::new(args_tokens),
     });
     let args = &shared.args;
     let pids = &args.pid;
@@ -411,6 +453,14 @@ async fn main() {
         }
     }
     let connect_secs = connect_started.elapsed().as_secs_f64();
+    if let Some(path) = &args.tokens {
+        let tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lines: Vec<String> = tokens.iter().map(|(n, t)| format!("{n} {t}")).collect();
+        lines.sort();
+        if let Err(e) = std::fs::write(path, lines.join("\n") + "\n") {
+            eprintln!("cannot write {}: {e}", path.display());
+        }
+    }
     // Let the server settle (join notices, allocations) before measuring memory and CPU.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let connected = servers_stats(pids);
