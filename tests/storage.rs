@@ -343,6 +343,7 @@ async fn accounts_own_names_and_sessions_end_as_asked(location: Location) {
     };
     assert_eq!(owner("browser").await, Some(bob.id));
     assert_eq!(owner("expired").await, None, "expired");
+    assert_eq!(storage.forget_expired_secrets().await.unwrap(), 1);
     assert_eq!(owner("unknown").await, None);
     // Signing out everywhere but here: other sessions and join tokens end, API tokens stay.
     storage.end_sessions(bob.id, Some("browser")).await.unwrap();

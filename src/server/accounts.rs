@@ -93,6 +93,22 @@ fn days_from_now(days: i64) -> i64 {
     now + days * 86_400_000
 }
 
+/// Deletes expired sessions and tokens every hour, for as long as the server runs, so they
+/// do not pile up (in a cluster every node does it; deleting what is gone is harmless).
+pub fn sweep_every_hour(storage: Storage) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(3_600));
+        loop {
+            tick.tick().await;
+            match storage.forget_expired_secrets().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("accounts: deleted {n} expired sessions"),
+                Err(e) => tracing::warn!("accounts: {e}"),
+            }
+        }
+    });
+}
+
 /// A sign-up that passed its checks (see [`Accounts::prepare_sign_up`]).
 pub struct NewAccount {
     pub name: String,

@@ -73,6 +73,7 @@ impl Hub {
             .await?;
             let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
             storage::expire_every_hour(opened.storage.clone(), config.retention_days);
+            super::accounts::sweep_every_hour(opened.storage.clone());
             let cluster = Cluster::start(
                 url,
                 config.clone(),
@@ -106,6 +107,7 @@ impl Hub {
         )
         .await?;
         storage::expire_every_hour(opened.storage.clone(), config.retention_days);
+        super::accounts::sweep_every_hour(opened.storage.clone());
         let rooms = Arc::new(Rooms::new(&config, opened.last_id, metrics.clone()));
         let _ = slot.set(rooms.clone());
         let hub = Hub {

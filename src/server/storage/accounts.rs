@@ -212,6 +212,28 @@ impl Storage {
         Ok(found.filter(|account| !account.banned))
     }
 
+    /// Deletes the sessions and tokens that have expired; returns how many.
+    pub async fn forget_expired_secrets(&self) -> Result<u64, StoreError> {
+        let sql = "DELETE FROM sessions WHERE expires_ms <= $1";
+        let now = now_ms();
+        let doing = "deleting expired sessions";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![now]).map(|n| n as u64)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&now])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+
     /// Ends one session (signing out).
     pub async fn end_secret(&self, token_hash: &str) -> Result<(), StoreError> {
         let sql = "DELETE FROM sessions WHERE token_hash = $1";
