@@ -172,6 +172,9 @@ mod imp {
     /// What a form's request says about who sent it.
     struct Request {
         headers: HeaderMap,
+        /// Posted by the HTML form itself (no script yet): the answer is a redirect back to
+        /// the page, and a refusal travels in its URL (Leptos's `__err`) for the page to show.
+        plain_form: bool,
         /// The client's address (behind a trusted proxy, the one it forwarded).
         ip: std::net::IpAddr,
         via_trusted_proxy: bool,
@@ -184,10 +187,15 @@ mod imp {
         let ip = crate::server::client_ip(peer.ip(), &headers, trusted);
         let peer = peer.ip().to_canonical();
         let via_trusted_proxy = trusted.iter().any(|t| t.to_canonical() == peer);
+        let plain_form = headers
+            .get(header::ACCEPT)
+            .and_then(|a| a.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
         Ok(Request {
             headers,
             ip,
             via_trusted_proxy,
+            plain_form,
         })
     }
 
@@ -259,14 +267,15 @@ mod imp {
             }
             // Another account would leave this one's session behind, and an account without
             // a password is only reachable through its sessions.
-            return Ok(Answer::Refused {
+            let refused = Answer::Refused {
                 code: ErrorCode::UsernameTaken,
                 message: format!(
                     "this browser is signed in as “{}”: sign out first (Account menu) to \
                      create another account",
                     account.name
                 ),
-            });
+            };
+            return for_form(&request, Ok(refused));
         }
         match hub
             .accounts
@@ -277,7 +286,21 @@ mod imp {
                 set_cookie(&request, Some(&secret));
                 Ok(Answer::SignedIn(info(&account)))
             }
-            Err(refused) => answer(refused),
+            Err(refused) => for_form(&request, answer(refused)),
+        }
+    }
+
+    /// For a form posted without the script, a refusal is an error, which Leptos puts in the
+    /// URL it redirects back to (the join form shows it from there).
+    fn for_form(
+        request: &Request,
+        answered: Result<Answer, ServerFnError>,
+    ) -> Result<Answer, ServerFnError> {
+        match answered {
+            Ok(Answer::Refused { message, .. }) if request.plain_form => {
+                Err(ServerFnError::new(message))
+            }
+            other => other,
         }
     }
 
@@ -289,7 +312,7 @@ mod imp {
                 set_cookie(&request, Some(&secret));
                 Ok(Answer::SignedIn(info(&account)))
             }
-            Err(refused) => answer(refused),
+            Err(refused) => for_form(&request, answer(refused)),
         }
     }
 

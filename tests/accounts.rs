@@ -492,3 +492,31 @@ async fn the_load_generator_comes_back_as_the_same_accounts_with_their_tokens() 
     let again = run(true).await.unwrap();
     assert!(again.status.success(), "{again:?}");
 }
+
+#[tokio::test]
+async fn the_forms_work_without_the_script_and_bring_refusals_back_in_the_url() {
+    let server = TestServer::start().await;
+    let page = format!("http://{}/r/dev", server.addr);
+    let as_a_form = [
+        SAME_SITE,
+        ("Accept", "text/html,application/xhtml+xml"),
+        ("Referer", page.as_str()),
+    ];
+    let fields = [("username", "plain"), ("email", "plain@example.com")];
+    let (status, head, _) = http_post(server.addr, "/api/sign_up", &fields, &as_a_form).await;
+    assert!((300..400).contains(&status), "a redirect back: {head}");
+    assert!(
+        head.contains("location: http://") && head.contains("/r/dev"),
+        "{head}"
+    );
+    assert!(session_cookie(&head).is_some(), "{head}");
+
+    let (status, head, _) = http_post(server.addr, "/api/sign_up", &fields, &as_a_form).await;
+    assert!((300..400).contains(&status), "{head}");
+    assert!(
+        head.contains("__err="),
+        "the refusal travels in the URL: {head}"
+    );
+    assert!(session_cookie(&head).is_none());
+    // (The page it leads to shows the message: end2end/tests/accounts.spec.ts.)
+}

@@ -1,6 +1,6 @@
 import { expect, Page, test } from "@playwright/test";
 import { Hubbub } from "./server";
-import { join, messages, openChat, say } from "./helpers";
+import { join, messages, online, openChat, say } from "./helpers";
 
 const openAccountMenu = async (page: Page) => {
   await page.locator("summary", { hasText: "Account" }).click();
@@ -126,6 +126,49 @@ test("a locked server refuses a sign-up without an invitation and takes one with
     await join(guest, "guest");
     await say(guest, "thanks for the invitation");
     await expect(messages(admin).getByText("thanks for the invitation")).toBeVisible();
+  } finally {
+    await local.stop();
+  }
+});
+
+test("without JavaScript, signing up and signing in still work, and refusals are explained", async ({
+  browser,
+}) => {
+  const local = await Hubbub.start();
+  try {
+    const noScript = await browser.newContext({ javaScriptEnabled: false });
+    const page = await noScript.newPage();
+    await page.goto(local.url);
+    await page.getByLabel("Email").fill("nojs@example.com");
+    await page.getByLabel("Username").fill("nojs");
+    await page.getByRole("button", { name: "Join chat" }).click();
+    // Back to the page (Leptos leaves an empty query: `/?`).
+    await page.waitForURL(/\/\?$/, { waitUntil: "domcontentloaded" });
+    await expect(page.getByRole("button", { name: "Join chat" })).toBeVisible();
+    const session = (await noScript.cookies()).find((c) => c.name === "hubbub_session");
+    expect(session?.httpOnly).toBe(true);
+    expect(session?.sameSite).toBe("Lax");
+
+    // Another browser without the script, the same name: told why, in the page.
+    const other = await (await browser.newContext({ javaScriptEnabled: false })).newPage();
+    await other.goto(local.url);
+    await other.getByLabel("Email").fill("nojs@example.com");
+    await other.getByLabel("Username").fill("NoJS");
+    await other.getByRole("button", { name: "Join chat" }).click();
+    await expect(other.getByText(/belongs to an account/)).toBeVisible();
+    // A wrong password too, from the sign-in form.
+    await other.getByText("Have a password? Sign in").click();
+    await other.getByLabel("Account name").fill("nojs");
+    await other.getByLabel("Password").fill("not the password");
+    await other.getByRole("button", { name: "Sign in" }).click();
+    await expect(other.getByText(/do not match an account/)).toBeVisible();
+
+    // Once the script can run, the signed-in browser joins by itself, as its account.
+    const withScript = await browser.newContext({ storageState: await noScript.storageState() });
+    const later = await withScript.newPage();
+    await later.goto(local.url);
+    await expect(later.getByRole("textbox", { name: "Message" })).toBeVisible();
+    await expect(online(later).getByText("nojs")).toBeVisible();
   } finally {
     await local.stop();
   }
