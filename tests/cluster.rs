@@ -828,7 +828,7 @@ async fn two_tabs_of_one_account_on_a_node_are_one_person_across_the_cluster() {
 }
 
 #[tokio::test]
-async fn a_ban_on_one_node_closes_the_account_on_every_node() {
+async fn a_ban_or_a_removal_on_one_node_reaches_every_node() {
     let redis = Redis::start().await;
     let (a, b) = (node(&redis).await, node(&redis).await);
     let mut root = a.joined("root").await; // the first account: the admin
@@ -839,5 +839,11 @@ async fn a_ban_on_one_node_closes_the_account_on_every_node() {
     root.send_json(json!({"type":"ban","username":"alice"}))
         .await;
     assert_eq!(alice.close_code().await, 4007);
+    // Removing someone from a room reaches the node they are on, too.
+    let mut bob = b.joined("bob").await;
+    root.recv().await; // bob joined
+    root.send_json(json!({"type":"kick","username":"bob"}))
+        .await;
+    assert_eq!(bob.close_code().await, 4006);
     root.assert_alive().await;
 }

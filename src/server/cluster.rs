@@ -139,11 +139,13 @@ fn accounts_channel() -> String {
     format!("{PREFIX}accounts")
 }
 
-/// An account whose connections every node closes.
+/// An account whose connections every node closes (in one room only, when `room` is set).
 #[derive(Serialize, Deserialize)]
 struct CloseAccount {
     name: String,
     code: u16,
+    #[serde(default)]
+    room: Option<String>,
 }
 
 /// A node's handle on the cluster.
@@ -681,10 +683,11 @@ impl Cluster {
 
     /// Has every node close the connections of the account named `name` with `code`
     /// (published after what this node published before, retried while Redis is away).
-    pub fn close_account(&self, name: &str, code: u16) {
+    pub fn close_account(&self, name: &str, code: u16, room: Option<&str>) {
         let payload = serde_json::to_string(&CloseAccount {
             name: name.to_string(),
             code,
+            room: room.map(str::to_string),
         })
         .unwrap_or_default();
         let _ = self
@@ -753,8 +756,14 @@ impl Cluster {
         if channel == accounts_channel() {
             if let Ok(closing) = serde_json::from_slice::<CloseAccount>(message.get_payload_bytes())
             {
-                self.rooms
-                    .close_user(&closing.name, closing.code, close_reason(closing.code));
+                let reason = close_reason(closing.code);
+                match &closing.room {
+                    Some(room) => {
+                        self.rooms
+                            .close_user_in(room, &closing.name, closing.code, reason)
+                    }
+                    None => self.rooms.close_user(&closing.name, closing.code, reason),
+                }
             }
             return;
         }
@@ -991,6 +1000,7 @@ return gone
 pub fn close_reason(code: u16) -> &'static str {
     match code {
         crate::protocol::close::BANNED => "this account was banned",
+        crate::protocol::close::REMOVED => "an admin removed you from this room",
         crate::protocol::close::SESSIONS_ENDED => {
             "this account's sessions changed; sign in again if asked"
         }

@@ -257,7 +257,17 @@ impl Hub {
         self.rooms
             .close_user(name, code, super::cluster::close_reason(code));
         if let Backend::Cluster(cluster) = &self.backend {
-            cluster.close_account(name, code);
+            cluster.close_account(name, code, None);
+        }
+    }
+
+    /// Closes the connections of the user named `name` to `room`, on every node (an admin
+    /// removed them).
+    pub fn close_in_room(&self, room: &str, name: &str, code: u16) {
+        self.rooms
+            .close_user_in(room, name, code, super::cluster::close_reason(code));
+        if let Backend::Cluster(cluster) = &self.backend {
+            cluster.close_account(name, code, Some(room));
         }
     }
 

@@ -80,12 +80,7 @@ pub(super) async fn kick(hub: &Hub, session: &Session, username: &str) -> Reply 
             format!("“{}” is not in this room", username.trim()),
         );
     };
-    hub.rooms.close_user_in(
-        &session.room,
-        &user.username,
-        close::REMOVED,
-        "an admin removed you from this room",
-    );
+    hub.close_in_room(&session.room, &user.username, close::REMOVED);
     let subject = format!("{} from #{}", user.username, session.room);
     hub.record(&session.user.username, "removed", &subject)
         .await;
