@@ -243,7 +243,9 @@ mod imp {
             return Ok(None);
         };
         // The database's own words stay in the log: they can name its host.
-        let account = hub.accounts.by_secret(&secret).await.map_err(|e| {
+        // Only a browser session: a bot's token sent as a cookie is not one.
+        let kinds = [crate::server::storage::SecretKind::Browser];
+        let account = hub.accounts.by_secret(&secret, &kinds).await.map_err(|e| {
             tracing::error!("{e}");
             ServerFnError::new("the server cannot reach its database right now; try again")
         })?;
@@ -474,7 +476,12 @@ mod imp {
         let hub = hub()?;
         let account = signed_in(&hub).await?;
         match hub.accounts.revoke_api_token(&account, &id).await {
-            Ok(true) => Ok(Answer::Done),
+            Ok(true) => {
+                // A bot already connected with it must not go on: the account's connections
+                // are closed; browsers reconnect with their sessions, the bot gets 401.
+                hub.close_account(&account.name, crate::protocol::close::SESSIONS_ENDED);
+                Ok(Answer::Done)
+            }
             Ok(false) => Ok(Answer::Refused {
                 code: ErrorCode::NotFound,
                 message: "this account has no such token".into(),

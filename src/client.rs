@@ -662,7 +662,10 @@ mod socket {
                         let Ok(frame) = serde_json::from_str::<ServerFrame>(&text) else {
                             continue;
                         };
-                        if let ServerFrame::Message(message) = &frame {
+                        // A change (a deletion) is nothing new to read.
+                        if let ServerFrame::Message(message) = &frame
+                            && message.change.is_none()
+                        {
                             attention(chat, message);
                         }
                         if let ServerFrame::Welcome { heartbeat_ms: hb, .. } = &frame {

@@ -388,7 +388,27 @@ async fn an_api_token_signs_a_bot_in_at_the_upgrade_until_it_is_revoked() {
     );
     let list: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
     let id = list[0]["id"].as_str().unwrap().to_string();
-    // Revoked: the next upgrade with it is refused outright.
+    // A bot's token is no browser session: as a cookie it opens none of the account's forms.
+    let (_, body) = form(&server, "/api/me", &[], Some(&token)).await;
+    assert_eq!(body, "null");
+    let as_cookie = format!("hubbub_session={token}");
+    let (status, _, _) = http_post(
+        server.addr,
+        "/api/create_api_token",
+        &[("label", "more")],
+        &[SAME_SITE, ("Cookie", as_cookie.as_str())],
+    )
+    .await;
+    assert_ne!(status, 200);
+    // Nor is a browser session a bot's token.
+    let browser_as_bearer = format!("Bearer {secret}");
+    let refused = Client::connect_with(
+        &server.url(),
+        &[("Authorization", browser_as_bearer.as_str())],
+    )
+    .await;
+    assert_eq!(refused.err(), Some(401));
+    // Revoked: the bot already connected is closed, and the next upgrade with it refused.
     let (_, body) = form(
         &server,
         "/api/revoke_api_token",
@@ -397,6 +417,7 @@ async fn an_api_token_signs_a_bot_in_at_the_upgrade_until_it_is_revoked() {
     )
     .await;
     assert!(body.contains("Done"), "{body}");
+    assert_eq!(bot.close_code().await, 4008);
     let refused = Client::connect_with(&server.url(), &[("Authorization", bearer.as_str())]).await;
     assert_eq!(refused.err(), Some(401));
     let made_up = format!("Bearer {}", "a".repeat(64));

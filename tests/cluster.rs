@@ -847,3 +847,34 @@ async fn a_ban_or_a_removal_on_one_node_reaches_every_node() {
     assert_eq!(bob.close_code().await, 4006);
     root.assert_alive().await;
 }
+
+#[tokio::test]
+async fn two_tabs_joining_at_the_same_moment_leave_no_presence_behind() {
+    let redis = Redis::start().await;
+    let (a, b) = (node(&redis).await, node(&redis).await);
+    let mut first = a.client().await;
+    first.join("alice").await; // her account and token
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut one, mut two) = (a.client().await, a.client().await);
+    let (w1, w2) = futures::join!(one.join("alice"), two.join("alice"));
+    assert!(matches!(w1, ServerFrame::Welcome { .. }) && matches!(w2, ServerFrame::Welcome { .. }));
+    one.assert_alive().await;
+    two.assert_alive().await;
+    drop(one);
+    drop(two);
+    // Both gone: nobody anywhere sees her online any more.
+    let mut seen = true;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut carol = b.client().await;
+        let ServerFrame::Welcome { online, .. } = carol.join("carol").await else {
+            unreachable!()
+        };
+        seen = names(&online).contains(&"alice");
+        if !seen {
+            break;
+        }
+    }
+    assert!(!seen, "alice stayed online after her last tab closed");
+}

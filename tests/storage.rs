@@ -338,7 +338,7 @@ async fn accounts_own_names_and_sessions_end_as_asked(location: Location) {
                 .account_for_secret(hash)
                 .await
                 .unwrap()
-                .map(|a| a.id)
+                .map(|(a, _)| a.id)
         }
     };
     assert_eq!(owner("browser").await, Some(bob.id));

@@ -219,6 +219,7 @@ impl Accounts {
         new: NewAccount,
         kind: SecretKind,
     ) -> Result<(Account, String), Refused> {
+        let mut used_invite = None;
         if self.storage.signups_locked().await? {
             let used = match &new.invite_hash {
                 Some(hash) => self.storage.use_invite(hash, &new.name).await?,
@@ -230,7 +231,21 @@ impl Accounts {
                     "this invitation was used or has expired meanwhile; ask for another",
                 ));
             }
+            used_invite = new.invite_hash.clone();
         }
+        let created = self.create(&new, kind).await;
+        // An invitation is only spent on an account that was made.
+        if let (Err(_), Some(hash)) = (&created, &used_invite) {
+            self.storage.release_invite(hash).await?;
+        }
+        created
+    }
+
+    async fn create(
+        &self,
+        new: &NewAccount,
+        kind: SecretKind,
+    ) -> Result<(Account, String), Refused> {
         let created = self
             .storage
             .create_account(&new.name, &new.key, &new.avatar)
@@ -334,13 +349,24 @@ impl Accounts {
             .map_err(|_| StoreError::Stopped)
     }
 
-    /// The account a secret (cookie, token) belongs to; `None` for an unknown, expired or
-    /// revoked one, or a banned account.
-    pub async fn by_secret(&self, secret: &str) -> Result<Option<Account>, StoreError> {
+    /// The account a secret belongs to, if it is one of the `kinds` asked for (a bot's token
+    /// is no browser session, nor the other way round); `None` for an unknown, expired or
+    /// revoked one, another kind, or a banned account.
+    pub async fn by_secret(
+        &self,
+        secret: &str,
+        kinds: &[SecretKind],
+    ) -> Result<Option<Account>, StoreError> {
         if secret.len() != 64 || !secret.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Ok(None);
         }
-        self.storage.account_for_secret(&secret_hash(secret)).await
+        let found = self
+            .storage
+            .account_for_secret(&secret_hash(secret))
+            .await?;
+        Ok(found
+            .filter(|(_, kind)| kinds.contains(kind))
+            .map(|(account, _)| account))
     }
 
     /// Sets the account's password (replacing any), and ends its other sessions: whoever

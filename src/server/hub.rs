@@ -9,6 +9,7 @@ use super::metrics::Metrics;
 use super::rooms::{ConnId, Joined, LocalRefusal, Outbound, Rooms};
 use super::storage::{self, Appended, AuditEntry, Draft, Entry, Location, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, User};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
@@ -41,6 +42,10 @@ pub struct Hub {
     /// Who may use which name, in the same storage as the messages.
     pub accounts: Accounts,
     next_conn: AtomicU64,
+    /// Cluster mode: one join or leave at a time per user and room on this node, so two tabs
+    /// joining at once claim presence once, and a tab joining while the last one leaves does
+    /// not end up in the room without a claim.
+    presence_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Hub {
@@ -90,6 +95,7 @@ impl Hub {
                 config,
                 metrics,
                 next_conn: AtomicU64::new(1),
+                presence_locks: Default::default(),
             };
             return Ok(hub);
         }
@@ -118,6 +124,7 @@ impl Hub {
             config,
             metrics,
             next_conn: AtomicU64::new(1),
+            presence_locks: Default::default(),
         };
         Ok(hub)
     }
@@ -195,6 +202,8 @@ impl Hub {
         };
         // The room's channel first: from then on this node gets all of the room's messages.
         cluster.open(room).await.map_err(JoinRefused::Unavailable)?;
+        let lock = self.presence_lock(room, user);
+        let _one_at_a_time = lock.lock().await;
         // The claim also says who is online anywhere in the cluster (this node only knows its
         // own users): one round trip. Another tab of a user already here claims again under
         // the same id as the first (nothing changes in Redis), so it does not replace it.
@@ -243,12 +252,29 @@ impl Hub {
 
     /// Removes the connection's user from the room, and from the cluster's presence.
     pub async fn leave(&self, room: &str, user: &User, conn: ConnId) {
+        let Backend::Cluster(cluster) = &self.backend else {
+            self.rooms.leave(room, user, conn);
+            return;
+        };
+        let lock = self.presence_lock(room, user);
+        let _one_at_a_time = lock.lock().await;
         // Released only when the user's last connection here has gone.
-        let claim = self.rooms.leave(room, user, conn);
-        if let (Backend::Cluster(cluster), Some(claim)) = (&self.backend, claim) {
+        if let Some(claim) = self.rooms.leave(room, user, conn) {
             cluster.release(room, user, claim).await;
             cluster.close_if_empty(room);
         }
+    }
+
+    /// The lock serialising `user`'s joins and leaves of `room` on this node.
+    fn presence_lock(&self, room: &str, user: &User) -> Arc<tokio::sync::Mutex<()>> {
+        let key = format!("{room}\n{}", crate::protocol::name_key(&user.username));
+        let mut locks = self
+            .presence_locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // Only locks someone holds or waits for are kept: one per join or leave under way.
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(key).or_default().clone()
     }
 
     /// Ends the open connections of the account named `name` on this node (it signed out of

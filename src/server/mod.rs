@@ -247,10 +247,15 @@ async fn upgrade(
     // Who is connecting, before any frame: a bearer token (bots) must be valid; a stale
     // session cookie only means the browser is not signed in.
     let (cookie, bearer) = accounts::secrets(headers);
-    let secret = bearer.as_deref().or(cookie.as_deref());
+    use storage::SecretKind::{Api, Browser, Join};
+    let secret = match (&bearer, &cookie) {
+        (Some(token), _) => Some((token.as_str(), &[Api, Join][..])),
+        (None, Some(cookie)) => Some((cookie.as_str(), &[Browser][..])),
+        (None, None) => None,
+    };
     let signed_in = match secret {
         None => None,
-        Some(secret) => match hub.accounts.by_secret(secret).await {
+        Some((secret, kinds)) => match hub.accounts.by_secret(secret, kinds).await {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!("{e}");

@@ -146,7 +146,11 @@ async fn identify(hub: &Hub, peer: &Peer, asked: &Asked) -> Result<Who, Reply> {
     let refused = |code, message: String| Reply::Refused(Invalid { code, message }, None);
     let account = match (&peer.signed_in, &asked.token) {
         (Some(account), _) => account.clone(),
-        (None, Some(token)) => match hub.accounts.by_secret(token).await {
+        (None, Some(token)) => match hub
+            .accounts
+            .by_secret(token, &[SecretKind::Join, SecretKind::Api])
+            .await
+        {
             Ok(Some(account)) => account,
             Ok(None) => {
                 let message = "this token is not valid (unknown, revoked, or its account is \

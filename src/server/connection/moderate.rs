@@ -32,6 +32,17 @@ pub(super) async fn delete(hub: &Hub, session: &Session, id: u64) -> Reply {
         }
         Err(e) => return Reply::Unavailable(e, None),
     };
+    // A private message of others is not there, as far as this user can tell: answering
+    // "not allowed" would tell them that one exists with this id.
+    let visible = entry.recipient_key.is_none()
+        || entry.sender_key == session.sender_key
+        || entry.recipient_key.as_deref() == Some(session.sender_key.as_str());
+    if !visible {
+        return refused(
+            ErrorCode::NotFound,
+            format!("there is no message {id} in this room"),
+        );
+    }
     if entry.message.deleted {
         return Reply::Done;
     }

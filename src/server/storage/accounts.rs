@@ -49,6 +49,15 @@ pub enum SecretKind {
 }
 
 impl SecretKind {
+    fn parse(kind: &str) -> Option<Self> {
+        match kind {
+            "browser" => Some(SecretKind::Browser),
+            "join" => Some(SecretKind::Join),
+            "api" => Some(SecretKind::Api),
+            _ => None,
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             SecretKind::Browser => "browser",
@@ -179,11 +188,11 @@ impl Storage {
     pub async fn account_for_secret(
         &self,
         token_hash: &str,
-    ) -> Result<Option<Account>, StoreError> {
+    ) -> Result<Option<(Account, SecretKind)>, StoreError> {
         let hash = token_hash.to_string();
         let now = now_ms();
         let sql = format!(
-            "SELECT {} FROM sessions s JOIN accounts a ON a.id = s.account_id \
+            "SELECT {}, s.kind FROM sessions s JOIN accounts a ON a.id = s.account_id \
              WHERE s.token_hash = $1 AND s.expires_ms > $2",
             ACCOUNT_COLUMNS
                 .split(", ")
@@ -195,8 +204,10 @@ impl Storage {
         let found = match &self.log {
             Backend::Sqlite(db) => {
                 with(&db.reader, doing, move |conn| {
-                    conn.query_row(&sql, params![hash, now], sqlite_account)
-                        .optional()
+                    conn.query_row(&sql, params![hash, now], |row| {
+                        Ok((sqlite_account(row)?, row.get::<_, String>(6)?))
+                    })
+                    .optional()
                 })
                 .await?
             }
@@ -206,10 +217,13 @@ impl Storage {
                     .query_opt(&sql, &[&hash, &now])
                     .await
                     .map_err(|e| StoreError::query(doing, e))?;
-                row.as_ref().map(postgres_account)
+                row.as_ref()
+                    .map(|row| (postgres_account(row), row.get::<_, String>(6)))
             }
         };
-        Ok(found.filter(|account| !account.banned))
+        Ok(found
+            .filter(|(account, _)| !account.banned)
+            .and_then(|(account, kind)| Some((account, SecretKind::parse(&kind)?))))
     }
 
     /// Deletes the sessions and tokens that have expired; returns how many.

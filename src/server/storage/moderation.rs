@@ -301,6 +301,29 @@ impl Storage {
         }
     }
 
+    /// Makes a used invitation usable again (the sign-up it was used for failed).
+    pub async fn release_invite(&self, code_hash: &str) -> Result<(), StoreError> {
+        let sql = "UPDATE invites SET used_by = NULL WHERE code_hash = $1";
+        let hash = code_hash.to_string();
+        let doing = "releasing an invitation";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.execute(sql, params![hash]).map(drop)
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                client
+                    .execute(sql, &[&hash])
+                    .await
+                    .map(drop)
+                    .map_err(|e| StoreError::query(doing, e))
+            }
+        }
+    }
+
     /// Uses up an invitation for `name`; false if it was used (or expired) meanwhile.
     pub async fn use_invite(&self, code_hash: &str, name: &str) -> Result<bool, StoreError> {
         let sql = "UPDATE invites SET used_by = $1 WHERE code_hash = $2 AND used_by IS NULL \
