@@ -25,6 +25,37 @@ pub fn origin() -> String {
     imp::origin()
 }
 
+/// Remembers the email and name this browser joined with, so a reload rejoins by itself.
+pub fn remember_identity(email: &str, name: &str) {
+    imp::remember_identity(email, name)
+}
+
+/// The email and name this browser last joined with, if any.
+pub fn saved_identity() -> Option<(String, String)> {
+    imp::saved_identity()
+}
+
+/// Sends the page to `path` (a full load).
+pub fn go_to(path: &str) {
+    imp::go_to(path)
+}
+
+/// Calls `f` every `period`, for as long as the page lives (nothing on the server).
+pub fn every(period: std::time::Duration, f: impl Fn() + 'static) {
+    imp::every(period, f)
+}
+
+/// Whether the user has not yet answered the browser's notification question (false on the
+/// server, and where notifications do not exist).
+pub fn notifications_undecided() -> bool {
+    imp::notifications_undecided()
+}
+
+/// Asks the browser's notification question, and waits for the answer.
+pub async fn ask_for_notifications() {
+    imp::ask_for_notifications().await
+}
+
 /// Stops watching sizes when dropped.
 pub struct Resize(#[allow(dead_code)] imp::Handle);
 
@@ -37,6 +68,40 @@ mod imp {
             .location()
             .origin()
             .unwrap_or_default()
+    }
+
+    pub fn go_to(path: &str) {
+        let _ = leptos::prelude::window().location().set_href(path);
+    }
+
+    fn storage() -> Option<leptos::web_sys::Storage> {
+        leptos::prelude::window().local_storage().ok().flatten()
+    }
+
+    pub fn remember_identity(email: &str, name: &str) {
+        if let Some(storage) = storage() {
+            let _ = storage.set_item(super::IDENTITY_KEY, &format!("{email}\n{name}"));
+        }
+    }
+
+    pub fn saved_identity() -> Option<(String, String)> {
+        let saved = storage()?.get_item(super::IDENTITY_KEY).ok().flatten()?;
+        let (email, name) = saved.split_once('\n')?;
+        Some((email.to_string(), name.to_string()))
+    }
+
+    pub fn every(period: std::time::Duration, f: impl Fn() + 'static) {
+        leptos::prelude::set_interval(f, period);
+    }
+
+    pub fn notifications_undecided() -> bool {
+        web_sys::Notification::permission() == web_sys::NotificationPermission::Default
+    }
+
+    pub async fn ask_for_notifications() {
+        if let Ok(promise) = web_sys::Notification::request_permission() {
+            let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        }
     }
 
     pub fn forget_identity_and_reload() {
@@ -89,6 +154,22 @@ mod imp {
     pub fn origin() -> String {
         String::new()
     }
+
+    pub fn go_to(_: &str) {}
+
+    pub fn remember_identity(_: &str, _: &str) {}
+
+    pub fn saved_identity() -> Option<(String, String)> {
+        None
+    }
+
+    pub fn every(_: std::time::Duration, _: impl Fn() + 'static) {}
+
+    pub fn notifications_undecided() -> bool {
+        false
+    }
+
+    pub async fn ask_for_notifications() {}
 
     pub fn on_resize(_: &Element, _: &Element, _: impl Fn() + 'static) -> Resize {
         Resize(Handle)

@@ -97,6 +97,8 @@ pub struct Chat {
     pub loading_older: RwSignal<bool>,
     /// What is typed in the message box (the online list can start a `/msg` there).
     pub draft: RwSignal<String>,
+    /// Bumped to ask the message box for the keyboard (the online list's envelope button).
+    pub focus_composer: RwSignal<u32>,
     /// Who is typing right now (never this user), in the order they started.
     pub typing: RwSignal<Vec<String>>,
     /// Messages that arrived while the tab was hidden (shown in the title).
@@ -126,6 +128,7 @@ impl Chat {
             has_more: RwSignal::new(false),
             loading_older: RwSignal::new(false),
             draft: RwSignal::new(String::new()),
+            focus_composer: RwSignal::new(0),
             typing: RwSignal::new(Vec::new()),
             unread: RwSignal::new(0),
             synced_to: StoredValue::new(None),
@@ -296,6 +299,46 @@ impl Chat {
     }
 }
 
+/// Sends a message (through the outbox: shown as pending until the server has it).
+pub fn send_message(chat: Chat, text: String, to: Option<String>) {
+    #[cfg(feature = "hydrate")]
+    socket::send_message(chat, text, to);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (chat, text, to);
+}
+
+/// Starts (once) the task that keeps this page connected as `identity`.
+pub fn connect(chat: Chat, identity: Identity) {
+    #[cfg(feature = "hydrate")]
+    socket::connect(chat, identity);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (chat, identity);
+}
+
+/// Asks for the page of messages before the oldest one shown.
+pub fn load_older(chat: Chat) {
+    #[cfg(feature = "hydrate")]
+    socket::load_older(chat);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = chat;
+}
+
+/// Sends a refused outbox entry again.
+pub fn retry(chat: Chat, client_id: &str) {
+    #[cfg(feature = "hydrate")]
+    socket::retry(chat, client_id);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (chat, client_id);
+}
+
+/// Tells the room this user is typing (at most every couple of seconds).
+pub fn typing(chat: Chat) {
+    #[cfg(feature = "hydrate")]
+    socket::typing(chat);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = chat;
+}
+
 /// Asks the server to delete message `id`; the page drops it when the server's change comes
 /// back (to everyone at once).
 pub fn delete_message(chat: Chat, id: u64) {
@@ -392,7 +435,7 @@ fn insert_message(entries: &mut Vec<Entry>, m: ChatMessage) {
 }
 
 #[cfg(feature = "hydrate")]
-pub use socket::{connect, load_older, send_frame, send_message, typing};
+pub use socket::send_frame;
 
 #[cfg(feature = "hydrate")]
 mod socket {
@@ -790,9 +833,6 @@ mod socket {
         command(chat, Command::Flush);
     }
 }
-
-#[cfg(feature = "hydrate")]
-pub use socket::retry;
 
 #[cfg(test)]
 mod tests {

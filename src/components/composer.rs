@@ -12,9 +12,14 @@ pub fn Composer() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // Just joined: the keyboard goes to the message box.
     let input = NodeRef::<leptos::html::Input>::new();
+    // Also whenever someone asks for it (the online list's envelope button), with the cursor
+    // after what is there.
     Effect::new(move || {
+        chat.focus_composer.track();
         if let Some(input) = input.get() {
             let _ = input.focus();
+            let end = input.value().len() as u32;
+            let _ = input.set_selection_range(end, end);
         }
     });
     let submit = move |ev: SubmitEvent| {
@@ -38,10 +43,7 @@ pub fn Composer() -> impl IntoView {
             Ok(()) => {
                 error.set(None);
                 text.set(String::new());
-                #[cfg(feature = "hydrate")]
                 crate::client::send_message(chat, body, to);
-                #[cfg(not(feature = "hydrate"))]
-                let _ = (body, to);
             }
         }
     };
@@ -60,7 +62,6 @@ pub fn Composer() -> impl IntoView {
                 on:input=move |ev| {
                     text.set(event_target_value(&ev));
                     error.set(None);
-                    #[cfg(feature = "hydrate")]
                     crate::client::typing(chat);
                 }
             />

@@ -17,9 +17,6 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-#[cfg(feature = "hydrate")]
-use crate::browser::IDENTITY_KEY;
-
 #[component]
 pub fn JoinForm() -> impl IntoView {
     let chat = expect_context::<Chat>();
@@ -44,16 +41,8 @@ pub fn JoinForm() -> impl IntoView {
     // An invitation link (`?invite=…`), needed while an admin has locked sign-ups.
     let invite = Memo::new(move |_| query.read().get("invite").unwrap_or_default());
     let connect = move |identity: Identity| {
-        #[cfg(feature = "hydrate")]
-        {
-            if let Ok(Some(storage)) = window().local_storage() {
-                let saved = format!("{}\n{}", identity.email, identity.username);
-                let _ = storage.set_item(IDENTITY_KEY, &saved);
-            }
-            crate::client::connect(chat, identity);
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = identity;
+        crate::browser::remember_identity(&identity.email, &identity.username);
+        crate::client::connect(chat, identity);
     };
     // Signs up (or finds this browser already signed in as the name), then connects.
     let join = move |identity: Identity| {
@@ -83,17 +72,9 @@ pub fn JoinForm() -> impl IntoView {
 
     // Coming back (reload, new tab, or the redirect after a form posted without the script):
     // a browser signed in joins as its account; otherwise as the name it last used, if any.
-    #[cfg(feature = "hydrate")]
+    // (Effects run in the browser only.)
     Effect::new(move || {
-        let saved = window()
-            .local_storage()
-            .ok()
-            .flatten()
-            .and_then(|s| s.get_item(IDENTITY_KEY).ok().flatten());
-        let saved = saved
-            .as_deref()
-            .and_then(|s| s.split_once('\n'))
-            .map(|(e, u)| (e.to_string(), u.to_string()));
+        let saved = crate::browser::saved_identity();
         if let (Some((e, u)), Some(email), Some(name)) = (
             &saved,
             email_input.get_untracked(),

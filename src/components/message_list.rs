@@ -103,7 +103,6 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
             unseen.set(0);
         }
         height.set_value(el.scroll_height());
-        #[cfg(feature = "hydrate")]
         if el.scroll_top() < 80
             && chat.has_more.get_untracked()
             && !chat.loading_older.get_untracked()
@@ -119,10 +118,7 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
         unseen.set(0);
         at_bottom.set(true);
     };
-    let load_older = move |_| {
-        #[cfg(feature = "hydrate")]
-        crate::client::load_older(chat);
-    };
+    let load_older = move |_| crate::client::load_older(chat);
 
     view! {
         // Focusable, so the history can be scrolled from the keyboard.
@@ -239,12 +235,7 @@ fn PendingItem(pending: Pending) -> impl IntoView {
     let failed = pending.failed.clone();
     let is_failed = failed.is_some();
     let client_id = pending.client_id.clone();
-    let retry = move |_| {
-        #[cfg(feature = "hydrate")]
-        crate::client::retry(chat, &client_id);
-        #[cfg(not(feature = "hydrate"))]
-        let _ = &client_id;
-    };
+    let retry = move |_| crate::client::retry(chat, &client_id);
     view! {
         <li class="message mine pending" class:failed=is_failed class:private=pending.to.is_some()>
             {me.map(|user| view! { <Avatar user /> })}

@@ -24,7 +24,7 @@ pub fn OnlineList() -> impl IntoView {
                             let name = user.username.clone();
                             let write_privately = move |_| {
                                 chat.draft.set(format!("/msg {name} "));
-                                focus_composer();
+                                chat.focus_composer.update(|n| *n += 1);
                             };
                             let label = format!("Message {} privately", user.username);
                             view! {
@@ -81,21 +81,5 @@ fn AdminControls(name: String) -> impl IntoView {
     view! {
         <button class="admin" aria-label=format!("Remove {name} from the room") on:click=kick>"Remove"</button>
         <button class="admin" aria-label=format!("Ban {name}") on:click=ban>"Ban"</button>
-    }
-}
-
-/// Puts the keyboard in the message box, with the cursor after what is there.
-fn focus_composer() {
-    #[cfg(feature = "hydrate")]
-    {
-        use wasm_bindgen::JsCast;
-        if let Some(input) = document()
-            .get_element_by_id("composer-input")
-            .and_then(|e| e.dyn_into::<web_sys::HtmlInputElement>().ok())
-        {
-            let _ = input.focus();
-            let end = input.value().len() as u32;
-            let _ = input.set_selection_range(end, end);
-        }
     }
 }

@@ -10,7 +10,6 @@ use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 
 /// How often the list is refreshed while the page is open.
-#[cfg(feature = "hydrate")]
 const REFRESH_MS: u64 = 10_000;
 
 #[component]
@@ -18,12 +17,10 @@ pub fn RoomList() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let refresh = RwSignal::new(0u32);
     let rooms = Resource::new(move || refresh.get(), |_| list_rooms());
-    #[cfg(feature = "hydrate")]
     Effect::new(move || {
-        set_interval(
-            move || refresh.update(|n| *n += 1),
-            std::time::Duration::from_millis(REFRESH_MS),
-        );
+        crate::browser::every(std::time::Duration::from_millis(REFRESH_MS), move || {
+            refresh.update(|n| *n += 1)
+        });
     });
 
     let name = RwSignal::new(String::new());
@@ -37,10 +34,7 @@ pub fn RoomList() -> impl IntoView {
             Err(e) => error.set(Some(e.message)),
             Ok(room) => {
                 error.set(None);
-                #[cfg(feature = "hydrate")]
-                let _ = window().location().set_href(&format!("/r/{room}"));
-                #[cfg(not(feature = "hydrate"))]
-                let _ = room;
+                crate::browser::go_to(&format!("/r/{room}"));
             }
         }
     };

@@ -42,21 +42,13 @@ fn NotificationsButton() -> impl IntoView {
     let chat = expect_context::<Chat>();
     // Unknown on the server; the browser fills it in after hydration.
     let undecided = RwSignal::new(false);
-    #[cfg(feature = "hydrate")]
-    let refresh = move || {
-        undecided
-            .set(web_sys::Notification::permission() == web_sys::NotificationPermission::Default)
-    };
-    #[cfg(feature = "hydrate")]
+    let refresh = move || undecided.set(crate::browser::notifications_undecided());
     Effect::new(refresh);
     let ask = move |_| {
-        #[cfg(feature = "hydrate")]
-        if let Ok(promise) = web_sys::Notification::request_permission() {
-            leptos::task::spawn_local(async move {
-                let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
-                refresh();
-            });
-        }
+        leptos::task::spawn_local(async move {
+            crate::browser::ask_for_notifications().await;
+            refresh();
+        });
     };
     view! {
         <Show when=move || undecided.get() && chat.me.get().is_some()>
