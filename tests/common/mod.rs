@@ -122,26 +122,12 @@ pub async fn http_response(
     path: &str,
     headers: &[(&str, &str)],
 ) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("no end of headers");
-    let head = String::from_utf8_lossy(&response[..split]).to_lowercase();
-    let status = head[9..12].parse().unwrap();
-    let mut body = response[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, head, body)
+    exchange(addr, request).await
 }
 
 /// A bare HTTP/1.1 form `POST` (as a server function is called): status, head (lower-cased)
@@ -157,7 +143,6 @@ pub async fn http_post(
         .map(|(k, v)| format!("{k}={}", urlencode(v)))
         .collect::<Vec<_>>()
         .join("&");
-    let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
@@ -168,6 +153,14 @@ pub async fn http_post(
     }
     request.push_str("\r\n");
     request.push_str(&body);
+    let (status, head, body) = exchange(addr, request).await;
+    (status, head, String::from_utf8_lossy(&body).to_string())
+}
+
+/// Sends a whole HTTP/1.1 request on a new connection and reads the response to its end:
+/// the status, the head (lower-cased) and the body as sent (de-chunked, not decompressed).
+async fn exchange(addr: SocketAddr, request: String) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
@@ -181,7 +174,7 @@ pub async fn http_post(
     if head.contains("transfer-encoding: chunked") {
         body = dechunk(&body);
     }
-    (status, head, String::from_utf8_lossy(&body).to_string())
+    (status, head, body)
 }
 
 fn urlencode(value: &str) -> String {

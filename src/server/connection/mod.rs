@@ -331,49 +331,49 @@ async fn handle(
                 Err(reply) => reply,
             }
         }
+        ClientFrame::Ping => Reply::Frame(ServerFrame::Pong),
+        // Every other frame needs the connection to have joined.
+        frame => match session {
+            None => {
+                let client_id = match frame {
+                    ClientFrame::Message { client_id, .. } => client_id,
+                    _ => None,
+                };
+                Reply::Refused(not_joined(), client_id)
+            }
+            Some(s) => joined(frame, hub, s, pace).await,
+        },
+    };
+    answer(out, hub, pace, reply, clears_strikes).await
+}
+
+/// Acts on a frame of a joined connection (`join` and `ping` are handled before).
+async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut Pace) -> Reply {
+    match frame {
         ClientFrame::Message {
             text,
             client_id,
             to,
-        } => match session {
-            None => Reply::Refused(not_joined(), client_id),
-            Some(s) => {
-                // Only a public message ends "is typing" for everyone: ending it on a private
-                // one would tell the whole room that something private was just sent.
-                if to.is_none() {
-                    s.stop_typing(hub).await;
-                }
-                let asked = post::Asked {
-                    text,
-                    client_id,
-                    to,
-                };
-                post::post(hub, s, &mut pace.bucket, asked).await
+        } => {
+            // Only a public message ends "is typing" for everyone: ending it on a private
+            // one would tell the whole room that something private was just sent.
+            if to.is_none() {
+                s.stop_typing(hub).await;
             }
-        },
-        ClientFrame::History { before } => match session {
-            None => Reply::Refused(not_joined(), None),
-            Some(s) => history::history(hub, s, before).await,
-        },
-        ClientFrame::Ping => Reply::Frame(ServerFrame::Pong),
-        ClientFrame::Delete { id } => match session {
-            None => Reply::Refused(not_joined(), None),
-            Some(s) => moderate::delete(hub, s, id).await,
-        },
-        ClientFrame::Kick { username } => match session {
-            None => Reply::Refused(not_joined(), None),
-            Some(s) => moderate::kick(hub, s, &username).await,
-        },
-        ClientFrame::Ban { username, lift } => match session {
-            None => Reply::Refused(not_joined(), None),
-            Some(s) => moderate::ban(hub, s, &username, lift).await,
-        },
-        ClientFrame::Typing => match session {
-            None => Reply::Refused(not_joined(), None),
-            Some(s) => typing::typing(hub, s).await,
-        },
-    };
-    answer(out, hub, pace, reply, clears_strikes).await
+            let asked = post::Asked {
+                text,
+                client_id,
+                to,
+            };
+            post::post(hub, s, &mut pace.bucket, asked).await
+        }
+        ClientFrame::History { before } => history::history(hub, s, before).await,
+        ClientFrame::Typing => typing::typing(hub, s).await,
+        ClientFrame::Delete { id } => moderate::delete(hub, s, id).await,
+        ClientFrame::Kick { username } => moderate::kick(hub, s, &username).await,
+        ClientFrame::Ban { username, lift } => moderate::ban(hub, s, &username, lift).await,
+        ClientFrame::Join { .. } | ClientFrame::Ping => Reply::Done,
+    }
 }
 
 /// Sends a command's reply.

@@ -157,10 +157,9 @@ impl Storage {
 
     /// Sets (or replaces) the account's password hash.
     pub async fn set_password_hash(&self, account: i64, hash: &str) -> Result<(), StoreError> {
-        let hash = hash.to_string();
         let sql = "UPDATE accounts SET password_hash = $1 WHERE id = $2";
-        self.execute("setting a password", sql, Params::HashId(hash, account))
-            .await
+        let args = vec![hash.into(), account.into()];
+        self.run("setting a password", sql, args).await.map(drop)
     }
 
     /// Records a new secret (by its hash) for the account, valid until `expires_ms`.
@@ -173,14 +172,14 @@ impl Storage {
     ) -> Result<(), StoreError> {
         let sql = "INSERT INTO sessions (token_hash, account_id, kind, created_ms, expires_ms) \
                    VALUES ($1, $2, $3, $4, $5)";
-        let params = Params::Secret(
-            token_hash.to_string(),
-            account,
-            kind.as_str(),
-            now_ms(),
-            expires_ms,
-        );
-        self.execute("starting a session", sql, params).await
+        let args = vec![
+            token_hash.into(),
+            account.into(),
+            kind.as_str().into(),
+            now_ms().into(),
+            expires_ms.into(),
+        ];
+        self.run("starting a session", sql, args).await.map(drop)
     }
 
     /// The account a secret belongs to, if the secret is known, unexpired, and its account is
@@ -191,20 +190,14 @@ impl Storage {
     ) -> Result<Option<(Account, SecretKind)>, StoreError> {
         let hash = token_hash.to_string();
         let now = now_ms();
-        let sql = format!(
-            "SELECT {}, s.kind FROM sessions s JOIN accounts a ON a.id = s.account_id \
-             WHERE s.token_hash = $1 AND s.expires_ms > $2",
-            ACCOUNT_COLUMNS
-                .split(", ")
-                .map(|c| format!("a.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let sql = "SELECT a.id, a.name, a.avatar, a.password_hash, a.admin, a.banned, s.kind \
+                   FROM sessions s JOIN accounts a ON a.id = s.account_id \
+                   WHERE s.token_hash = $1 AND s.expires_ms > $2";
         let doing = "checking a session";
         let found = match &self.log {
             Backend::Sqlite(db) => {
                 with(&db.reader, doing, move |conn| {
-                    conn.query_row(&sql, params![hash, now], |row| {
+                    conn.query_row(sql, params![hash, now], |row| {
                         Ok((sqlite_account(row)?, row.get::<_, String>(6)?))
                     })
                     .optional()
@@ -214,7 +207,7 @@ impl Storage {
             Backend::Postgres(db) => {
                 let client = db.pool.get().await.map_err(unreachable)?;
                 let row = client
-                    .query_opt(&sql, &[&hash, &now])
+                    .query_opt(sql, &[&hash, &now])
                     .await
                     .map_err(|e| StoreError::query(doing, e))?;
                 row.as_ref()
@@ -229,34 +222,16 @@ impl Storage {
     /// Deletes the sessions and tokens that have expired; returns how many.
     pub async fn forget_expired_secrets(&self) -> Result<u64, StoreError> {
         let sql = "DELETE FROM sessions WHERE expires_ms <= $1";
-        let now = now_ms();
-        let doing = "deleting expired sessions";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![now]).map(|n| n as u64)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&now])
-                    .await
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        self.run("deleting expired sessions", sql, vec![now_ms().into()])
+            .await
     }
 
     /// Ends one session (signing out).
     pub async fn end_secret(&self, token_hash: &str) -> Result<(), StoreError> {
         let sql = "DELETE FROM sessions WHERE token_hash = $1";
-        self.execute(
-            "ending a session",
-            sql,
-            Params::Hash(token_hash.to_string()),
-        )
-        .await
+        self.run("ending a session", sql, vec![token_hash.into()])
+            .await
+            .map(drop)
     }
 
     /// Ends every browser session and join token of the account but `keep` (signing out
@@ -264,55 +239,9 @@ impl Storage {
     pub async fn end_sessions(&self, account: i64, keep: Option<&str>) -> Result<(), StoreError> {
         let sql = "DELETE FROM sessions WHERE account_id = $1 AND kind <> 'api' \
                    AND token_hash <> $2";
-        let keep = keep.unwrap_or("").to_string();
-        self.execute("ending sessions", sql, Params::IdHash(account, keep))
-            .await
+        let args = vec![account.into(), keep.unwrap_or("").into()];
+        self.run("ending sessions", sql, args).await.map(drop)
     }
-
-    async fn execute(
-        &self,
-        doing: &str,
-        sql: &'static str,
-        params: Params,
-    ) -> Result<(), StoreError> {
-        let doing = doing.to_string();
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    match params {
-                        Params::Hash(h) => conn.execute(sql, params![h]),
-                        Params::HashId(h, id) => conn.execute(sql, params![h, id]),
-                        Params::IdHash(id, h) => conn.execute(sql, params![id, h]),
-                        Params::Secret(h, id, kind, now, expires) => {
-                            conn.execute(sql, params![h, id, kind, now, expires])
-                        }
-                    }
-                    .map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                let done = match &params {
-                    Params::Hash(h) => client.execute(sql, &[h]).await,
-                    Params::HashId(h, id) => client.execute(sql, &[h, id]).await,
-                    Params::IdHash(id, h) => client.execute(sql, &[id, h]).await,
-                    Params::Secret(h, id, kind, now, expires) => {
-                        client.execute(sql, &[h, id, kind, now, expires]).await
-                    }
-                };
-                done.map(drop).map_err(|e| StoreError::query(doing, e))
-            }
-        }
-    }
-}
-
-/// The parameters of [`Storage::execute`]'s statements, for both drivers.
-enum Params {
-    Hash(String),
-    HashId(String, i64),
-    IdHash(i64, String),
-    Secret(String, i64, &'static str, i64, i64),
 }
 
 /// An API token as its owner sees it in the list: never the secret.
@@ -335,25 +264,14 @@ impl Storage {
     ) -> Result<(), StoreError> {
         let sql = "INSERT INTO sessions (token_hash, account_id, kind, created_ms, expires_ms, label) \
                    VALUES ($1, $2, 'api', $3, $4, $5)";
-        let (hash, label, now) = (token_hash.to_string(), label.to_string(), now_ms());
-        let doing = "creating an API token";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![hash, account, now, expires_ms, label])
-                        .map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&hash, &account, &now, &expires_ms, &label])
-                    .await
-                    .map(drop)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        let args = vec![
+            token_hash.into(),
+            account.into(),
+            now_ms().into(),
+            expires_ms.into(),
+            label.into(),
+        ];
+        self.run("creating an API token", sql, args).await.map(drop)
     }
 
     /// The account's API tokens, newest first.
@@ -397,23 +315,7 @@ impl Storage {
     /// Revokes one of the account's API tokens; false if it has no such token.
     pub async fn revoke_api_token(&self, account: i64, id: &str) -> Result<bool, StoreError> {
         let sql = "DELETE FROM sessions WHERE account_id = $1 AND kind = 'api' AND token_hash = $2";
-        let id = id.to_string();
-        let doing = "revoking an API token";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![account, id]).map(|n| n == 1)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&account, &id])
-                    .await
-                    .map(|n| n == 1)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        let args = vec![account.into(), id.into()];
+        Ok(self.run("revoking an API token", sql, args).await? == 1)
     }
 }

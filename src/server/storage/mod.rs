@@ -24,6 +24,7 @@ mod accounts;
 mod moderation;
 mod postgres;
 mod sqlite;
+mod statement;
 
 pub use accounts::{Account, SecretKind, TokenInfo};
 pub use moderation::{AuditEntry, Entry};

@@ -103,59 +103,18 @@ impl Storage {
 
     /// Makes an account an admin.
     pub async fn promote(&self, account: i64) -> Result<(), StoreError> {
-        let doing = "promoting an account";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(
-                        "UPDATE accounts SET admin = 1 WHERE id = ?1",
-                        params![account],
-                    )
-                    .map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(
-                        "UPDATE accounts SET admin = TRUE WHERE id = $1",
-                        &[&account],
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        let sql = "UPDATE accounts SET admin = $1 WHERE id = $2";
+        let args = vec![true.into(), account.into()];
+        self.run("promoting an account", sql, args).await.map(drop)
     }
 
     /// Records what an admin did.
     pub async fn record(&self, actor: &str, action: &str, subject: &str) -> Result<(), StoreError> {
-        let (actor, action, subject, ts) = (
-            actor.to_string(),
-            action.to_string(),
-            subject.to_string(),
-            now_ms(),
-        );
         let sql = "INSERT INTO audit (ts, actor, action, subject) VALUES ($1, $2, $3, $4)";
-        let doing = "recording an admin action";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![ts, actor, action, subject])
-                        .map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&ts, &actor, &action, &subject])
-                    .await
-                    .map(drop)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        let args = vec![now_ms().into(), actor.into(), action.into(), subject.into()];
+        self.run("recording an admin action", sql, args)
+            .await
+            .map(drop)
     }
 
     /// The newest `limit` admin actions, newest first.
@@ -225,24 +184,13 @@ impl Storage {
     pub async fn set_signups_locked(&self, locked: bool) -> Result<(), StoreError> {
         let sql = "INSERT INTO settings (name, value) VALUES ('signups_locked', $1) \
                    ON CONFLICT (name) DO UPDATE SET value = excluded.value";
-        let value = locked.to_string();
-        let doing = "locking or unlocking sign-ups";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![value]).map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&value])
-                    .await
-                    .map(drop)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        self.run(
+            "locking or unlocking sign-ups",
+            sql,
+            vec![locked.to_string().into()],
+        )
+        .await
+        .map(drop)
     }
 
     /// Records an invitation (by its code's hash), valid until `expires_ms`.
@@ -254,25 +202,15 @@ impl Storage {
     ) -> Result<(), StoreError> {
         let sql = "INSERT INTO invites (code_hash, created_by, created_ms, expires_ms) \
                    VALUES ($1, $2, $3, $4)";
-        let (hash, by, now) = (code_hash.to_string(), created_by.to_string(), now_ms());
-        let doing = "creating an invitation";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![hash, by, now, expires_ms])
-                        .map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&hash, &by, &now, &expires_ms])
-                    .await
-                    .map(drop)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        let args = vec![
+            code_hash.into(),
+            created_by.into(),
+            now_ms().into(),
+            expires_ms.into(),
+        ];
+        self.run("creating an invitation", sql, args)
+            .await
+            .map(drop)
     }
 
     /// Whether an unused, unexpired invitation has this hash.
@@ -304,47 +242,16 @@ impl Storage {
     /// Makes a used invitation usable again (the sign-up it was used for failed).
     pub async fn release_invite(&self, code_hash: &str) -> Result<(), StoreError> {
         let sql = "UPDATE invites SET used_by = NULL WHERE code_hash = $1";
-        let hash = code_hash.to_string();
-        let doing = "releasing an invitation";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![hash]).map(drop)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&hash])
-                    .await
-                    .map(drop)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        self.run("releasing an invitation", sql, vec![code_hash.into()])
+            .await
+            .map(drop)
     }
 
     /// Uses up an invitation for `name`; false if it was used (or expired) meanwhile.
     pub async fn use_invite(&self, code_hash: &str, name: &str) -> Result<bool, StoreError> {
         let sql = "UPDATE invites SET used_by = $1 WHERE code_hash = $2 AND used_by IS NULL \
                    AND expires_ms > $3";
-        let (name, hash, now) = (name.to_string(), code_hash.to_string(), now_ms());
-        let doing = "using an invitation";
-        match &self.log {
-            Backend::Sqlite(db) => {
-                with(&db.writer, doing, move |conn| {
-                    conn.execute(sql, params![name, hash, now]).map(|n| n == 1)
-                })
-                .await
-            }
-            Backend::Postgres(db) => {
-                let client = db.pool.get().await.map_err(unreachable)?;
-                client
-                    .execute(sql, &[&name, &hash, &now])
-                    .await
-                    .map(|n| n == 1)
-                    .map_err(|e| StoreError::query(doing, e))
-            }
-        }
+        let args = vec![name.into(), code_hash.into(), now_ms().into()];
+        Ok(self.run("using an invitation", sql, args).await? == 1)
     }
 }
