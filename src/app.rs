@@ -6,7 +6,7 @@
 use crate::client::Chat;
 use crate::components::{
     account_menu::AccountMenu, composer::Composer, join_form::JoinForm, message_list::MessageList,
-    online_list::OnlineList, room_list::RoomList, status_bar::StatusBar,
+    online_list::OnlineList, room_list::RoomList, search::Search, status_bar::StatusBar,
 };
 use crate::protocol::{ChatMessage, DEFAULT_ROOM, RoomSummary, validate_room};
 use leptos::prelude::*;
@@ -133,6 +133,9 @@ fn ChatPage() -> impl IntoView {
             >
                 <main class="chat">
                     <section class="conversation" aria-label="Conversation">
+                        <Show when=move || chat.me.get().is_some()>
+                            <Search />
+                        </Show>
                         <Suspense fallback=|| view! { <p class="loading">"Loading messages…"</p> }>
                             {move || Suspend::new(async move {
                                 let (initial, has_more) = history.await.unwrap_or_else(|e| {

@@ -56,6 +56,18 @@ pub async fn ask_for_notifications() {
     imp::ask_for_notifications().await
 }
 
+/// Scrolls the message `id` inside `list` (its `data-id`) to the middle of the view and gives
+/// it the keyboard focus; false if it is not there (or on the server).
+pub fn bring_into_view(list: &Element, id: u64) -> bool {
+    imp::bring_into_view(list, id)
+}
+
+/// Calls `f` before the next frame is drawn (after this turn's effects; nothing on the
+/// server).
+pub fn next_frame(f: impl FnOnce() + 'static) {
+    imp::next_frame(f)
+}
+
 /// Stops watching sizes when dropped.
 pub struct Resize(#[allow(dead_code)] imp::Handle);
 
@@ -102,6 +114,25 @@ mod imp {
         if let Ok(promise) = web_sys::Notification::request_permission() {
             let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
         }
+    }
+
+    pub fn bring_into_view(list: &Element, id: u64) -> bool {
+        let Ok(Some(item)) = list.query_selector(&format!("[data-id=\"{id}\"]")) else {
+            return false;
+        };
+        let options = web_sys::ScrollIntoViewOptions::new();
+        options.set_block(web_sys::ScrollLogicalPosition::Center);
+        item.scroll_into_view_with_scroll_into_view_options(&options);
+        if let Ok(item) = item.dyn_into::<web_sys::HtmlElement>() {
+            let options = web_sys::FocusOptions::new();
+            options.set_prevent_scroll(true);
+            let _ = item.focus_with_options(&options);
+        }
+        true
+    }
+
+    pub fn next_frame(f: impl FnOnce() + 'static) {
+        leptos::prelude::request_animation_frame(f);
     }
 
     pub fn forget_identity_and_reload() {
@@ -174,4 +205,10 @@ mod imp {
     pub fn on_resize(_: &Element, _: &Element, _: impl Fn() + 'static) -> Resize {
         Resize(Handle)
     }
+
+    pub fn bring_into_view(_: &Element, _: u64) -> bool {
+        false
+    }
+
+    pub fn next_frame(_: impl FnOnce() + 'static) {}
 }

@@ -10,7 +10,8 @@
 //! - [`components`]: the UI pieces, one per file.
 //! - [`browser`]: browser APIs (resize observers) with do-nothing twins for the server build.
 //! - [`client`]: the browser's chat state and its WebSocket task (reconnect, resume, outbox).
-//! - [`emoji`]: `:shortcode:` to emoji; [`text`]: how message text is shown (emoji, mentions).
+//! - [`emoji`]: `:shortcode:` to emoji; [`text`]: mentions and emoji in a run of text;
+//!   [`markdown`]: the formatting subset, parsed into a tree the components draw.
 //! - `server` (feature `ssr` only): configuration, the hub, connections, storage, limits,
 //!   metrics and shutdown. It never reaches the WASM bundle.
 
@@ -23,6 +24,7 @@ pub mod browser;
 pub mod client;
 pub mod components;
 pub mod emoji;
+pub mod markdown;
 pub mod protocol;
 #[cfg(feature = "ssr")]
 pub mod server;

@@ -77,6 +77,70 @@ pub struct ChatMessage {
     /// Clients apply it to its target and do not show it. `from` is who made the change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change: Option<Change>,
+    /// When the text was last edited (server time, Unix ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<i64>,
+    /// The message this one answers, quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Quote>,
+    /// Reactions, one per emoji, in the order each emoji was first used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+impl ChatMessage {
+    /// A plain message from `from`, nothing else set (tests and drafts fill in the rest).
+    pub fn new(id: u64, ts: i64, from: User, text: impl Into<String>) -> Self {
+        ChatMessage {
+            id,
+            ts,
+            from,
+            text: text.into(),
+            client_id: None,
+            to: None,
+            deleted: false,
+            change: None,
+            edited: None,
+            reply: None,
+            reactions: Vec::new(),
+        }
+    }
+}
+
+/// What a reply quotes of the message it answers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Quote {
+    pub id: u64,
+    /// The quoted message's author.
+    pub from: String,
+    /// The start of its text (at most [`QUOTE_CHARS`] characters); empty once it is deleted.
+    pub text: String,
+}
+
+/// Longest quote a reply carries, in characters.
+pub const QUOTE_CHARS: usize = 140;
+/// Most reactors named per emoji (the count goes on).
+pub const REACTORS_NAMED: usize = 20;
+
+/// The start of `text` for a quote: at most [`QUOTE_CHARS`] characters, an ellipsis if cut.
+pub fn excerpt(text: &str) -> String {
+    let mut chars = text.chars();
+    let start: String = chars.by_ref().take(QUOTE_CHARS).collect();
+    if chars.next().is_some() {
+        format!("{start}…")
+    } else {
+        start
+    }
+}
+
+/// One emoji's reactions to a message.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Reaction {
+    pub emoji: String,
+    /// How many people reacted with it (0: the last one took theirs back).
+    pub count: u32,
+    /// Who, earliest first: the first [`REACTORS_NAMED`] of them.
+    pub users: Vec<String>,
 }
 
 /// What a change entry does to an earlier message.
@@ -85,6 +149,21 @@ pub struct ChatMessage {
 pub enum Change {
     /// The message `target` was deleted (by its author or an admin).
     Deleted { target: u64 },
+    /// Its author edited `target`: the entry's `text` is the new text, its `ts` the time.
+    Edited { target: u64 },
+    /// Someone added or took back a reaction to `target`: `reaction` is that emoji's whole
+    /// state afterwards, so applying it twice (live, then again in a resume) is harmless.
+    Reacted { target: u64, reaction: Reaction },
+}
+
+impl Change {
+    pub fn target(&self) -> u64 {
+        match self {
+            Change::Deleted { target }
+            | Change::Edited { target }
+            | Change::Reacted { target, .. } => *target,
+        }
+    }
 }
 
 /// Frames a client sends.
@@ -117,7 +196,21 @@ pub enum ClientFrame {
         /// A username in the room: makes the message private to the two of you.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<String>,
+        /// The id of the message this one answers (in this room, visible to the sender).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<u64>,
     },
+    /// Replaces the text of your own message `id`.
+    Edit { id: u64, text: String },
+    /// Adds your reaction `emoji` to message `id` (or, with `remove`, takes yours back).
+    React {
+        id: u64,
+        emoji: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        remove: bool,
+    },
+    /// Full-text search of this room's messages you can see, newest first.
+    Search { query: String },
     /// Ask for the page of messages older than `before` (scrolling up).
     History { before: u64 },
     /// Application-level heartbeat; the server answers `pong`. Browsers cannot see
@@ -201,6 +294,26 @@ pub enum ServerFrame {
         client_id: Option<String>,
     },
     Pong,
+    /// The answer to `search`: at most [`SEARCH_RESULTS`] hits, newest first.
+    SearchResults {
+        query: String,
+        hits: Vec<Hit>,
+    },
+}
+
+/// Most hits a search returns.
+pub const SEARCH_RESULTS: usize = 50;
+/// Longest search query, in characters, and in words.
+pub const MAX_QUERY_CHARS: usize = 200;
+pub const MAX_QUERY_WORDS: usize = 16;
+/// Most different emoji one message can be reacted with.
+pub const MAX_REACTION_KINDS: usize = 20;
+
+/// One search hit: the message, and its text cut into runs that matched (`true`) or not.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    pub message: ChatMessage,
+    pub spans: Vec<(String, bool)>,
 }
 
 /// A room with people in it, for the room list (`/api` server function, not a `/ws` frame).
@@ -245,6 +358,10 @@ pub enum ErrorCode {
     NotFound,
     /// Sign-ups are locked: a new account needs an invitation.
     InviteRequired,
+    /// A reaction that is not one emoji.
+    InvalidReaction,
+    /// A search query that is empty or too long.
+    InvalidQuery,
 }
 
 /// A rejected input: the code for machines and a sentence for people.
@@ -483,6 +600,43 @@ pub fn validate_text(text: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// Checks a reaction: exactly one emoji (or its `:shortcode:`). Returns its standard form, so
+/// `❤` and `❤️` (with the emoji presentation selector) count as one reaction.
+pub fn validate_reaction(raw: &str) -> Result<String, Invalid> {
+    let raw = raw.trim();
+    let shortcode = raw
+        .strip_prefix(':')
+        .and_then(|r| r.strip_suffix(':'))
+        .and_then(emojis::get_by_shortcode);
+    match shortcode.or_else(|| emojis::get(raw)) {
+        Some(emoji) => Ok(emoji.as_str().to_string()),
+        None => Err(Invalid::new(
+            ErrorCode::InvalidReaction,
+            "A reaction is one emoji.",
+        )),
+    }
+}
+
+/// Checks a search query: some words, at most [`MAX_QUERY_CHARS`] characters.
+pub fn validate_query(raw: &str) -> Result<String, Invalid> {
+    let query = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if query.is_empty() || query.chars().any(char::is_control) {
+        return Err(Invalid::new(
+            ErrorCode::InvalidQuery,
+            "Type what to search for.",
+        ));
+    }
+    if query.chars().count() > MAX_QUERY_CHARS || query.split(' ').count() > MAX_QUERY_WORDS {
+        return Err(Invalid::new(
+            ErrorCode::InvalidQuery,
+            format!(
+                "Searches are at most {MAX_QUERY_WORDS} words and {MAX_QUERY_CHARS} characters."
+            ),
+        ));
+    }
+    Ok(query)
+}
+
 /// Checks a client-chosen message id: 1 to 64 printable characters.
 pub fn validate_client_id(id: &str) -> Result<(), Invalid> {
     let n = id.chars().count();
@@ -532,19 +686,15 @@ mod tests {
                 invite: None,
             }
         );
-        let msg = ServerFrame::Message(ChatMessage {
-            id: 17,
-            ts: 1_732_300_000_000,
-            from: User {
+        let msg = ServerFrame::Message(ChatMessage::new(
+            17,
+            1_732_300_000_000,
+            User {
                 username: "alice".into(),
                 avatar: "abc".into(),
             },
-            text: "hello :robot:".into(),
-            client_id: None,
-            to: None,
-            deleted: false,
-            change: None,
-        });
+            "hello :robot:",
+        ));
         assert_eq!(
             serde_json::to_string(&msg).unwrap(),
             r#"{"type":"message","id":17,"ts":1732300000000,"from":{"username":"alice","avatar":"abc"},"text":"hello :robot:"}"#
@@ -558,6 +708,29 @@ mod tests {
             serde_json::to_string(&err).unwrap(),
             r#"{"type":"error","code":"username_taken","message":"x"}"#
         );
+    }
+
+    #[test]
+    fn reactions_are_one_emoji_in_one_form() {
+        assert_eq!(validate_reaction("👍").unwrap(), "👍");
+        assert_eq!(validate_reaction(":+1:").unwrap(), "👍");
+        assert_eq!(
+            validate_reaction("❤\u{fe0f}").unwrap(),
+            validate_reaction("❤").unwrap()
+        );
+        assert_eq!(validate_reaction("👩\u{200d}💻").unwrap(), "👩\u{200d}💻");
+        for bad in ["", "x", "👍👍", "<b>", ":nope:", "👍 hi"] {
+            assert_eq!(
+                validate_reaction(bad).unwrap_err().code,
+                ErrorCode::InvalidReaction,
+                "{bad:?}"
+            );
+        }
+        assert_eq!(validate_query("  big   cats ").unwrap(), "big cats");
+        assert!(validate_query(" ").is_err());
+        assert!(validate_query(&"x".repeat(201)).is_err());
+        assert!(validate_query(&"a ".repeat(17)).is_err());
+        assert!(validate_query(&"a ".repeat(16)).is_ok());
     }
 
     #[test]

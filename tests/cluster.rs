@@ -766,6 +766,7 @@ async fn a_node_fills_a_gap_of_several_database_pages_in_order() {
             client_id: None,
             to: None,
             change: None,
+            reply_to: None,
         })
     });
     for stored in futures::future::join_all(stores).await {

@@ -387,12 +387,20 @@ async fn a_database_written_by_the_previous_release_opens_and_keeps_its_history(
         ..test_config(dir.path())
     };
     let server = TestServer::start_in(dir, hub).await;
-    let (_, welcome) = join_room(&server, "bob", "room-a", None).await;
+    let (mut bob, welcome) = join_room(&server, "bob", "room-a", None).await;
     let (history, has_more) = history_of(welcome);
     assert_eq!(
         history.len(),
         30.min(hubbub::server::config::HubConfig::default().history_limit)
     );
+    // The upgrade indexed the old messages for search.
+    bob.send_json(json!({"type": "search", "query": "OLD"}))
+        .await;
+    let hubbub::protocol::ServerFrame::SearchResults { hits, .. } = bob.recv().await else {
+        panic!("no search results")
+    };
+    assert_eq!(hits.len(), 30);
+    assert_eq!(hits[0].message.text, "old ✓ 29", "newest first");
     assert_eq!(history.last().unwrap().text, "old ✓ 29");
     assert!(!has_more || history.len() < 30);
     assert!(

@@ -46,6 +46,7 @@ fn draft(room: &str, from: &str, text: &str) -> Draft {
         client_id: None,
         to: None,
         change: None,
+        reply_to: None,
     }
 }
 
@@ -421,9 +422,11 @@ async fn deletions_bans_invitations_and_the_audit_log(location: Location) {
     let (page, _) = storage.page("r", None, None, u64::MAX, 10).await.unwrap();
     let tombstone = page.iter().find(|m| m.id == said.message.id).unwrap();
     assert!(tombstone.deleted && tombstone.text.is_empty());
-    let last = page.last().unwrap();
+    // History pages hold the messages as they are now; a resume gets the change itself.
+    assert!(page.iter().all(|m| m.change.is_none()));
+    let resumed = storage.after("r", None, 0, u64::MAX, 10).await.unwrap();
     assert_eq!(
-        last.change,
+        resumed.last().unwrap().change,
         Some(Change::Deleted {
             target: said.message.id
         })
@@ -502,6 +505,199 @@ async fn deletions_bans_invitations_and_the_audit_log(location: Location) {
     assert!(!storage.signups_locked().await.unwrap());
 }
 
+async fn edits_reactions_replies_and_search(location: Location) {
+    use hubbub::protocol::{Change, Reaction};
+    let (storage, _, _) = open(&location).await;
+    let post = |d: Draft| {
+        let storage = storage.clone();
+        async move { storage.append(d).await.unwrap().message }
+    };
+    let cats = post(draft("r", "alice", "The cats are ＳＬＥＥＰＩＮＧ 😴")).await;
+    let dogs = post(draft("r", "bob", "dogs bark; <b>loud</b>")).await;
+    let secret = post(private("r", "alice", "bob", "secret cat plans")).await;
+    post(draft("other", "alice", "cats in another room")).await;
+
+    // Replies quote what they answer.
+    let answer = post(Draft {
+        reply_to: Some(cats.id),
+        ..draft("r", "bob", "aww")
+    })
+    .await;
+    let quote = answer.reply.clone().unwrap();
+    assert_eq!((quote.id, quote.from.as_str()), (cats.id, "alice"));
+    assert_eq!(quote.text, cats.text);
+
+    // An edit: the message reads as edited, and the reply's quote follows.
+    let edit = post(Draft {
+        change: Some(Change::Edited { target: cats.id }),
+        ..draft("r", "alice", "The kittens are sleeping")
+    })
+    .await;
+    assert_eq!(edit.change, Some(Change::Edited { target: cats.id }));
+    let (page, _) = storage.page("r", None, None, u64::MAX, 10).await.unwrap();
+    assert_eq!(
+        texts(&page),
+        ["The kittens are sleeping", "dogs bark; <b>loud</b>", "aww"]
+    );
+    assert_eq!(page[0].edited, Some(edit.ts));
+    assert_eq!(
+        page[2].reply.as_ref().unwrap().text,
+        "The kittens are sleeping"
+    );
+
+    // Reactions toggle per account and are summed up on the message, in the order given.
+    // (In a draft, the reaction's count asks: 1 adds, 0 takes back.)
+    let react = |who: &'static str, emoji: &'static str, add: bool| {
+        let storage = storage.clone();
+        async move {
+            let d = Draft {
+                change: Some(Change::Reacted {
+                    target: dogs.id,
+                    reaction: Reaction {
+                        emoji: emoji.into(),
+                        count: u32::from(add),
+                        users: vec![],
+                    },
+                }),
+                ..draft("r", who, "")
+            };
+            match storage.append(d).await.unwrap().message.change {
+                Some(Change::Reacted { reaction, .. }) => reaction,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    assert_eq!(react("carol", "👍", true).await.users, ["carol"]);
+    assert_eq!(react("alice", "👍", true).await.users, ["carol", "alice"]);
+    assert_eq!(
+        react("alice", "👍", true).await.count,
+        2,
+        "adding twice is once"
+    );
+    assert_eq!(react("alice", "🎉", true).await.count, 1);
+    let taken_back = react("carol", "👍", false).await;
+    assert_eq!(
+        (taken_back.count, taken_back.users),
+        (1, vec!["alice".to_string()])
+    );
+    let (page, _) = storage.page("r", None, None, u64::MAX, 10).await.unwrap();
+    let summed: Vec<(&str, u32)> = page[1]
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.as_str(), r.count))
+        .collect();
+    assert_eq!(summed, [("👍", 1), ("🎉", 1)]);
+    // Someone who was away gets every change, in order.
+    let since = storage
+        .after("r", None, answer.id, u64::MAX, 20)
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 6, "the edit and five reactions");
+
+    // Search: stemmed ("cat" finds "cats"), per room, private ones only for their two people,
+    // newest first, with the matching words marked; edits are found by their new words.
+    let found = |viewer: &'static str, query: &'static str| {
+        let storage = storage.clone();
+        async move {
+            storage
+                .search("r", &key(viewer), query, 50)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|hit| {
+                    let marked: Vec<String> = hit
+                        .spans
+                        .iter()
+                        .filter(|s| s.1)
+                        .map(|s| s.0.clone())
+                        .collect();
+                    (hit.message.id, marked)
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("carol", "cat").await, []);
+    assert_eq!(
+        found("bob", "cat").await,
+        [(secret.id, vec!["cat".to_string()])]
+    );
+    assert_eq!(
+        found("carol", "kitten sleep").await,
+        [(cats.id, vec!["kittens".to_string(), "sleeping".into()])]
+    );
+    assert_eq!(
+        found("carol", "barking dog").await,
+        [(dogs.id, vec!["dogs".to_string(), "bark".into()])]
+    );
+    // Whatever is typed is words, never the search engine's syntax.
+    assert_eq!(found("carol", "\"dogs* OR NEAR(").await, []);
+    assert_eq!(found("carol", "\"dogs*\"").await.len(), 1);
+
+    // A deletion wipes the text, its edits, the quotes of its replies and its reactions, and
+    // it is found no more.
+    post(Draft {
+        change: Some(Change::Deleted { target: cats.id }),
+        ..draft("r", "alice", "")
+    })
+    .await;
+    assert_eq!(found("carol", "kittens").await, []);
+    let resumed = storage.after("r", None, 0, u64::MAX, 50).await.unwrap();
+    assert!(
+        resumed
+            .iter()
+            .filter(|m| m.change == Some(Change::Edited { target: cats.id }))
+            .all(|m| m.text.is_empty())
+    );
+    let (page, _) = storage.page("r", None, None, u64::MAX, 10).await.unwrap();
+    assert!(page[0].deleted && page[0].text.is_empty());
+    assert_eq!(page[2].reply.as_ref().unwrap().text, "");
+    // An edit racing the deletion changes nothing.
+    let late = post(Draft {
+        change: Some(Change::Edited { target: cats.id }),
+        ..draft("r", "alice", "back from the dead")
+    })
+    .await;
+    assert_eq!(late.text, "");
+    let (page, _) = storage.page("r", None, None, u64::MAX, 10).await.unwrap();
+    assert!(page[0].deleted && page[0].text.is_empty());
+
+    // A reply and an edit stored in the same batch as the deletion of what they are about
+    // keep nothing of it either.
+    let doomed = post(draft("r", "alice", "soon gone")).await;
+    let (reply, edit, _) = tokio::join!(
+        storage.append(Draft {
+            reply_to: Some(doomed.id),
+            ..draft("r", "bob", "quoting it")
+        }),
+        storage.append(Draft {
+            change: Some(Change::Edited { target: doomed.id }),
+            ..draft("r", "alice", "soon gone, edited")
+        }),
+        storage.append(Draft {
+            change: Some(Change::Deleted { target: doomed.id }),
+            ..draft("r", "alice", "")
+        }),
+    );
+    let (reply, edit) = (reply.unwrap().message, edit.unwrap().message);
+    let resumed = storage
+        .after("r", None, doomed.id, u64::MAX, 10)
+        .await
+        .unwrap();
+    let stored = |id| resumed.iter().find(|m| m.id == id).unwrap();
+    assert_eq!(stored(reply.id).reply.as_ref().unwrap().text, "");
+    assert_eq!(stored(edit.id).text, "");
+
+    // Retention takes what spoke of the messages it forgets with them.
+    assert!(storage.forget_before(i64::MAX).await.unwrap() > 0);
+    assert!(
+        storage
+            .after("r", None, 0, u64::MAX, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -530,6 +726,7 @@ contract!(
     retention_forgets_old_messages_and_never_reuses_their_ids,
     accounts_own_names_and_sessions_end_as_asked,
     deletions_bans_invitations_and_the_audit_log,
+    edits_reactions_replies_and_search,
 );
 
 #[tokio::test]

@@ -38,3 +38,38 @@ export async function people(browser: Browser, url: string, ...names: string[]):
   }
   return pages;
 }
+
+// Posts `count` messages into `room` over a plain WebSocket from a throw-away page of the
+// site, as another client would: the history a reader finds when they arrive.
+export async function fillRoom(browser: Browser, url: string, room: string, count: number) {
+  const page = await browser.newPage();
+  // A page of the site: its policy lets it open the site's socket (`/healthz` allows nothing).
+  await page.goto(`${url}/r/filler`);
+  await page.evaluate(
+    async ({ room, count }) => {
+      const ws = new WebSocket(`ws://${location.host}/ws`);
+      const frames: any[] = [];
+      let wake = () => {};
+      ws.onmessage = (e) => {
+        frames.push(JSON.parse(e.data));
+        wake();
+      };
+      const next = async () => {
+        while (frames.length === 0) await new Promise<void>((r) => (wake = r));
+        return frames.shift();
+      };
+      await new Promise((r) => (ws.onopen = r));
+      // A name of its own per room: a name belongs to one account, and this page has no cookie.
+      ws.send(JSON.stringify({ type: "join", username: `historian ${room}`, email: "h@example.com", room }));
+      if ((await next()).type !== "welcome") throw new Error("no welcome");
+      for (let i = 1; i <= count; i++) {
+        ws.send(JSON.stringify({ type: "message", text: `old line ${i} ✓ <b>not bold</b>` }));
+        const frame = await next();
+        if (frame.type !== "message") throw new Error(JSON.stringify(frame));
+      }
+      ws.close();
+    },
+    { room, count },
+  );
+  await page.close();
+}

@@ -1,9 +1,14 @@
-//! The message input: sends on Enter or the Send button; says inline why it will not send.
+//! The message box: Enter sends, Shift+Enter starts a new line; says inline why it will not
+//! send. It also edits (the up arrow in an empty box takes your last message back into it) and
+//! replies (the quote of what the next message answers is shown above it).
 
 use crate::client::{Chat, Compose, parse_compose, typing_line};
 use crate::protocol::{ErrorCode, validate_text};
-use leptos::ev::SubmitEvent;
+use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
+
+/// Most lines the box grows to before it scrolls.
+const MAX_ROWS: usize = 6;
 
 #[component]
 pub fn Composer() -> impl IntoView {
@@ -11,9 +16,9 @@ pub fn Composer() -> impl IntoView {
     let text = chat.draft;
     let error = RwSignal::new(None::<String>);
     // Just joined: the keyboard goes to the message box.
-    let input = NodeRef::<leptos::html::Input>::new();
-    // Also whenever someone asks for it (the online list's envelope button), with the cursor
-    // after what is there.
+    let input = NodeRef::<leptos::html::Textarea>::new();
+    // Also whenever someone asks for it (the online list's envelope button, Edit, Reply), with
+    // the cursor after what is there.
     Effect::new(move || {
         chat.focus_composer.track();
         if let Some(input) = input.get() {
@@ -22,9 +27,31 @@ pub fn Composer() -> impl IntoView {
             let _ = input.set_selection_range(end, end);
         }
     });
-    let submit = move |ev: SubmitEvent| {
-        ev.prevent_default();
+    let cancel = move || {
+        if chat.editing.get_untracked().is_some() {
+            chat.editing.set(None);
+            text.set(String::new());
+        }
+        chat.replying.set(None);
+        error.set(None);
+    };
+    let send = move || {
         let typed = text.get_untracked();
+        if let Some(id) = chat.editing.get_untracked() {
+            match validate_text(&typed) {
+                Err(e) => error.set(Some(e.message)),
+                Ok(()) => {
+                    let unchanged = chat.message(id).is_some_and(|m| m.text == typed);
+                    if unchanged || crate::client::edit_message(chat, id, typed) {
+                        cancel();
+                    } else {
+                        // Kept in the box: nothing is lost, it can be saved once online.
+                        error.set(Some("Not connected: save again once online.".into()));
+                    }
+                }
+            }
+            return;
+        }
         let online: Vec<String> = chat
             .online
             .with_untracked(|o| o.iter().map(|u| u.username.clone()).collect());
@@ -43,29 +70,86 @@ pub fn Composer() -> impl IntoView {
             Ok(()) => {
                 error.set(None);
                 text.set(String::new());
-                crate::client::send_message(chat, body, to);
+                let reply = chat.replying.get_untracked();
+                chat.replying.set(None);
+                crate::client::send_message(chat, body, to, reply);
             }
         }
     };
+    let submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        send();
+    };
+    let keydown = move |ev: KeyboardEvent| {
+        match ev.key().as_str() {
+            // Enter sends; Shift+Enter is a new line; an input method composing a word keeps
+            // its Enter.
+            "Enter" if !ev.shift_key() && !ev.is_composing() => {
+                ev.prevent_default();
+                send();
+            }
+            "ArrowUp" if text.with_untracked(String::is_empty) => {
+                if let Some(last) = chat.last_own_message() {
+                    ev.prevent_default();
+                    chat.replying.set(None);
+                    chat.editing.set(Some(last.id));
+                    text.set(last.text);
+                    chat.focus_composer.update(|n| *n += 1);
+                }
+            }
+            "Escape" => cancel(),
+            _ => {}
+        }
+    };
+    let rows = move || text.with(|t| t.lines().count().clamp(1, MAX_ROWS));
+    let context = move || {
+        if chat.editing.get().is_some() {
+            let line = "Editing your message (Esc to cancel)";
+            return Some(
+                view! {
+                    <div class="composing">
+                        <span>{line}</span>
+                        <button type="button" on:click=move |_| cancel()>"Cancel edit"</button>
+                    </div>
+                }
+                .into_any(),
+            );
+        }
+        chat.replying.get().map(|quote| {
+            let line = format!("Replying to {}: ", quote.from);
+            let quoted = crate::markdown::plain(&quote.text);
+            view! {
+                <div class="composing">
+                    <span>{line}<q>{quoted}</q></span>
+                    <button type="button" on:click=move |_| cancel()>"Cancel reply"</button>
+                </div>
+            }
+            .into_any()
+        })
+    };
     view! {
         <form class="composer" on:submit=submit>
+            {context}
             <label for="composer-input" class="visually-hidden">"Message"</label>
-            <input
+            <textarea
                 id="composer-input"
                 node_ref=input
-                type="text"
+                rows=rows
                 autocomplete="off"
-                placeholder="Write a message… (/msg name text: private)"
+                placeholder="Write a message… (Shift+Enter: new line, ↑: edit your last, /msg name text: private)"
                 aria-invalid=move || error.get().is_some().to_string()
                 aria-describedby="composer-error"
                 prop:value=text
+                on:keydown=keydown
                 on:input=move |ev| {
                     text.set(event_target_value(&ev));
                     error.set(None);
-                    crate::client::typing(chat);
+                    if chat.editing.get_untracked().is_none() {
+                        crate::client::typing(chat);
+                    }
                 }
-            />
-            <button type="submit">"Send"</button>
+            ></textarea>
+            <button type="submit">{move || if chat.editing.get().is_some() { "Save" } else { "Send" }}</button>
             <p id="composer-error" class="field-error" aria-live="polite">{move || error.get()}</p>
             <p class="typing" aria-live="polite">{move || chat.typing.with(|t| typing_line(t))}</p>
         </form>

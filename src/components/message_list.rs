@@ -8,9 +8,10 @@
 
 use super::avatar::Avatar;
 use super::clock;
+use super::rich_text::RichText;
 use crate::client::{Chat, Entry, Pending};
-use crate::protocol::ChatMessage;
-use crate::text::{Segment, mentions, segments};
+use crate::protocol::{ChatMessage, Quote, Reaction};
+use crate::text::mentions;
 use leptos::html::{Div, Ol};
 use leptos::prelude::*;
 
@@ -95,6 +96,31 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
         Some(crate::browser::on_resize(&el, &content, pin))
     });
 
+    // A quote or a search hit was clicked: bring that message into view, paging back until
+    // it is loaded (or there is nothing older: then say so).
+    Effect::new(move || {
+        let Some(id) = chat.jump_to.get() else { return };
+        chat.entries.track();
+        let Some(content) = list.get() else { return };
+        if chat.message(id).is_some() {
+            chat.jump_to.set(None);
+            chat.flash.set(Some(id));
+            // In the next frame, once the list has kept its view steady under the page that
+            // just arrived on top (which moves the view), and so that no layout change snaps
+            // the list back to the bottom (it is not at the bottom any more).
+            crate::browser::next_frame(move || {
+                at_bottom.set(false);
+                crate::browser::bring_into_view(&content, id);
+            });
+        } else if chat.first_id().is_some_and(|first| first < id) || !chat.has_more.get() {
+            chat.jump_to.set(None);
+            chat.alert
+                .set(Some("That message is no longer there.".into()));
+        } else if !chat.loading_older.get() {
+            crate::client::load_older(chat);
+        }
+    });
+
     let on_scroll = move |_| {
         let Some(el) = scroller.get() else { return };
         let bottom = el.scroll_height() - el.scroll_top() - el.client_height() < STICKY_PX;
@@ -174,7 +200,47 @@ fn MessageItem(message: ChatMessage, hydrated: ReadSignal<bool>) -> impl IntoVie
         let mine = mine.clone();
         move || !deleted && (mine() || (public && chat.admin.get()))
     };
+    let can_edit = {
+        let mine = mine.clone();
+        move || !deleted && mine()
+    };
+    let joined = move || !deleted && chat.me.with(Option::is_some);
     let delete = move |_| crate::client::delete_message(chat, id);
+    // Kept once per message, so the buttons' handlers are `Copy`.
+    let text = StoredValue::new(message.text.clone());
+    let edit = move |_| {
+        chat.replying.set(None);
+        chat.editing.set(Some(id));
+        chat.draft.set(text.get_value());
+        chat.focus_composer.update(|n| *n += 1);
+    };
+    let reply = {
+        let quote = StoredValue::new(Quote {
+            id,
+            from: message.from.username.clone(),
+            text: crate::protocol::excerpt(&message.text),
+        });
+        let to = StoredValue::new(message.to.clone());
+        move |_| {
+            let (quote, to) = (quote.get_value(), to.get_value());
+            if chat.editing.get_untracked().is_some() {
+                chat.editing.set(None);
+                chat.draft.set(String::new());
+            }
+            // A private message is answered privately, to the other one of the two.
+            if let Some(to) = &to {
+                let me = chat.me.get_untracked();
+                let other = if me.as_ref() == Some(to) {
+                    &quote.from
+                } else {
+                    &to.username
+                };
+                chat.draft.set(format!("/msg {other} "));
+            }
+            chat.replying.set(Some(quote));
+            chat.focus_composer.update(|n| *n += 1);
+        }
+    };
     let ts = message.ts;
     let mentions_me = {
         let text = message.text.clone();
@@ -187,45 +253,177 @@ fn MessageItem(message: ChatMessage, hydrated: ReadSignal<bool>) -> impl IntoVie
         let label = format!("private, to {}", to.username);
         view! { <span class="private-label">{label}</span> }
     });
+    let edited = message.edited.map(|at| {
+        view! {
+            <span class="edited" title=move || format!("edited at {}", clock(at, hydrated.get()))>
+                "(edited)"
+            </span>
+        }
+    });
+    let quote = message.reply.clone().map(|q| {
+        let target = q.id;
+        let text = if q.text.is_empty() {
+            "(deleted message)".to_string()
+        } else {
+            crate::markdown::plain(&q.text)
+        };
+        let label = format!("In reply to {}: {text}. Show it", q.from);
+        view! {
+            <button type="button" class="quote" aria-label=label
+                on:click=move |_| chat.jump_to.set(Some(target))>
+                <span class="quote-author">{q.from.clone()}</span>
+                <span class="quote-text">{text}</span>
+            </button>
+        }
+    });
+    let flash = move || chat.flash.get() == Some(id);
+    let author = message.from.username.clone();
     view! {
         <li
             class="message"
             class:mine=mine
             class:private=message.to.is_some()
             class:mentions-me=mentions_me
+            class:flash=flash
             data-id=message.id
+            tabindex="-1"
         >
             <Avatar user=message.from.clone() />
             <div class="bubble">
                 <div class="meta">
-                    <span class="author">{message.from.username.clone()}</span>
+                    <span class="author">{author}</span>
                     {private}
                     <time>{move || clock(ts, hydrated.get())}</time>
+                    {edited}
                 </div>
+                {quote}
                 {if deleted {
                     view! { <p class="text deleted">"This message was deleted."</p> }.into_any()
                 } else {
-                    view! { <p class="text">{rich_text(&message.text)}</p> }.into_any()
+                    view! { <div class="text"><RichText text=message.text.clone() /></div> }.into_any()
                 }}
-                <Show when=can_delete.clone()>
-                    <button class="delete" aria-label="Delete message" on:click=delete>
-                        "Delete"
-                    </button>
+                <Reactions id reactions=message.reactions.clone() />
+                <Show when=joined>
+                    <div class="actions">
+                        <button type="button" class="reply" aria-label="Reply" title="Reply" on:click=reply>
+                            "↩"
+                        </button>
+                        <ReactionPicker id />
+                        <Show when=can_edit.clone()>
+                            <button type="button" class="edit" aria-label="Edit message" on:click=edit>
+                                "Edit"
+                            </button>
+                        </Show>
+                        <Show when=can_delete.clone()>
+                            <button type="button" class="delete" aria-label="Delete message" on:click=delete>
+                                "Delete"
+                            </button>
+                        </Show>
+                    </div>
                 </Show>
             </div>
         </li>
     }
 }
 
-/// The text with emoji and highlighted `@mentions`, every piece as text (never HTML).
-fn rich_text(text: &str) -> impl IntoView + use<> {
-    segments(text)
+/// The reactions under a message: one button per emoji with its count, pressed if it is
+/// yours (pressing it takes yours back, or adds it); who reacted shows on hover, on a long
+/// press and to screen readers.
+#[component]
+fn Reactions(id: u64, reactions: Vec<Reaction>) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let chips = reactions
         .into_iter()
-        .map(|segment| match segment {
-            Segment::Text(t) => t.into_any(),
-            Segment::Mention(m) => view! { <span class="mention">{m}</span> }.into_any(),
+        .map(|r| {
+            let more = (r.count as usize).saturating_sub(r.users.len());
+            let mut who = r.users.join(", ");
+            if more > 0 {
+                who.push_str(&format!(" and {more} more"));
+            }
+            let pressed = {
+                let users = r.users.clone();
+                move || {
+                    chat.me
+                        .with(|me| me.as_ref().is_some_and(|me| users.contains(&me.username)))
+                        .to_string()
+                }
+            };
+            let label = format!("{} {}: {who}", r.emoji, r.count);
+            let emoji = r.emoji.clone();
+            let users = r.users.clone();
+            // Pressed: this takes yours back; otherwise it adds yours.
+            let toggle = move |_| {
+                let mine = chat.me.with_untracked(|me| {
+                    me.as_ref().is_some_and(|me| users.contains(&me.username))
+                });
+                crate::client::react(chat, id, emoji.clone(), mine);
+            };
+            view! {
+                <button type="button" class="reaction" aria-pressed=pressed aria-label=label
+                    title=who.clone()
+                    on:click=toggle>
+                    <span aria-hidden="true">{r.emoji.clone()} " " {r.count}</span>
+                    <span class="who" aria-hidden="true">{who.clone()}</span>
+                </button>
+            }
         })
-        .collect_view()
+        .collect_view();
+    view! { <div class="reactions">{chips}</div> }
+}
+
+/// Quick reactions; any other emoji can be typed (or its `:shortcode:`).
+const QUICK: [&str; 6] = ["👍", "❤️", "😂", "🎉", "😮", "👀"];
+
+#[component]
+fn ReactionPicker(id: u64) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let open = RwSignal::new(false);
+    let other = RwSignal::new(String::new());
+    let problem = RwSignal::new(None::<String>);
+    let react = move |emoji: String| {
+        crate::client::react(chat, id, emoji, false);
+        open.set(false);
+    };
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match crate::protocol::validate_reaction(&other.get_untracked()) {
+            Ok(emoji) => {
+                other.set(String::new());
+                problem.set(None);
+                react(emoji);
+            }
+            Err(e) => problem.set(Some(e.message)),
+        }
+    };
+    let field = format!("react-other-{id}");
+    view! {
+        <button type="button" class="react" aria-label="Add reaction"
+            aria-expanded=move || open.get().to_string()
+            on:click=move |_| open.update(|o| *o = !*o)>
+            "☺+"
+        </button>
+        <Show when=move || open.get()>
+            <div class="picker" role="group" aria-label="Reactions">
+                {QUICK
+                    .iter()
+                    .map(|e| {
+                        let emoji = e.to_string();
+                        view! {
+                            <button type="button" aria-label=format!("React with {e}")
+                                on:click=move |_| react(emoji.clone())>{*e}</button>
+                        }
+                    })
+                    .collect_view()}
+                <form on:submit=submit>
+                    <label for=field.clone()>"Other emoji"</label>
+                    <input id=field.clone() size="6" autocomplete="off" placeholder=":tada:"
+                        prop:value=other on:input=move |ev| other.set(event_target_value(&ev)) />
+                    <button type="submit">"React"</button>
+                    <span class="field-error" aria-live="polite">{move || problem.get()}</span>
+                </form>
+            </div>
+        </Show>
+    }
 }
 
 #[component]
@@ -243,7 +441,11 @@ fn PendingItem(pending: Pending) -> impl IntoView {
                 {pending.to.clone().map(|to| view! {
                     <div class="meta"><span class="private-label">{format!("private, to {to}")}</span></div>
                 })}
-                <p class="text">{rich_text(&pending.text)}</p>
+                {pending.reply.clone().map(|q| view! {
+                    <div class="quote"><span class="quote-author">{q.from}</span>
+                    <span class="quote-text">{crate::markdown::plain(&q.text)}</span></div>
+                })}
+                <div class="text"><RichText text=pending.text.clone() /></div>
                 {match failed {
                     None => view! { <span class="state">"Sending…"</span> }.into_any(),
                     Some(reason) => view! {

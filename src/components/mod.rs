@@ -7,7 +7,9 @@ pub mod composer;
 pub mod join_form;
 pub mod message_list;
 pub mod online_list;
+pub mod rich_text;
 pub mod room_list;
+pub mod search;
 pub mod status_bar;
 
 use leptos::prelude::*;

@@ -60,7 +60,7 @@ fn AdminControls(name: String) -> impl IntoView {
     let kick = {
         let username = name.clone();
         move |_| {
-            crate::client::moderate(
+            crate::client::send_frame(
                 chat,
                 ClientFrame::Kick {
                     username: username.clone(),
@@ -75,7 +75,7 @@ fn AdminControls(name: String) -> impl IntoView {
                 username: username.clone(),
                 lift: false,
             };
-            crate::client::moderate(chat, frame)
+            crate::client::send_frame(chat, frame)
         }
     };
     view! {

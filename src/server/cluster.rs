@@ -98,8 +98,9 @@ pub enum Command {
     /// Subscribe to the room's channel, if not yet, and open the room (see module doc).
     Open(String, oneshot::Sender<Result<(), StoreError>>),
     /// A message this node stored: hand it to the room here, then publish it. Sent by the
-    /// storage writer's commit hook, in id order.
-    Committed(Committed),
+    /// storage writer's commit hook, in id order. Boxed: the queue's slots are as large as
+    /// its largest command.
+    Committed(Box<Committed>),
     /// Answer once every message before this is handed on and published (shutdown).
     Flush(oneshot::Sender<()>),
     /// The room's last local user may have left: if so, close it and unsubscribe.
@@ -599,6 +600,7 @@ impl Cluster {
                 let _ = reply.send(opened);
             }
             Command::Committed(c) => {
+                let c = *c;
                 self.arrive(&c.room, &c.message, c.prev).await;
                 let published = Published {
                     message: c.message,

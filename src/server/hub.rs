@@ -68,11 +68,11 @@ impl Hub {
             let opened = Storage::open(
                 &location,
                 Box::new(move |room, message, prev| {
-                    let _ = committed.send(Command::Committed(Committed {
+                    let _ = committed.send(Command::Committed(Box::new(Committed {
                         room: room.to_string(),
                         message: message.clone(),
                         prev,
-                    }));
+                    })));
                 }),
             )
             .await?;
@@ -300,6 +300,17 @@ impl Hub {
     /// Message `id` of `room`, with its owners' keys.
     pub async fn entry(&self, room: &str, id: u64) -> Result<Option<Entry>, StoreError> {
         self.storage.entry(room, id).await
+    }
+
+    /// Searches `room` as `viewer` may see it (see [`Storage::search`]).
+    pub async fn search(
+        &self,
+        room: &str,
+        viewer: &str,
+        query: &str,
+    ) -> Result<Vec<crate::protocol::Hit>, StoreError> {
+        let limit = crate::protocol::SEARCH_RESULTS;
+        self.storage.search(room, viewer, query, limit).await
     }
 
     /// Records an admin's action in the audit log. A failure is logged, not fatal: the action

@@ -17,10 +17,14 @@
 //! Each command is a file of its own (`join`, `post`, `history`, `typing`) that returns what
 //! to send rather than sending it; the writer is in `writer`.
 
+mod edit;
 mod history;
 mod join;
 mod moderate;
 mod post;
+mod react;
+mod search;
+mod target;
 mod typing;
 mod writer;
 
@@ -52,8 +56,14 @@ struct Pace {
     /// Every other request (`join`, `history`, `typing`, `ping`): each costs a read or a
     /// fan-out, so none is free.
     requests: TokenBucket,
+    /// Searches, besides: each may read far more than a page of history.
+    searches: TokenBucket,
     strikes: u32,
 }
+
+/// Searches a connection may make: one every two seconds, five at once.
+const SEARCHES_PER_SEC: f64 = 0.5;
+const SEARCH_BURST: f64 = 5.0;
 
 /// Who is at the other end, as known at the upgrade.
 pub struct Peer {
@@ -186,6 +196,7 @@ async fn read_loop(
     let mut pace = Pace {
         bucket: TokenBucket::new(config.rate_per_sec, config.rate_burst),
         requests: TokenBucket::new(config.requests_per_sec, config.request_burst),
+        searches: TokenBucket::new(SEARCHES_PER_SEC, SEARCH_BURST),
         strikes: 0,
     };
     loop {
@@ -273,7 +284,9 @@ async fn read_loop(
 
 /// What a command answers. Commands never touch the socket or the queue: they return this,
 /// and [`answer`] sends it and counts strikes, so each command is tested with a hub and no
-/// socket (see the tests beside each one).
+/// socket (see the tests beside each one). Short-lived, one at a time: not worth boxing the
+/// frame to make the other variants smaller.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Reply {
     /// Nothing for this connection alone (a broadcast reaches it like everyone in the room).
     Done,
@@ -354,6 +367,7 @@ async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut 
             text,
             client_id,
             to,
+            reply_to,
         } => {
             // Only a public message ends "is typing" for everyone: ending it on a private
             // one would tell the whole room that something private was just sent.
@@ -364,8 +378,20 @@ async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut 
                 text,
                 client_id,
                 to,
+                reply_to,
             };
             post::post(hub, s, &mut pace.bucket, asked).await
+        }
+        ClientFrame::Edit { id, text } => edit::edit(hub, s, &mut pace.bucket, id, text).await,
+        ClientFrame::React { id, emoji, remove } => {
+            let asked = react::Asked { id, emoji, remove };
+            react::react(hub, s, &mut pace.bucket, asked).await
+        }
+        ClientFrame::Search { query } => {
+            if !pace.searches.try_take(Instant::now()) {
+                return post::too_fast();
+            }
+            search::search(hub, s, &query).await
         }
         ClientFrame::History { before } => history::history(hub, s, before).await,
         ClientFrame::Typing => typing::typing(hub, s).await,
@@ -573,6 +599,7 @@ mod testing {
                 text: text.into(),
                 client_id: None,
                 to: to.map(str::to_string),
+                reply_to: None,
             };
             let reply = post::post(&self.hub, session, &mut self.bucket(), asked).await;
             assert!(matches!(reply, Reply::Done), "{text:?} was not stored");

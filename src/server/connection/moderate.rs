@@ -5,15 +5,7 @@
 use super::*;
 use crate::protocol::Change;
 
-fn refused(code: ErrorCode, message: impl Into<String>) -> Reply {
-    Reply::Refused(
-        Invalid {
-            code,
-            message: message.into(),
-        },
-        None,
-    )
-}
+use super::target::refused;
 
 fn admins_only() -> Reply {
     refused(ErrorCode::NotAllowed, "only an admin can do that")
@@ -22,27 +14,10 @@ fn admins_only() -> Reply {
 /// Deletes message `id` of the session's room: a change entry in the log (so everyone, live
 /// or resuming, drops it in order) whose storing wipes the text.
 pub(super) async fn delete(hub: &Hub, session: &Session, id: u64) -> Reply {
-    let entry = match hub.entry(&session.room, id).await {
-        Ok(Some(entry)) if entry.message.change.is_none() => entry,
-        Ok(_) => {
-            return refused(
-                ErrorCode::NotFound,
-                format!("there is no message {id} in this room"),
-            );
-        }
-        Err(e) => return Reply::Unavailable(e, None),
+    let entry = match super::target::find(hub, session, id).await {
+        Ok(entry) => entry,
+        Err(reply) => return reply,
     };
-    // A private message of others is not there, as far as this user can tell: answering
-    // "not allowed" would tell them that one exists with this id.
-    let visible = entry.recipient_key.is_none()
-        || entry.sender_key == session.sender_key
-        || entry.recipient_key.as_deref() == Some(session.sender_key.as_str());
-    if !visible {
-        return refused(
-            ErrorCode::NotFound,
-            format!("there is no message {id} in this room"),
-        );
-    }
     if entry.message.deleted {
         return Reply::Done;
     }
@@ -57,14 +32,10 @@ pub(super) async fn delete(hub: &Hub, session: &Session, id: u64) -> Reply {
     }
     let target = entry.message;
     let draft = Draft {
-        room: session.room.clone(),
-        from: session.user.clone(),
         // The entry is seen by exactly who saw the message.
-        sender_key: entry.sender_key,
-        text: String::new(),
-        client_id: None,
         to: target.to.clone().zip(entry.recipient_key),
         change: Some(Change::Deleted { target: id }),
+        ..Draft::message(&session.room, session.user.clone(), &entry.sender_key, "")
     };
     if let Err(e) = hub.post(draft).await {
         return Reply::Unavailable(e, None);

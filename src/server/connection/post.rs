@@ -7,6 +7,32 @@ pub(super) struct Asked {
     pub(super) text: String,
     pub(super) client_id: Option<String>,
     pub(super) to: Option<String>,
+    pub(super) reply_to: Option<u64>,
+}
+
+/// Checks a message's text against the protocol and this server's length limit.
+pub(super) fn check_text(hub: &Hub, text: &str) -> Result<(), Invalid> {
+    protocol::validate_text(text)?;
+    let chars = text.chars().count();
+    if chars > hub.config.max_message_chars {
+        return Err(Invalid {
+            code: ErrorCode::MessageTooLong,
+            message: format!(
+                "Messages are at most {} characters (this one has {chars}).",
+                hub.config.max_message_chars
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The answer to a write over the connection's message rate.
+pub(super) fn too_fast() -> Reply {
+    let slow_down = Invalid {
+        code: ErrorCode::RateLimited,
+        message: "you are sending too fast; this was not done".into(),
+    };
+    Reply::Refused(slow_down, None)
 }
 
 /// Stores the message; the room's broadcast delivers it to everyone, the sender included
@@ -23,18 +49,9 @@ pub(super) async fn post(
         text,
         client_id,
         to,
+        reply_to,
     } = asked;
-    let checked = protocol::validate_text(&text).and_then(|()| {
-        let chars = text.chars().count();
-        if chars > hub.config.max_message_chars {
-            return Err(Invalid {
-                code: ErrorCode::MessageTooLong,
-                message: format!(
-                    "Messages are at most {} characters (this one has {chars}).",
-                    hub.config.max_message_chars
-                ),
-            });
-        }
+    let checked = check_text(hub, &text).and_then(|()| {
         client_id
             .as_deref()
             .map_or(Ok(()), protocol::validate_client_id)
@@ -69,14 +86,25 @@ pub(super) async fn post(
             }
         },
     };
+    if let Some(id) = reply_to
+        && let Err(refusal) = answerable(hub, session, id, to.as_ref()).await
+    {
+        return match refusal {
+            Reply::Refused(invalid, _) => Reply::Refused(invalid, client_id),
+            Reply::Unavailable(e, _) => Reply::Unavailable(e, client_id),
+            other => other,
+        };
+    }
     let draft = Draft {
-        room: session.room.clone(),
-        from: session.user.clone(),
-        sender_key: session.sender_key.clone(),
-        text,
         client_id: client_id.clone(),
         to,
-        change: None,
+        reply_to,
+        ..Draft::message(
+            &session.room,
+            session.user.clone(),
+            &session.sender_key,
+            text,
+        )
     };
     match hub.post(draft).await {
         // A repeat of a message already stored: it was broadcast the first time; tell only
@@ -87,6 +115,33 @@ pub(super) async fn post(
             Reply::Done
         }
         Err(e) => Reply::Unavailable(e, client_id),
+    }
+}
+
+/// Whether message `id` may be answered by this message (to `to`, if private): one this user
+/// sees and, if it is private, answered privately to the same person, so its
+/// quote is never shown to anyone who could not see it.
+async fn answerable(
+    hub: &Hub,
+    session: &Session,
+    id: u64,
+    to: Option<&(User, String)>,
+) -> Result<(), Reply> {
+    // A deleted message may be answered (its quote is empty): a reply resent after a
+    // reconnect must not be refused because what it answers went meanwhile.
+    let entry = super::target::find(hub, session, id).await?;
+    let same_two = match (super::target::other_of(&entry, session), to) {
+        (None, _) => true,
+        (Some((_, theirs)), Some((_, key))) => theirs == *key,
+        (Some(_), None) => false,
+    };
+    if same_two {
+        Ok(())
+    } else {
+        Err(super::target::refused(
+            ErrorCode::NotAllowed,
+            "a reply to a private message goes privately to the same person",
+        ))
     }
 }
 
@@ -131,6 +186,7 @@ mod tests {
             text: "hello ✨".into(),
             client_id: Some("c-1".into()),
             to: None,
+            reply_to: None,
         };
         assert!(matches!(
             post(&bench.hub, &alice, &mut bucket, hello()).await,
@@ -156,6 +212,7 @@ mod tests {
             text: text.into(),
             client_id: Some("id-7".into()),
             to: to.map(str::to_string),
+            reply_to: None,
         };
         let cases = [
             (ask("   ", None), ErrorCode::EmptyMessage),
@@ -176,5 +233,63 @@ mod tests {
         ));
         let reply = post(&bench.hub, &alice, &mut empty, ask("two", None)).await;
         assert_eq!(refused(reply).0, ErrorCode::RateLimited);
+    }
+
+    #[tokio::test]
+    async fn a_reply_quotes_what_it_answers_and_the_quote_goes_with_a_deletion() {
+        let bench = Bench::new(|_| {}).await;
+        let (alice, mut alice_feed) = bench.joined("alice").await;
+        let (bob, mut bob_feed) = bench.joined("bob").await;
+        let (carol, _carol_feed) = bench.joined("carol").await;
+        let mut bucket = bench.bucket();
+        bench.say(&alice, &"long question ".repeat(20), None).await;
+        let question = delivered(&mut bob_feed).await;
+        let answer = |reply_to, to: Option<&str>| Asked {
+            text: "yes".into(),
+            client_id: None,
+            to: to.map(str::to_string),
+            reply_to: Some(reply_to),
+        };
+        let reply = post(&bench.hub, &bob, &mut bucket, answer(question.id, None)).await;
+        assert!(matches!(reply, Reply::Done));
+        delivered(&mut alice_feed).await;
+        let yes = delivered(&mut alice_feed).await;
+        let quote = yes.reply.clone().expect("a quote");
+        assert_eq!((quote.id, quote.from.as_str()), (question.id, "alice"));
+        assert_eq!(
+            quote.text.chars().count(),
+            protocol::QUOTE_CHARS + 1,
+            "cut, with …"
+        );
+
+        // A private message is only answered privately, to the same person.
+        delivered(&mut bob_feed).await;
+        bench.say(&alice, "psst", Some("bob")).await;
+        let psst = delivered(&mut bob_feed).await;
+        let public = post(&bench.hub, &bob, &mut bucket, answer(psst.id, None)).await;
+        assert!(matches!(public, Reply::Refused(i, _) if i.code == ErrorCode::NotAllowed));
+        let to_carol = post(
+            &bench.hub,
+            &bob,
+            &mut bucket,
+            answer(psst.id, Some("carol")),
+        )
+        .await;
+        assert!(matches!(to_carol, Reply::Refused(i, _) if i.code == ErrorCode::NotAllowed));
+        let hidden = post(&bench.hub, &carol, &mut bucket, answer(psst.id, None)).await;
+        assert!(matches!(hidden, Reply::Refused(i, _) if i.code == ErrorCode::NotFound));
+        let private = post(
+            &bench.hub,
+            &bob,
+            &mut bucket,
+            answer(psst.id, Some("alice")),
+        )
+        .await;
+        assert!(matches!(private, Reply::Done));
+
+        // Deleting the question wipes its quote in the stored reply.
+        super::super::moderate::delete(&bench.hub, &alice, question.id).await;
+        let entry = bench.hub.entry("general", yes.id).await.unwrap().unwrap();
+        assert_eq!(entry.message.reply.unwrap().text, "");
     }
 }

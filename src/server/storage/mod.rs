@@ -21,15 +21,17 @@
 //! applied at start-up by refinery.
 
 mod accounts;
+mod changes;
 mod moderation;
 mod postgres;
+mod search;
 mod sqlite;
 mod statement;
 
 pub use accounts::{Account, SecretKind, TokenInfo};
 pub use moderation::{AuditEntry, Entry};
 
-use crate::protocol::{Change, ChatMessage, User};
+use crate::protocol::{Change, ChatMessage, Quote, Reaction, User};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -51,23 +53,40 @@ pub struct Draft {
     pub client_id: Option<String>,
     /// A private message's recipient, and their identity key (as `sender_key`).
     pub to: Option<(User, String)>,
-    /// A change entry (see [`ChatMessage::change`]): storing it also applies it (a deletion
-    /// wipes its target's text in the same transaction).
+    /// A change entry (see [`ChatMessage::change`]): storing it also applies it to its
+    /// target in the same transaction (`changes`). A reaction's state is filled in then; in
+    /// the draft, its `count` says what is asked: 1 adds this sender's reaction, 0 takes it
+    /// back.
     pub change: Option<Change>,
+    /// The message this one answers; its quote is taken when storing.
+    pub reply_to: Option<u64>,
 }
 
 impl Draft {
-    /// The message as stored, once it has an id and a time.
-    fn stored(&self, id: u64, ts: i64) -> ChatMessage {
+    /// A plain public message.
+    pub fn message(room: &str, from: User, sender_key: &str, text: impl Into<String>) -> Draft {
+        Draft {
+            room: room.to_string(),
+            from,
+            sender_key: sender_key.to_string(),
+            text: text.into(),
+            client_id: None,
+            to: None,
+            change: None,
+            reply_to: None,
+        }
+    }
+
+    /// The message as stored, once it has an id and a time and its effects were applied.
+    fn stored(&self, id: u64, ts: i64, applied: changes::Applied) -> ChatMessage {
+        // An edit of a message deleted meanwhile keeps no text either.
+        let text = if applied.void { "" } else { &self.text };
         ChatMessage {
-            id,
-            ts,
-            from: self.from.clone(),
-            text: self.text.clone(),
             client_id: self.client_id.clone(),
             to: self.to.as_ref().map(|(user, _)| user.clone()),
-            deleted: false,
-            change: self.change.clone(),
+            change: applied.change,
+            reply: applied.reply,
+            ..ChatMessage::new(id, ts, self.from.clone(), text)
         }
     }
 }
@@ -176,26 +195,34 @@ trait Log: Send + Sync + 'static {
 }
 
 /// The columns every read selects, in the order [`Row`] reads them.
-const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, to_avatar, deleted, change_kind, target";
+const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, to_avatar, \
+                       deleted, change_kind, target, edited_ts, reactions, reaction, reply_to, \
+                       reply_from, reply_text";
+/// How many [`COLUMNS`] there are: a query selecting more reads them from this index on.
+const NCOLUMNS: usize = 17;
 
-/// A change as stored: its kind and target.
-fn change_columns(change: &Option<Change>) -> (Option<&'static str>, Option<i64>) {
-    match change {
-        None => (None, None),
-        Some(Change::Deleted { target }) => (Some("deleted"), Some(sql_id(*target))),
-    }
+/// A change as stored: its kind, its target, and (a reaction) the emoji's new state as JSON.
+struct ChangeColumns {
+    kind: Option<&'static str>,
+    target: Option<i64>,
+    reaction: Option<String>,
 }
 
-/// The targets a batch deletes (their text is wiped in the storing transaction).
-fn deleted_targets(batch: &[Draft]) -> Vec<i64> {
-    batch
-        .iter()
-        .filter_map(|d| {
-            d.change
-                .as_ref()
-                .map(|Change::Deleted { target }| sql_id(*target))
-        })
-        .collect()
+fn change_columns(change: &Option<Change>) -> ChangeColumns {
+    let (kind, reaction) = match change {
+        None => (None, None),
+        Some(Change::Deleted { .. }) => (Some("deleted"), None),
+        Some(Change::Edited { .. }) => (Some("edited"), None),
+        Some(Change::Reacted { reaction, .. }) => (
+            Some("reacted"),
+            Some(serde_json::to_string(reaction).unwrap_or_default()),
+        ),
+    };
+    ChangeColumns {
+        kind,
+        target: change.as_ref().map(|c| sql_id(c.target())),
+        reaction,
+    }
 }
 
 /// The privacy rule, for both databases: public messages, and private ones the viewer sent or
@@ -225,6 +252,12 @@ struct Row {
     deleted: bool,
     change_kind: Option<String>,
     target: Option<i64>,
+    edited_ts: Option<i64>,
+    reactions: Option<String>,
+    reaction: Option<String>,
+    reply_to: Option<i64>,
+    reply_from: Option<String>,
+    reply_text: Option<String>,
 }
 
 impl From<Row> for ChatMessage {
@@ -243,9 +276,35 @@ impl From<Row> for ChatMessage {
                 _ => None,
             },
             deleted: r.deleted,
-            change: match (r.change_kind.as_deref(), r.target) {
-                (Some("deleted"), Some(target)) => Some(Change::Deleted {
+            change: match (r.change_kind.as_deref(), r.target, r.reaction) {
+                (Some("deleted"), Some(target), _) => Some(Change::Deleted {
                     target: target as u64,
+                }),
+                (Some("edited"), Some(target), _) => Some(Change::Edited {
+                    target: target as u64,
+                }),
+                (Some("reacted"), Some(target), Some(json)) => {
+                    serde_json::from_str::<Reaction>(&json)
+                        .ok()
+                        .map(|reaction| Change::Reacted {
+                            target: target as u64,
+                            reaction,
+                        })
+                }
+                _ => None,
+            },
+            edited: r.edited_ts,
+            // A deleted message keeps nothing of what it had (a reaction racing its deletion
+            // may have summed up after it).
+            reactions: match (r.deleted, r.reactions) {
+                (false, Some(json)) => serde_json::from_str(&json).unwrap_or_default(),
+                _ => Vec::new(),
+            },
+            reply: match (r.reply_to, r.reply_from) {
+                (Some(id), Some(from)) => Some(Quote {
+                    id: id as u64,
+                    from,
+                    text: r.reply_text.unwrap_or_default(),
                 }),
                 _ => None,
             },

@@ -3,7 +3,7 @@
 
 use super::postgres::unreachable;
 use super::sqlite::with;
-use super::{Backend, COLUMNS, Storage, StoreError, now_ms, sql_id};
+use super::{Backend, COLUMNS, NCOLUMNS, Storage, StoreError, now_ms, sql_id};
 use crate::protocol::ChatMessage;
 use rusqlite::{OptionalExtension, params};
 
@@ -37,8 +37,8 @@ impl Storage {
                     conn.query_row(&sql, params![id, room], |row| {
                         Ok(Entry {
                             message: super::sqlite::read_row(row)?,
-                            sender_key: row.get(11)?,
-                            recipient_key: row.get(12)?,
+                            sender_key: row.get(NCOLUMNS)?,
+                            recipient_key: row.get(NCOLUMNS + 1)?,
                         })
                     })
                     .optional()
@@ -53,8 +53,8 @@ impl Storage {
                     .map_err(|e| StoreError::query(doing, e))?;
                 Ok(row.map(|row| Entry {
                     message: super::postgres::read_row(&row),
-                    sender_key: row.get(11),
-                    recipient_key: row.get(12),
+                    sender_key: row.get(NCOLUMNS),
+                    recipient_key: row.get(NCOLUMNS + 1),
                 }))
             }
         }

@@ -12,8 +12,8 @@
 //! the others up for long.
 
 use super::{
-    COLUMNS, Draft, Log, Row, StoreError, Stored, change_columns, deleted_targets, now_ms, sql_id,
-    visible_to,
+    COLUMNS, Draft, Log, NCOLUMNS, Row, StoreError, Stored, change_columns, changes, now_ms,
+    sql_id, visible_to,
 };
 use crate::protocol::ChatMessage;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -141,17 +141,32 @@ pub(super) fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
         deleted: row.get(8),
         change_kind: row.get(9),
         target: row.get(10),
+        edited_ts: row.get(11),
+        reactions: row.get(12),
+        reaction: row.get(13),
+        reply_to: row.get(14),
+        reply_from: row.get(15),
+        reply_text: row.get(16),
     }
     .into()
 }
 
 impl Log for Postgres {
     async fn forget_before(&self, ts: i64) -> Result<u64, StoreError> {
-        let client = self.pool.get().await.map_err(unreachable)?;
-        client
+        let mut client = self.pool.get().await.map_err(unreachable)?;
+        let fail = |e| StoreError::query("deleting expired messages", e);
+        let tx = client.transaction().await.map_err(fail)?;
+        let deleted = tx
             .execute("DELETE FROM messages WHERE ts < $1", &[&ts])
             .await
-            .map_err(|e| StoreError::query("deleting expired messages", e))
+            .map_err(fail)?;
+        if deleted > 0 {
+            for sql in changes::AFTER_EXPIRY {
+                tx.execute(sql, &[]).await.map_err(fail)?;
+            }
+        }
+        tx.commit().await.map_err(fail)?;
+        Ok(deleted)
     }
 
     async fn last_committed(&self) -> Result<u64, StoreError> {
@@ -188,6 +203,7 @@ impl Log for Postgres {
             .await
             .map_err(write)?
             .get(0);
+        let first_last = last;
         let resent = stored_resends(&tx, &batch).await.map_err(write)?;
         let mut rooms: Vec<&str> = batch.iter().map(|d| d.room.as_str()).collect();
         rooms.sort_unstable();
@@ -221,7 +237,15 @@ impl Log for Postgres {
             }
             last += 1;
             let prev = room_last.insert(d.room.clone(), last).unwrap_or(0);
-            let message = d.stored(last as u64, now_ms());
+            let ts = now_ms();
+            // The change's effects on its target and a reply's quote (see `changes`). They
+            // may concern rows of this batch (a reply, then a deletion of what it quotes):
+            // the rows before this one are inserted first.
+            if d.change.is_some() || d.reply_to.is_some() {
+                new.insert(&tx).await.map_err(write)?;
+            }
+            let applied = changes::postgres::apply(&tx, d, ts).await.map_err(write)?;
+            let message = d.stored(last as u64, ts, applied);
             new.push(d, &message);
             if let Some(k) = key {
                 in_batch.insert(k, message.clone());
@@ -232,41 +256,8 @@ impl Log for Postgres {
                 prev: prev as u64,
             });
         }
-        if !new.ids.is_empty() {
-            tx.execute(
-                "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
-                 client_id, to_username, to_avatar, recipient_key, change_kind, target) \
-                 SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], \
-                 $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], \
-                 $11::TEXT[], $12::TEXT[], $13::BIGINT[])",
-                &[
-                    &new.ids,
-                    &new.rooms,
-                    &new.ts,
-                    &new.usernames,
-                    &new.avatars,
-                    &new.texts,
-                    &new.sender_keys,
-                    &new.client_ids,
-                    &new.to_usernames,
-                    &new.to_avatars,
-                    &new.recipient_keys,
-                    &new.change_kinds,
-                    &new.targets,
-                ],
-            )
-            .await
-            .map_err(write)?;
-            // A deletion's text is gone from the database, not hidden, in the same transaction.
-            let wiped = deleted_targets(&batch);
-            if !wiped.is_empty() {
-                tx.execute(
-                    "UPDATE messages SET text = '', deleted = TRUE WHERE id = ANY($1)",
-                    &[&wiped],
-                )
-                .await
-                .map_err(write)?;
-            }
+        new.insert(&tx).await.map_err(write)?;
+        if last != first_last {
             tx.execute(
                 "UPDATE counters SET value = $1 WHERE name = 'message'",
                 &[&last],
@@ -286,8 +277,8 @@ impl Log for Postgres {
         limit: usize,
     ) -> Result<Vec<ChatMessage>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE room = $1 AND id < $2 AND {} \
-             ORDER BY id DESC LIMIT $3",
+            "SELECT {COLUMNS} FROM messages WHERE room = $1 AND id < $2 \
+             AND change_kind IS NULL AND {} ORDER BY id DESC LIMIT $3",
             visible_to("$4::TEXT")
         );
         let limit = limit as i64;
@@ -346,7 +337,7 @@ async fn stored_resends<'a>(
         )
         .await?;
     for row in &rows {
-        let (sender, room): (&str, &str) = (row.get(11), row.get(12));
+        let (sender, room): (&str, &str) = (row.get(NCOLUMNS), row.get(NCOLUMNS + 1));
         let message = read_row(row);
         // Only the exact (sender, room, client_id) triples of this batch.
         if let Some(d) = keyed
@@ -372,7 +363,7 @@ struct NewRows<'a> {
     ts: Vec<i64>,
     usernames: Vec<&'a str>,
     avatars: Vec<&'a str>,
-    texts: Vec<&'a str>,
+    texts: Vec<String>,
     sender_keys: Vec<&'a str>,
     client_ids: Vec<Option<&'a str>>,
     to_usernames: Vec<Option<&'a str>>,
@@ -380,16 +371,62 @@ struct NewRows<'a> {
     recipient_keys: Vec<Option<&'a str>>,
     change_kinds: Vec<Option<&'static str>>,
     targets: Vec<Option<i64>>,
+    reactions: Vec<Option<String>>,
+    reply_tos: Vec<Option<i64>>,
+    reply_froms: Vec<Option<String>>,
+    reply_texts: Vec<Option<String>>,
 }
 
 impl<'a> NewRows<'a> {
+    /// Inserts the rows gathered so far with one `INSERT ... SELECT FROM unnest(...)`, and
+    /// starts gathering afresh.
+    async fn insert(
+        &mut self,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<(), tokio_postgres::Error> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(self);
+        tx.execute(
+            "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
+             client_id, to_username, to_avatar, recipient_key, change_kind, target, \
+             reaction, reply_to, reply_from, reply_text) \
+             SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], \
+             $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], \
+             $11::TEXT[], $12::TEXT[], $13::BIGINT[], $14::TEXT[], $15::BIGINT[], \
+             $16::TEXT[], $17::TEXT[])",
+            &[
+                &rows.ids,
+                &rows.rooms,
+                &rows.ts,
+                &rows.usernames,
+                &rows.avatars,
+                &rows.texts,
+                &rows.sender_keys,
+                &rows.client_ids,
+                &rows.to_usernames,
+                &rows.to_avatars,
+                &rows.recipient_keys,
+                &rows.change_kinds,
+                &rows.targets,
+                &rows.reactions,
+                &rows.reply_tos,
+                &rows.reply_froms,
+                &rows.reply_texts,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
     fn push(&mut self, d: &'a Draft, stored: &ChatMessage) {
         self.ids.push(stored.id as i64);
         self.rooms.push(&d.room);
         self.ts.push(stored.ts);
         self.usernames.push(&d.from.username);
         self.avatars.push(&d.from.avatar);
-        self.texts.push(&d.text);
+        self.texts.push(stored.text.clone());
         self.sender_keys.push(&d.sender_key);
         self.client_ids.push(d.client_id.as_deref());
         self.to_usernames
@@ -398,8 +435,13 @@ impl<'a> NewRows<'a> {
             .push(d.to.as_ref().map(|(u, _)| u.avatar.as_str()));
         self.recipient_keys
             .push(d.to.as_ref().map(|(_, key)| key.as_str()));
-        let (kind, target) = change_columns(&d.change);
-        self.change_kinds.push(kind);
-        self.targets.push(target);
+        let change = change_columns(&stored.change);
+        self.change_kinds.push(change.kind);
+        self.targets.push(change.target);
+        self.reactions.push(change.reaction);
+        let reply = stored.reply.as_ref();
+        self.reply_tos.push(reply.map(|q| q.id as i64));
+        self.reply_froms.push(reply.map(|q| q.from.clone()));
+        self.reply_texts.push(reply.map(|q| q.text.clone()));
     }
 }

@@ -7,7 +7,8 @@
 //! last moments.
 
 use super::{
-    COLUMNS, Draft, Log, Row, StoreError, Stored, change_columns, now_ms, sql_id, visible_to,
+    COLUMNS, Draft, Log, Row, StoreError, Stored, change_columns, changes, now_ms, sql_id,
+    visible_to,
 };
 use crate::protocol::ChatMessage;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -30,6 +31,9 @@ const READER_PRAGMAS: &str = "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON
 pub struct Sqlite {
     pub(super) writer: Arc<Mutex<Connection>>,
     pub(super) reader: Arc<Mutex<Connection>>,
+    /// Searches read on a connection of their own, so a slow one never holds up history
+    /// pages and joins.
+    pub(super) searcher: Arc<Mutex<Connection>>,
 }
 
 impl Sqlite {
@@ -74,10 +78,13 @@ impl Sqlite {
             .map_err(open_err)?;
         let reader = Connection::open(path).map_err(open_err)?;
         reader.execute_batch(READER_PRAGMAS).map_err(open_err)?;
+        let searcher = Connection::open(path).map_err(open_err)?;
+        searcher.execute_batch(READER_PRAGMAS).map_err(open_err)?;
         Ok((
             Sqlite {
                 writer: Arc::new(Mutex::new(writer)),
                 reader: Arc::new(Mutex::new(reader)),
+                searcher: Arc::new(Mutex::new(searcher)),
             },
             last_id as u64,
         ))
@@ -117,6 +124,12 @@ pub(super) fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage>
         deleted: row.get(8)?,
         change_kind: row.get(9)?,
         target: row.get(10)?,
+        edited_ts: row.get(11)?,
+        reactions: row.get(12)?,
+        reaction: row.get(13)?,
+        reply_to: row.get(14)?,
+        reply_from: row.get(15)?,
+        reply_text: row.get(16)?,
     }
     .into())
 }
@@ -146,7 +159,15 @@ impl Log for Sqlite {
     async fn forget_before(&self, ts: i64) -> Result<u64, StoreError> {
         // AUTOINCREMENT: deleted ids are never given out again.
         let delete = move |conn: &mut Connection| {
-            conn.execute("DELETE FROM messages WHERE ts < ?1", params![ts])
+            let tx = conn.transaction()?;
+            let deleted = tx.execute("DELETE FROM messages WHERE ts < ?1", params![ts])?;
+            if deleted > 0 {
+                for sql in changes::AFTER_EXPIRY {
+                    tx.execute(sql, [])?;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted)
         };
         Ok(with(&self.writer, "deleting expired messages", delete).await? as u64)
     }
@@ -166,8 +187,8 @@ impl Log for Sqlite {
         let room_name = room.to_string();
         let (room, viewer) = (room.to_string(), viewer.map(str::to_string));
         let sql = format!(
-            "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND id < ?2 AND {} \
-             ORDER BY id DESC LIMIT ?3",
+            "SELECT {COLUMNS} FROM messages WHERE room = ?1 AND id < ?2 \
+             AND change_kind IS NULL AND {} ORDER BY id DESC LIMIT ?3",
             visible_to("?4")
         );
         let read = move |conn: &mut Connection| {
@@ -225,12 +246,10 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
             tx.prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages WHERE room = ?1")?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
-             to_username, to_avatar, recipient_key, change_kind, target) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             to_username, to_avatar, recipient_key, change_kind, target, reaction, reply_to, \
+             reply_from, reply_text) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
-        // A deletion's text is gone from the database, not hidden, in the same transaction.
-        let mut wipe =
-            tx.prepare_cached("UPDATE messages SET text = '', deleted = 1 WHERE id = ?1")?;
         for d in batch {
             if let Some(client_id) = &d.client_id
                 && let Some(existing) = find
@@ -247,26 +266,32 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
             }
             let prev: i64 = last_in_room.query_row(params![d.room], |r| r.get(0))?;
             let ts = now_ms();
-            let (change_kind, target) = change_columns(&d.change);
-            if let (Some("deleted"), Some(target)) = (change_kind, target) {
-                wipe.execute(params![target])?;
-            }
+            // The change's effects on its target (a deletion's wipe, an edit, a reaction's
+            // toggle) and a reply's quote, in this same transaction.
+            let applied = changes::sqlite::apply(&tx, d, ts)?;
+            let change = change_columns(&applied.change);
+            let text = if applied.void { "" } else { d.text.as_str() };
+            let reply = applied.reply.as_ref();
             insert.execute(params![
                 d.room,
                 ts,
                 d.from.username,
                 d.from.avatar,
-                d.text,
+                text,
                 d.sender_key,
                 d.client_id,
                 d.to.as_ref().map(|(u, _)| &u.username),
                 d.to.as_ref().map(|(u, _)| &u.avatar),
                 d.to.as_ref().map(|(_, key)| key),
-                change_kind,
-                target,
+                change.kind,
+                change.target,
+                change.reaction,
+                reply.map(|q| q.id as i64),
+                reply.map(|q| &q.from),
+                reply.map(|q| &q.text),
             ])?;
             out.push(Stored {
-                message: d.stored(tx.last_insert_rowid() as u64, ts),
+                message: d.stored(tx.last_insert_rowid() as u64, ts, applied),
                 duplicate: false,
                 prev: prev as u64,
             });
