@@ -132,7 +132,17 @@ fn ChatPage() -> impl IntoView {
                 }
             >
                 <main class="chat">
-                    <section class="conversation" aria-label="Conversation">
+                    // A file dropped anywhere on the conversation goes to the message box.
+                    <section class="conversation" aria-label="Conversation"
+                        on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
+                        on:drop=move |ev: leptos::ev::DragEvent| {
+                            ev.prevent_default();
+                            if chat.me.get_untracked().is_some()
+                                && let Some(file) = crate::browser::picked(ev.as_ref()).into_iter().next()
+                            {
+                                crate::client::attach(chat, file);
+                            }
+                        }>
                         <Show when=move || chat.me.get().is_some()>
                             <Search />
                         </Show>

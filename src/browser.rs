@@ -68,6 +68,41 @@ pub fn next_frame(f: impl FnOnce() + 'static) {
     imp::next_frame(f)
 }
 
+/// A file the person picked, dropped or pasted.
+pub struct Picked(imp::PickedFile);
+
+impl Picked {
+    pub fn name(&self) -> String {
+        imp::file_name(&self.0)
+    }
+}
+
+/// The files an event carries: a file input's `change`, a `drop`, a `paste`.
+pub fn picked(event: &leptos::web_sys::Event) -> Vec<Picked> {
+    imp::picked(event)
+}
+
+/// An upload under way (`POST /api/files`).
+pub struct Upload(imp::UploadHandle);
+
+impl Upload {
+    /// Stops it; `done` is then called with an error saying so.
+    pub fn cancel(&self) {
+        imp::cancel(&self.0)
+    }
+}
+
+/// Uploads `file` for `room`, telling `progress` the percentage sent, then `done` the
+/// file as the server recorded it, or why it was refused.
+pub fn upload(
+    file: &Picked,
+    room: &str,
+    progress: impl Fn(u32) + 'static,
+    done: impl FnOnce(Result<crate::protocol::Attachment, String>) + 'static,
+) -> Upload {
+    imp::upload(&file.0, room, progress, done)
+}
+
 /// Stops watching sizes when dropped.
 pub struct Resize(#[allow(dead_code)] imp::Handle);
 
@@ -133,6 +168,115 @@ mod imp {
 
     pub fn next_frame(f: impl FnOnce() + 'static) {
         leptos::prelude::request_animation_frame(f);
+    }
+
+    pub struct PickedFile(web_sys::File);
+
+    pub fn file_name(file: &PickedFile) -> String {
+        file.0.name()
+    }
+
+    pub fn picked(event: &web_sys::Event) -> Vec<super::Picked> {
+        let list = if let Some(drag) = event.dyn_ref::<web_sys::DragEvent>() {
+            drag.data_transfer().and_then(|d| d.files())
+        } else if let Some(paste) = event.dyn_ref::<web_sys::ClipboardEvent>() {
+            paste.clipboard_data().and_then(|d| d.files())
+        } else {
+            event
+                .target()
+                .and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok())
+                .and_then(|input| input.files())
+        };
+        let Some(list) = list else { return Vec::new() };
+        (0..list.length())
+            .filter_map(|i| list.get(i))
+            .map(|f| super::Picked(PickedFile(f)))
+            .collect()
+    }
+
+    pub struct UploadHandle {
+        xhr: web_sys::XmlHttpRequest,
+        cancelled: std::rc::Rc<std::cell::Cell<bool>>,
+    }
+
+    pub fn cancel(handle: &UploadHandle) {
+        handle.cancelled.set(true);
+        let _ = handle.xhr.abort();
+    }
+
+    pub fn upload(
+        file: &PickedFile,
+        room: &str,
+        progress: impl Fn(u32) + 'static,
+        done: impl FnOnce(Result<crate::protocol::Attachment, String>) + 'static,
+    ) -> super::Upload {
+        let file = file.0.clone();
+        let encode = |s: &str| String::from(js_sys::encode_uri_component(s));
+        let url = format!(
+            "/api/files?room={}&name={}",
+            encode(room),
+            encode(&file.name())
+        );
+        let xhr = web_sys::XmlHttpRequest::new().expect("XMLHttpRequest");
+        let cancelled = std::rc::Rc::new(std::cell::Cell::new(false));
+        let handle = super::Upload(UploadHandle {
+            xhr: xhr.clone(),
+            cancelled: cancelled.clone(),
+        });
+        if xhr.open_with_async("POST", &url, true).is_err() {
+            done(Err("The upload could not start.".into()));
+            return handle;
+        }
+        let kind = file.type_();
+        let kind = if kind.is_empty() {
+            "application/octet-stream".to_string()
+        } else {
+            kind
+        };
+        let _ = xhr.set_request_header("Content-Type", &kind);
+        let on_progress =
+            Closure::<dyn Fn(web_sys::ProgressEvent)>::new(move |e: web_sys::ProgressEvent| {
+                if e.length_computable() && e.total() > 0.0 {
+                    progress((e.loaded() / e.total() * 100.0).min(100.0) as u32);
+                }
+            });
+        if let Ok(upload) = xhr.upload() {
+            upload.set_onprogress(Some(on_progress.as_ref().unchecked_ref()));
+        }
+        let done = std::cell::RefCell::new(Some(done));
+        let request = xhr.clone();
+        let on_end = Closure::<dyn Fn()>::new(move || {
+            let Some(done) = done.borrow_mut().take() else {
+                return;
+            };
+            let status = request.status().unwrap_or(0);
+            let text = request.response_text().ok().flatten().unwrap_or_default();
+            let answer = if cancelled.get() {
+                Err("Cancelled.".to_string())
+            } else if status == 200 {
+                serde_json::from_str(&text)
+                    .map_err(|_| "The server's answer was not understood.".to_string())
+            } else if status == 0 {
+                Err("The upload failed: the connection was lost.".to_string())
+            } else {
+                let reason = text.trim();
+                Err(if reason.is_empty() {
+                    format!("The upload failed ({status}).")
+                } else {
+                    reason.to_string()
+                })
+            };
+            done(answer);
+        });
+        xhr.set_onloadend(Some(on_end.as_ref().unchecked_ref()));
+        // One upload at a time, for as long as the page lives: keeping the callbacks costs
+        // little, and they must outlive this call.
+        on_progress.forget();
+        on_end.forget();
+        if xhr.send_with_opt_blob(Some(&file)).is_err() {
+            let _ = xhr.abort();
+        }
+        handle
     }
 
     pub fn forget_identity_and_reload() {
@@ -211,4 +355,30 @@ mod imp {
     }
 
     pub fn next_frame(_: impl FnOnce() + 'static) {}
+
+    /// Nothing is ever picked on the server.
+    pub enum PickedFile {}
+
+    pub fn file_name(file: &PickedFile) -> String {
+        match *file {}
+    }
+
+    pub fn picked(_: &leptos::web_sys::Event) -> Vec<super::Picked> {
+        Vec::new()
+    }
+
+    pub enum UploadHandle {}
+
+    pub fn cancel(handle: &UploadHandle) {
+        match *handle {}
+    }
+
+    pub fn upload(
+        file: &PickedFile,
+        _: &str,
+        _: impl Fn(u32) + 'static,
+        _: impl FnOnce(Result<crate::protocol::Attachment, String>) + 'static,
+    ) -> super::Upload {
+        match *file {}
+    }
 }

@@ -86,6 +86,83 @@ pub struct ChatMessage {
     /// Reactions, one per emoji, in the order each emoji was first used.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
+    /// A picture or file sent with the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<Attachment>,
+}
+
+/// A file sent with a message (uploaded first, over HTTP: `POST /api/files`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Attachment {
+    /// Its id: the file is at `/files/{id}` (and, for a picture, its thumbnail at
+    /// `/files/{id}/thumb`).
+    pub id: String,
+    pub name: String,
+    /// Bytes.
+    pub size: u64,
+    /// What it is: for pictures, what the server found it to be.
+    pub content_type: String,
+    /// A picture: its size in pixels (it has a thumbnail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Pixels>,
+}
+
+/// A picture's width and height.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Pixels {
+    pub width: u32,
+    pub height: u32,
+}
+
+/// The longest side of a picture's thumbnail.
+pub const THUMBNAIL_PIXELS: u32 = 320;
+
+impl Attachment {
+    pub fn url(&self) -> String {
+        format!("/files/{}", self.id)
+    }
+
+    pub fn thumbnail_url(&self) -> String {
+        format!("/files/{}/thumb", self.id)
+    }
+
+    /// The thumbnail's size: the picture scaled to fit [`THUMBNAIL_PIXELS`], never enlarged.
+    pub fn thumbnail_size(&self) -> Option<Pixels> {
+        let Pixels { width, height } = self.image?;
+        let scale = (f64::from(THUMBNAIL_PIXELS) / f64::from(width.max(height).max(1))).min(1.0);
+        let side = |n: u32| ((f64::from(n) * scale).round() as u32).max(1);
+        Some(Pixels {
+            width: side(width),
+            height: side(height),
+        })
+    }
+}
+
+/// A size for people: "812 bytes", "4.2 KB", "10.0 MB".
+pub fn human_size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1_000 => format!("{b} bytes"),
+        b if b < 1_000_000 => format!("{:.1} KB", b as f64 / 1e3),
+        b if b < 1_000_000_000 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} GB", b as f64 / 1e9),
+    }
+}
+
+/// A file name as given, made safe to keep and show: its last path component, without
+/// control or invisible characters, at most 120 characters; "file" if nothing is left.
+pub fn clean_file_name(raw: &str) -> String {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let name: String = last
+        .chars()
+        .filter(|c| !c.is_control() && !is_invisible(*c))
+        .take(120)
+        .collect();
+    let name = name.trim().trim_start_matches('.').trim();
+    if name.is_empty() {
+        "file".to_string()
+    } else {
+        name.to_string()
+    }
 }
 
 impl ChatMessage {
@@ -103,6 +180,7 @@ impl ChatMessage {
             edited: None,
             reply: None,
             reactions: Vec::new(),
+            file: None,
         }
     }
 }
@@ -199,6 +277,10 @@ pub enum ClientFrame {
         /// The id of the message this one answers (in this room, visible to the sender).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<u64>,
+        /// The id of a file this user uploaded for this room, sent with the message (whose
+        /// text may then be empty).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<String>,
     },
     /// Replaces the text of your own message `id`.
     Edit { id: u64, text: String },
@@ -231,9 +313,11 @@ pub enum ClientFrame {
     },
 }
 
-/// Frames the server sends.
+/// Frames the server sends. (Not boxed: a frame is built, encoded once and dropped, and most
+/// are messages, the largest variant.)
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[allow(clippy::large_enum_variant)]
 pub enum ServerFrame {
     /// The answer to a valid `join`.
     Welcome {
@@ -707,6 +791,39 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&err).unwrap(),
             r#"{"type":"error","code":"username_taken","message":"x"}"#
+        );
+    }
+
+    #[test]
+    fn file_names_sizes_and_thumbnails() {
+        assert_eq!(clean_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(clean_file_name("C:\\x\\cat pic.png"), "cat pic.png");
+        assert_eq!(clean_file_name("a\u{202e}gnp.exe"), "agnp.exe");
+        assert_eq!(clean_file_name(".hidden"), "hidden");
+        assert_eq!(clean_file_name("  "), "file");
+        assert_eq!(clean_file_name("猫.png"), "猫.png");
+        assert_eq!(human_size(812), "812 bytes");
+        assert_eq!(human_size(10 * 1024 * 1024), "10.5 MB");
+        let picture = |width, height| Attachment {
+            id: "x".into(),
+            name: "p".into(),
+            size: 1,
+            content_type: "image/png".into(),
+            image: Some(Pixels { width, height }),
+        };
+        assert_eq!(
+            picture(800, 600).thumbnail_size(),
+            Some(Pixels {
+                width: 320,
+                height: 240
+            })
+        );
+        assert_eq!(
+            picture(100, 50).thumbnail_size(),
+            Some(Pixels {
+                width: 100,
+                height: 50
+            })
         );
     }
 

@@ -767,6 +767,7 @@ async fn a_node_fills_a_gap_of_several_database_pages_in_order() {
             to: None,
             change: None,
             reply_to: None,
+            file: None,
         })
     });
     for stored in futures::future::join_all(stores).await {
@@ -878,4 +879,63 @@ async fn two_tabs_joining_at_the_same_moment_leave_no_presence_behind() {
         }
     }
     assert!(!seen, "alice stayed online after her last tab closed");
+}
+
+#[tokio::test]
+async fn a_file_sent_on_one_node_is_served_by_another_from_the_shared_directory() {
+    let redis = Redis::start().await;
+    let shared = tempfile::tempdir().unwrap();
+    let on = |redis: &Redis| {
+        let (url, database) = (redis.url(), redis.database.clone());
+        let files = shared.path().to_owned();
+        TestServer::with(move |hub| {
+            hub.redis_url = Some(url);
+            hub.database = database.into();
+            hub.node_ttl_ms = 1_500;
+            hub.files_dir = Some(files);
+        })
+    };
+    let (a, b) = (on(&redis).await, on(&redis).await);
+    let mut alice = a.joined("alice").await;
+    let mut bob = b.joined("bob").await;
+    let (alice_token, bob_token) = (
+        alice.token_for("alice").unwrap(),
+        bob.token_for("bob").unwrap(),
+    );
+    let picture = png(64, 48);
+    let (status, head, body) = upload(
+        a.addr,
+        Some(&alice_token),
+        "general",
+        "chart.png",
+        "image/png",
+        &picture,
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    let file: hubbub::protocol::Attachment = serde_json::from_slice(&body).unwrap();
+    alice
+        .send_json(json!({"type": "message", "text": "the chart", "file": file.id}))
+        .await;
+    let seen = loop {
+        let m = bob.recv_message().await;
+        if m.text == "the chart" {
+            break m;
+        }
+    };
+    assert_eq!(seen.file.as_ref(), Some(&file));
+    let (status, _, bytes) = fetch(b.addr, &file.url(), Some(&bob_token)).await;
+    assert_eq!((status, bytes == picture), (200, true));
+    assert_eq!(
+        fetch(b.addr, &file.thumbnail_url(), Some(&bob_token))
+            .await
+            .0,
+        200
+    );
+    // Deleted on one node: gone from every node.
+    alice
+        .send_json(json!({"type": "delete", "id": seen.id}))
+        .await;
+    bob.recv_message().await;
+    assert_eq!(fetch(b.addr, &file.url(), Some(&bob_token)).await.0, 404);
 }

@@ -47,6 +47,7 @@ fn draft(room: &str, from: &str, text: &str) -> Draft {
         to: None,
         change: None,
         reply_to: None,
+        file: None,
     }
 }
 

@@ -146,3 +146,90 @@ test("search finds words in their other forms, marks them and shows the message"
   await bob.getByRole("button", { name: "Close search" }).click();
   await expect(results).toHaveCount(0);
 });
+
+/** A PNG of `width` × `height` pixels (made here: zlib and CRC-32 are in Node). */
+function png(width: number, height: number): Buffer {
+  const zlib = require("node:zlib");
+  const chunk = (type: string, data: Buffer) => {
+    const body = Buffer.concat([Buffer.from(type, "ascii"), data]);
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    body.copy(out, 4);
+    out.writeUInt32BE(zlib.crc32(body) >>> 0, 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header.set([8, 2, 0, 0, 0], 8); // 8-bit RGB
+  const rows = Buffer.alloc((width * 3 + 1) * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) rows.set([x * 4, y * 4, 160], y * (width * 3 + 1) + 1 + x * 3);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", zlib.deflateSync(rows)),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+test("pictures and files: attached by button, paste or drop, with progress and cancel", async ({ browser }) => {
+  const room = `${server.url}/r/files`;
+  const [alice, bob] = await people(browser, room, "pia", "paul");
+  // The button (a labelled file input).
+  await alice.getByLabel("Attach a file").setInputFiles({ name: "sunset 🌅.png", mimeType: "image/png", buffer: png(640, 480) });
+  await expect(alice.getByRole("status").filter({ hasText: "sunset 🌅.png" })).toContainText("ready to send");
+  await say(alice, "look");
+  const picture = messages(bob).getByRole("img", { name: "sunset 🌅.png" });
+  await expect(picture).toBeVisible();
+  await expect.poll(() => picture.evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(320);
+  // The thumbnail opens the full picture, for people in the room.
+  const link = messages(bob).getByRole("link", { name: /sunset 🌅\.png .*open the full picture/ });
+  const full = await bob.context().request.get(server.url + (await link.getAttribute("href")));
+  expect(full.status()).toBe(200);
+  expect(full.headers()["content-type"]).toBe("image/png");
+  expect((await full.body()).length).toBe(png(640, 480).length);
+
+  // Pasted into the message box.
+  const box = bob.getByRole("textbox", { name: "Message" });
+  await box.evaluate((el, bytes) => {
+    const data = new DataTransfer();
+    data.items.add(new File([new Uint8Array(bytes)], "pasted.png", { type: "image/png" }));
+    el.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  }, [...png(30, 20)]);
+  await expect(bob.getByRole("status").filter({ hasText: "pasted.png" })).toContainText("ready to send");
+  await box.press("Enter");
+  await expect(messages(alice).getByRole("img", { name: "pasted.png" })).toBeVisible();
+
+  // Dropped on the conversation: any file, shown with its name and size.
+  await alice.getByRole("region", { name: "Conversation" }).evaluate((el) => {
+    const data = new DataTransfer();
+    data.items.add(new File(["the minutes\n"], "minutes.txt", { type: "text/plain" }));
+    el.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+  });
+  await expect(alice.getByRole("status").filter({ hasText: "minutes.txt" })).toContainText("ready to send");
+  await alice.getByRole("button", { name: "Send" }).click();
+  const download = messages(bob).getByRole("link", { name: "minutes.txt" });
+  await expect(download).toHaveAttribute("download", "minutes.txt");
+  await expect(messages(bob)).toContainText("(12 bytes)");
+
+  // A slow upload shows its progress and can be cancelled: nothing is sent.
+  const cdp = await alice.context().newCDPSession(alice);
+  await cdp.send("Network.enable");
+  await cdp.send("Network.emulateNetworkConditions", {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: 64 * 1024,
+  });
+  await alice.getByLabel("Attach a file").setInputFiles({ name: "big.pdf", mimeType: "application/pdf", buffer: Buffer.alloc(2 * 1024 * 1024) });
+  await expect(alice.getByRole("progressbar", { name: "Uploading big.pdf" })).toBeVisible();
+  await alice.getByRole("button", { name: "Cancel upload" }).click();
+  await expect(alice.getByRole("status").filter({ hasText: "big.pdf" })).toHaveCount(0);
+  await cdp.send("Network.emulateNetworkConditions", {
+    offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1,
+  });
+  // A file of a type that is not allowed is refused with the reason.
+  await alice.getByLabel("Attach a file").setInputFiles({ name: "page.html", mimeType: "text/html", buffer: Buffer.from("<script>alert(1)</script>") });
+  await expect(alice.getByRole("status").filter({ hasText: "page.html" })).toContainText("cannot be sent");
+  await alice.getByRole("button", { name: "Remove file" }).click();
+  await expect(messages(bob)).not.toContainText("big.pdf");
+});

@@ -28,6 +28,8 @@ CREATE TABLE reactions (
 );
 
 -- Full-text search over messages (not change entries), English stemming; the expression is
--- the one the search query uses, so the index serves it.
+-- the one the search query uses, so the index serves it. Without GIN's pending list
+-- (`fastupdate`): a search then never scans a backlog of recent messages one by one (half a
+-- second after 100,000 were stored at once), for a little more work per stored message.
 CREATE INDEX messages_search ON messages
-    USING GIN (to_tsvector('english', text)) WHERE change_kind IS NULL;
+    USING GIN (to_tsvector('english', text)) WITH (fastupdate = off) WHERE change_kind IS NULL;

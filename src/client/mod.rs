@@ -16,20 +16,49 @@ mod compose;
 #[cfg(feature = "hydrate")]
 mod socket;
 mod state;
+#[cfg(feature = "hydrate")]
+mod upload;
 
 pub use compose::{Compose, parse_compose, typing_line};
-pub use state::{Chat, Entry, Field, Identity, Pending, Status};
+pub use state::{Attaching, Chat, Entry, Field, Identity, Pending, Status};
 
-use crate::protocol::{ClientFrame, Quote};
+use crate::browser::Picked;
+use crate::protocol::{Attachment, ClientFrame, Quote};
 use leptos::prelude::*;
 
-/// Sends a message (through the outbox: shown as pending until the server has it), to `to`
-/// privately, answering `reply`.
-pub fn send_message(chat: Chat, text: String, to: Option<String>, reply: Option<Quote>) {
+/// What goes with a message besides its text.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Extras {
+    /// A username: the message is private to the two of you.
+    pub to: Option<String>,
+    /// The message it answers.
+    pub reply: Option<Quote>,
+    /// An uploaded file sent with it.
+    pub file: Option<Attachment>,
+}
+
+/// Sends a message (through the outbox: shown as pending until the server has it).
+pub fn send_message(chat: Chat, text: String, extras: Extras) {
     #[cfg(feature = "hydrate")]
-    socket::send_message(chat, text, to, reply);
+    socket::send_message(chat, text, extras);
     #[cfg(not(feature = "hydrate"))]
-    let _ = (chat, text, to, reply);
+    let _ = (chat, text, extras);
+}
+
+/// Starts uploading `file` for the message box (replacing any file there).
+pub fn attach(chat: Chat, file: Picked) {
+    #[cfg(feature = "hydrate")]
+    upload::attach(chat, file);
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (chat, file);
+}
+
+/// Stops the upload under way, or takes the uploaded file out of the message box.
+pub fn cancel_attachment(chat: Chat) {
+    #[cfg(feature = "hydrate")]
+    upload::cancel(chat);
+    #[cfg(not(feature = "hydrate"))]
+    chat.attaching.set(None);
 }
 
 /// Starts (once) the task that keeps this page connected as `identity`.

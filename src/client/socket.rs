@@ -2,7 +2,6 @@
 //! resuming from the last id received, and (re)sending the outbox after every `welcome`.
 
 use super::{Chat, Entry, Identity, Pending, Status};
-use crate::protocol::Quote;
 use crate::protocol::{ClientFrame, ServerFrame, close};
 use futures::channel::mpsc::{UnboundedReceiver, unbounded};
 use futures::{FutureExt, SinkExt, StreamExt, select};
@@ -68,14 +67,16 @@ pub fn connect(chat: Chat, identity: Identity) {
 
 /// Puts a message in the outbox (shown as pending) and asks the task to send it.
 /// `to`: a username, for a private message.
-pub fn send_message(chat: Chat, text: String, to: Option<String>, reply: Option<Quote>) {
+pub fn send_message(chat: Chat, text: String, extras: super::Extras) {
     let client_id = new_client_id();
+    let super::Extras { to, reply, file } = extras;
     chat.outbox.update(|o| {
         o.push(Pending {
             client_id,
             text,
             to,
             reply,
+            file,
             failed: None,
         })
     });
@@ -372,6 +373,7 @@ async fn flush(
             client_id: Some(p.client_id.clone()),
             to: p.to,
             reply_to: p.reply.map(|q| q.id),
+            file: p.file.map(|f| f.id),
         };
         send(tx, &frame).await?;
         sent.push(p.client_id);

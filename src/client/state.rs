@@ -1,7 +1,9 @@
 //! The chat state the components render, and its reducer: [`Chat::apply`] turns each server
 //! frame into changes of these signals. Plain Rust on signals: it runs, and is tested, natively.
 
-use crate::protocol::{Change, ChatMessage, ErrorCode, Hit, Quote, ServerFrame, User, excerpt};
+use crate::protocol::{
+    Attachment, Change, ChatMessage, ErrorCode, Hit, Quote, ServerFrame, User, excerpt,
+};
 use leptos::prelude::*;
 
 /// The connection as the user should understand it.
@@ -65,7 +67,20 @@ pub struct Pending {
     pub to: Option<String>,
     /// What it answers.
     pub reply: Option<Quote>,
+    /// The file sent with it.
+    pub file: Option<Attachment>,
     /// Set when the server refused it (the reason, for the user).
+    pub failed: Option<String>,
+}
+
+/// A file on its way to the message box: uploading, uploaded (sent with the next message),
+/// or refused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attaching {
+    pub name: String,
+    /// How much is uploaded, 0 to 100.
+    pub percent: u32,
+    pub ready: Option<Attachment>,
     pub failed: Option<String>,
 }
 
@@ -120,6 +135,15 @@ pub struct Chat {
     pub search: RwSignal<Option<(String, Vec<Hit>)>>,
     /// A search is on its way.
     pub searching: RwSignal<bool>,
+    /// The file to send with the next message, if any.
+    pub attaching: RwSignal<Option<Attaching>>,
+    /// Its upload, while under way (browser objects: this thread only, and never made on the
+    /// server, where a page's state is dropped on another thread than the one that made it).
+    #[cfg(feature = "hydrate")]
+    pub(super) upload: StoredValue<Option<crate::browser::Upload>, LocalStorage>,
+    /// Bumped by every new or cancelled upload: a late answer to an older one is ignored.
+    #[cfg(feature = "hydrate")]
+    pub(super) upload_generation: StoredValue<u64>,
     /// Who is typing right now (never this user), in the order they started.
     pub typing: RwSignal<Vec<String>>,
     /// Messages that arrived while the tab was hidden (shown in the title).
@@ -157,6 +181,11 @@ impl Chat {
             flash: RwSignal::new(None),
             search: RwSignal::new(None),
             searching: RwSignal::new(false),
+            attaching: RwSignal::new(None),
+            #[cfg(feature = "hydrate")]
+            upload: StoredValue::new_local(None),
+            #[cfg(feature = "hydrate")]
+            upload_generation: StoredValue::new(0),
             typing: RwSignal::new(Vec::new()),
             unread: RwSignal::new(0),
             synced_to: StoredValue::new(None),

@@ -1,8 +1,9 @@
 //! The message box: Enter sends, Shift+Enter starts a new line; says inline why it will not
-//! send. It also edits (the up arrow in an empty box takes your last message back into it) and
-//! replies (the quote of what the next message answers is shown above it).
+//! send. It also edits (the up arrow in an empty box takes your last message back into it),
+//! replies (the quote of what the next message answers is shown above it) and attaches a file
+//! (the paper clip, a paste, or a drop anywhere on the conversation), with its progress.
 
-use crate::client::{Chat, Compose, parse_compose, typing_line};
+use crate::client::{Chat, Compose, Extras, parse_compose, typing_line};
 use crate::protocol::{ErrorCode, validate_text};
 use leptos::ev::{KeyboardEvent, SubmitEvent};
 use leptos::prelude::*;
@@ -17,6 +18,7 @@ pub fn Composer() -> impl IntoView {
     let error = RwSignal::new(None::<String>);
     // Just joined: the keyboard goes to the message box.
     let input = NodeRef::<leptos::html::Textarea>::new();
+    let file_input = NodeRef::<leptos::html::Input>::new();
     // Also whenever someone asks for it (the online list's envelope button, Edit, Reply), with
     // the cursor after what is there.
     Effect::new(move || {
@@ -63,16 +65,30 @@ pub fn Composer() -> impl IntoView {
                 return;
             }
         };
+        let attaching = chat.attaching.get_untracked();
+        if attaching
+            .as_ref()
+            .is_some_and(|a| a.ready.is_none() && a.failed.is_none())
+        {
+            error.set(Some(
+                "Wait for the file to finish uploading (or cancel it).".into(),
+            ));
+            return;
+        }
+        let file = attaching.and_then(|a| a.ready);
         match validate_text(&body) {
-            // An empty Enter is not worth a scolding.
-            Err(e) if e.code == ErrorCode::EmptyMessage => {}
-            Err(e) => error.set(Some(e.message)),
-            Ok(()) => {
+            // A file needs no words; an empty Enter is not worth a scolding.
+            Err(e) if e.code == ErrorCode::EmptyMessage && file.is_none() => {}
+            Err(e) if e.code != ErrorCode::EmptyMessage => error.set(Some(e.message)),
+            _ => {
                 error.set(None);
                 text.set(String::new());
                 let reply = chat.replying.get_untracked();
                 chat.replying.set(None);
-                crate::client::send_message(chat, body, to, reply);
+                if file.is_some() {
+                    chat.attaching.set(None);
+                }
+                crate::client::send_message(chat, body, Extras { to, reply, file });
             }
         }
     };
@@ -102,6 +118,51 @@ pub fn Composer() -> impl IntoView {
         }
     };
     let rows = move || text.with(|t| t.lines().count().clamp(1, MAX_ROWS));
+    // A picture pasted into the box is attached, not pasted as text.
+    let paste = move |ev: leptos::ev::ClipboardEvent| {
+        if let Some(file) = crate::browser::picked(ev.as_ref()).into_iter().next() {
+            ev.prevent_default();
+            crate::client::attach(chat, file);
+        }
+    };
+    let pick = move |ev: leptos::ev::Event| {
+        if let Some(file) = crate::browser::picked(&ev).into_iter().next() {
+            crate::client::attach(chat, file);
+        }
+        // The same file can be picked again after cancelling.
+        if let Some(input) = file_input.get_untracked() {
+            input.set_value("");
+        }
+    };
+    let attaching = move || {
+        chat.attaching.get().map(|a| {
+            let state = match (&a.ready, &a.failed) {
+                (_, Some(reason)) => view! { <span class="field-error">{reason.clone()}</span> }.into_any(),
+                (Some(file), None) => {
+                    let size = crate::protocol::human_size(file.size);
+                    view! { <span>{format!("ready to send ({size})")}</span> }.into_any()
+                }
+                (None, None) => view! {
+                    <progress max="100" value=a.percent aria-label=format!("Uploading {}", a.name)></progress>
+                }
+                .into_any(),
+            };
+            let label = if a.ready.is_some() || a.failed.is_some() {
+                "Remove file"
+            } else {
+                "Cancel upload"
+            };
+            view! {
+                <div class="attaching" role="status">
+                    <span class="file-name">"📎 " {a.name.clone()}</span>
+                    {state}
+                    <button type="button" on:click=move |_| crate::client::cancel_attachment(chat)>
+                        {label}
+                    </button>
+                </div>
+            }
+        })
+    };
     let context = move || {
         if chat.editing.get().is_some() {
             let line = "Editing your message (Esc to cancel)";
@@ -130,6 +191,16 @@ pub fn Composer() -> impl IntoView {
     view! {
         <form class="composer" on:submit=submit>
             {context}
+            {attaching}
+            // Before the message box: from the box, Tab goes on to Send.
+            <div class="composer-attach">
+                <input id="attach-input" class="visually-hidden" type="file" node_ref=file_input
+                    on:change=pick />
+                <label for="attach-input" class="attach" title="Attach a file">
+                    <span aria-hidden="true">"📎"</span>
+                    <span class="visually-hidden">"Attach a file"</span>
+                </label>
+            </div>
             <label for="composer-input" class="visually-hidden">"Message"</label>
             <textarea
                 id="composer-input"
@@ -141,6 +212,7 @@ pub fn Composer() -> impl IntoView {
                 aria-describedby="composer-error"
                 prop:value=text
                 on:keydown=keydown
+                on:paste=paste
                 on:input=move |ev| {
                     text.set(event_target_value(&ev));
                     error.set(None);

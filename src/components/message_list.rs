@@ -6,6 +6,7 @@
 //! has scrolled up is left where they are and gets a "new messages" button instead. Scrolling to the top
 //! (or the "Load older messages" button) fetches the previous page, keeping the view steady.
 
+use super::attachment::AttachmentView;
 use super::avatar::Avatar;
 use super::clock;
 use super::rich_text::RichText;
@@ -299,9 +300,12 @@ fn MessageItem(message: ChatMessage, hydrated: ReadSignal<bool>) -> impl IntoVie
                 {quote}
                 {if deleted {
                     view! { <p class="text deleted">"This message was deleted."</p> }.into_any()
+                } else if message.text.trim().is_empty() {
+                    ().into_any()
                 } else {
                     view! { <div class="text"><RichText text=message.text.clone() /></div> }.into_any()
                 }}
+                {message.file.clone().map(|file| view! { <div class="attachment"><AttachmentView file /></div> })}
                 <Reactions id reactions=message.reactions.clone() />
                 <Show when=joined>
                     <div class="actions">
@@ -446,6 +450,9 @@ fn PendingItem(pending: Pending) -> impl IntoView {
                     <span class="quote-text">{crate::markdown::plain(&q.text)}</span></div>
                 })}
                 <div class="text"><RichText text=pending.text.clone() /></div>
+                {pending.file.clone().map(|file| view! {
+                    <div class="attachment">"📎 " {file.name}</div>
+                })}
                 {match failed {
                     None => view! { <span class="state">"Sending…"</span> }.into_any(),
                     Some(reason) => view! {

@@ -2,6 +2,7 @@
 //! state from context; only `client` talks to the server.
 
 pub mod account_menu;
+pub mod attachment;
 pub mod avatar;
 pub mod composer;
 pub mod join_form;

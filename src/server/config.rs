@@ -116,6 +116,18 @@ pub struct HubConfig {
     /// Cluster mode: a node that stops refreshing its heartbeat for this long is considered
     /// gone; its users are announced as left within about 1.5 times this.
     pub node_ttl_ms: u64,
+    /// Where uploaded files are kept. Unset: a `files` directory beside the SQLite database
+    /// (with PostgreSQL, `hubbub-files` in the working directory). Every node of a cluster
+    /// must see the same directory (a shared mount).
+    pub files_dir: Option<PathBuf>,
+    /// The largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Uploads one account may make per hour (counted by each node).
+    pub uploads_per_hour: u64,
+    /// The types of file, besides pictures, that may be uploaded (as browsers name them).
+    /// Pictures (PNG, JPEG, GIF, WebP) are recognised by their content, whatever they are
+    /// called; nothing else is ever served as anything but a download.
+    pub upload_types: Vec<String>,
 }
 
 impl Default for HubConfig {
@@ -154,6 +166,20 @@ impl Default for HubConfig {
             redis_url: None,
             redis_history: 10_000,
             node_ttl_ms: 10_000,
+            files_dir: None,
+            max_upload_bytes: 10 * 1024 * 1024,
+            uploads_per_hour: 60,
+            upload_types: [
+                "application/pdf",
+                "text/plain",
+                "text/csv",
+                "application/zip",
+                "application/json",
+                "audio/mpeg",
+                "video/mp4",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -333,6 +359,20 @@ impl HubConfig {
         )?;
         within("redis-history", self.redis_history, 1, 100_000_000)?;
         within("node-ttl-ms", self.node_ttl_ms, 1_000, 600_000)?;
+        within("max-upload-bytes", self.max_upload_bytes, 1_024, 1 << 30)?;
+        within("uploads-per-hour", self.uploads_per_hour, 1, 100_000)?;
+        for kind in &self.upload_types {
+            // Never as a page or a script of this site, whatever its name.
+            let active = ["html", "xml", "javascript", "svg", "xhtml"]
+                .iter()
+                .any(|bad| kind.to_ascii_lowercase().contains(bad));
+            if active || !kind.contains('/') {
+                return Err(format!(
+                    "upload-types: {kind:?} cannot be allowed (types are like \"application/pdf\"; \
+                     HTML, XML, SVG and scripts never are)"
+                ));
+            }
+        }
         for origin in &self.allowed_origins {
             let scheme = origin.starts_with("http://") || origin.starts_with("https://");
             if !scheme || origin.contains(char::is_whitespace) {

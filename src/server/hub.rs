@@ -41,6 +41,8 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     /// Who may use which name, in the same storage as the messages.
     pub accounts: Accounts,
+    /// Uploaded files: the directory and the limits.
+    pub files: super::files::Files,
     next_conn: AtomicU64,
     /// Cluster mode: one join or leave at a time per user and room on this node, so two tabs
     /// joining at once claim presence once, and a tab joining while the last one leaves does
@@ -90,6 +92,7 @@ impl Hub {
             let hub = Hub {
                 rooms,
                 accounts: Accounts::new(opened.storage.clone(), config.signups_per_ip_per_hour),
+                files: files(&config)?,
                 storage: opened.storage,
                 backend: Backend::Cluster(cluster),
                 config,
@@ -119,6 +122,7 @@ impl Hub {
         let hub = Hub {
             rooms,
             accounts: Accounts::new(opened.storage.clone(), config.signups_per_ip_per_hour),
+            files: files(&config)?,
             storage: opened.storage,
             backend: Backend::Alone,
             config,
@@ -302,6 +306,21 @@ impl Hub {
         self.storage.entry(room, id).await
     }
 
+    /// Records a file just uploaded (see [`super::files`]).
+    pub async fn add_file(
+        &self,
+        file: &crate::protocol::Attachment,
+        owner_key: &str,
+        room: &str,
+    ) -> Result<(), StoreError> {
+        self.storage.add_file(file, owner_key, room).await
+    }
+
+    /// The uploaded file `id`, with who may see it.
+    pub async fn file(&self, id: &str) -> Result<Option<storage::StoredFile>, StoreError> {
+        self.storage.file(id).await
+    }
+
     /// Searches `room` as `viewer` may see it (see [`Storage::search`]).
     pub async fn search(
         &self,
@@ -425,6 +444,21 @@ pub struct WelcomeHistory {
 pub enum HubError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot use the files directory {0}: {1}")]
+    Files(String, std::io::Error),
     #[error(transparent)]
     Cluster(#[from] ClusterError),
+}
+
+/// The files directory the settings name (made if missing).
+fn files(config: &HubConfig) -> Result<super::files::Files, HubError> {
+    super::files::Files::open(config).map_err(|e| {
+        let dir = config
+            .files_dir
+            .as_ref()
+            .map_or("beside the database".to_string(), |d| {
+                d.display().to_string()
+            });
+        HubError::Files(dir, e)
+    })
 }

@@ -19,6 +19,7 @@ pub mod accounts;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod files;
 pub mod headers;
 pub mod hub;
 pub mod limits;
@@ -35,7 +36,7 @@ use axum::extract::{ConnectInfo, FromRef, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use config::Config;
 use hub::Hub;
 use leptos::config::LeptosOptions;
@@ -70,6 +71,12 @@ pub struct AppState {
     pub hub: Arc<Hub>,
     limits: Arc<ConnectionLimits>,
     shutdown: watch::Receiver<bool>,
+}
+
+impl FromRef<AppState> for Arc<Hub> {
+    fn from_ref(state: &AppState) -> Self {
+        state.hub.clone()
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -138,6 +145,13 @@ pub async fn serve(
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_REQUEST_BODY,
         ))
+        // Uploads count their own bytes against `max-upload-bytes` (see `files`).
+        .merge(
+            Router::new()
+                .route("/api/files", post(files::upload))
+                .route("/files/{id}", get(files::download))
+                .route("/files/{id}/thumb", get(files::download_thumbnail)),
+        )
         .layer(axum::middleware::from_fn(refuse_cross_site_posts))
         .layer(axum::middleware::map_response(headers::secure))
         .with_state(state);

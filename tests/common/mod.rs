@@ -157,11 +157,34 @@ pub async fn http_post(
     (status, head, String::from_utf8_lossy(&body).to_string())
 }
 
+/// A bare HTTP/1.1 `POST` of `body` as `content_type` (an upload): status, head
+/// (lower-cased) and body.
+pub async fn http_post_bytes(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, String, Vec<u8>) {
+    let mut request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    exchange(addr, bytes).await
+}
+
 /// Sends a whole HTTP/1.1 request on a new connection and reads the response to its end:
 /// the status, the head (lower-cased) and the body as sent (de-chunked, not decompressed).
-async fn exchange(addr: SocketAddr, request: String) -> (u16, String, Vec<u8>) {
+async fn exchange(addr: SocketAddr, request: impl AsRef<[u8]>) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(request.as_ref()).await.unwrap();
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.unwrap();
     let split = response
@@ -734,4 +757,52 @@ fn running_as_root() -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
         .unwrap_or(false)
+}
+
+/// A PNG of `width` × `height` pixels.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let picture = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    });
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    picture
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .unwrap();
+    bytes.into_inner()
+}
+
+/// Uploads `body` for `room` as `name`, with `token` (a welcome's) if given.
+pub async fn upload(
+    addr: SocketAddr,
+    token: Option<&str>,
+    room: &str,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Sec-Fetch-Site", "same-origin")];
+    if let Some(bearer) = &bearer {
+        headers.push(("Authorization", bearer.as_str()));
+    }
+    let path = format!("/api/files?room={room}&name={}", urlencoded_name(name));
+    http_post_bytes(addr, &path, content_type, body, &headers).await
+}
+
+fn urlencoded_name(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'.' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn fetch(addr: SocketAddr, path: &str, token: Option<&str>) -> (u16, String, Vec<u8>) {
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("Authorization", b.as_str()))
+        .collect();
+    http_response(addr, path, &headers).await
 }

@@ -368,6 +368,7 @@ async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut 
             client_id,
             to,
             reply_to,
+            file,
         } => {
             // Only a public message ends "is typing" for everyone: ending it on a private
             // one would tell the whole room that something private was just sent.
@@ -379,6 +380,7 @@ async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut 
                 client_id,
                 to,
                 reply_to,
+                file,
             };
             post::post(hub, s, &mut pace.bucket, asked).await
         }
@@ -600,6 +602,7 @@ mod testing {
                 client_id: None,
                 to: to.map(str::to_string),
                 reply_to: None,
+                file: None,
             };
             let reply = post::post(&self.hub, session, &mut self.bucket(), asked).await;
             assert!(matches!(reply, Reply::Done), "{text:?} was not stored");

@@ -40,6 +40,10 @@ pub(super) async fn delete(hub: &Hub, session: &Session, id: u64) -> Reply {
     if let Err(e) = hub.post(draft).await {
         return Reply::Unavailable(e, None);
     }
+    // Its file went from storage with it; now its bytes.
+    if let Some(file) = &target.file {
+        hub.files.remove(&file.id).await;
+    }
     if moderated {
         let subject = format!(
             "message {id} by {} in #{}",

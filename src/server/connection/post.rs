@@ -8,6 +8,8 @@ pub(super) struct Asked {
     pub(super) client_id: Option<String>,
     pub(super) to: Option<String>,
     pub(super) reply_to: Option<u64>,
+    /// An uploaded file's id, sent with the message.
+    pub(super) file: Option<String>,
 }
 
 /// Checks a message's text against the protocol and this server's length limit.
@@ -50,8 +52,16 @@ pub(super) async fn post(
         client_id,
         to,
         reply_to,
+        file,
     } = asked;
-    let checked = check_text(hub, &text).and_then(|()| {
+    // With a file, the text may be empty (a picture needs no words).
+    let text_needed = file.is_none() || !text.trim().is_empty() || text.contains('\0');
+    let checked = (if text_needed {
+        check_text(hub, &text)
+    } else {
+        Ok(())
+    })
+    .and_then(|()| {
         client_id
             .as_deref()
             .map_or(Ok(()), protocol::validate_client_id)
@@ -95,10 +105,20 @@ pub(super) async fn post(
             other => other,
         };
     }
+    let file = match file {
+        None => None,
+        Some(id) => match sendable(hub, session, &id).await {
+            Ok(file) => Some(file),
+            Err(Reply::Refused(invalid, _)) => return Reply::Refused(invalid, client_id),
+            Err(Reply::Unavailable(e, _)) => return Reply::Unavailable(e, client_id),
+            Err(other) => return other,
+        },
+    };
     let draft = Draft {
         client_id: client_id.clone(),
         to,
         reply_to,
+        file,
         ..Draft::message(
             &session.room,
             session.user.clone(),
@@ -145,6 +165,35 @@ async fn answerable(
     }
 }
 
+/// The file `id`, if this user uploaded it for this room and has not sent it yet.
+async fn sendable(
+    hub: &Hub,
+    session: &Session,
+    id: &str,
+) -> Result<crate::protocol::Attachment, Reply> {
+    let missing = || {
+        super::target::refused(
+            ErrorCode::NotFound,
+            "there is no such file of yours to send here; upload it again",
+        )
+    };
+    let file = match hub.file(id).await {
+        Ok(Some(file)) => file,
+        Ok(None) => return Err(missing()),
+        Err(e) => return Err(Reply::Unavailable(e, None)),
+    };
+    if file.owner_key != session.sender_key || file.room != session.room {
+        return Err(missing());
+    }
+    if file.attached {
+        return Err(super::target::refused(
+            ErrorCode::NotAllowed,
+            "this file was already sent; upload it again to send it once more",
+        ));
+    }
+    Ok(file.attachment)
+}
+
 /// Someone online in the sender's room, other than the sender, with their account's key.
 async fn recipient(
     hub: &Hub,
@@ -187,6 +236,7 @@ mod tests {
             client_id: Some("c-1".into()),
             to: None,
             reply_to: None,
+            file: None,
         };
         assert!(matches!(
             post(&bench.hub, &alice, &mut bucket, hello()).await,
@@ -213,6 +263,7 @@ mod tests {
             client_id: Some("id-7".into()),
             to: to.map(str::to_string),
             reply_to: None,
+            file: None,
         };
         let cases = [
             (ask("   ", None), ErrorCode::EmptyMessage),
@@ -249,6 +300,7 @@ mod tests {
             client_id: None,
             to: to.map(str::to_string),
             reply_to: Some(reply_to),
+            file: None,
         };
         let reply = post(&bench.hub, &bob, &mut bucket, answer(question.id, None)).await;
         assert!(matches!(reply, Reply::Done));

@@ -8,12 +8,17 @@
 //! quotes of its replies: deleted means gone from the database, not hidden.
 
 use super::Draft;
-use crate::protocol::{Change, Quote, REACTORS_NAMED, Reaction, excerpt};
+use crate::protocol::{Attachment, Change, Quote, REACTORS_NAMED, Reaction, excerpt};
 
 /// Placeholders are `$1`, `$2`, … in the order they first appear, for both drivers.
+/// A deleted message's file goes with it (its bytes are removed once this is committed).
+const DROP_FILE: &str = "DELETE FROM files WHERE id = (SELECT file_id FROM messages WHERE id = $1)";
 const WIPE: &str = "UPDATE messages SET text = '', deleted = TRUE, reactions = NULL, \
-                    edited_ts = NULL, reply_to = NULL, reply_from = NULL, reply_text = NULL \
-                    WHERE id = $1";
+                    edited_ts = NULL, reply_to = NULL, reply_from = NULL, reply_text = NULL, \
+                    file_id = NULL, file = NULL WHERE id = $1";
+/// A file is sent once, by its owner, and from then on is seen by whoever sees the message.
+const ATTACH: &str = "UPDATE files SET attached = TRUE, recipient_key = $1 \
+                      WHERE id = $2 AND owner_key = $3 AND NOT attached";
 const WIPE_EDITS: &str =
     "UPDATE messages SET text = '' WHERE target = $1 AND change_kind = 'edited'";
 const WIPE_QUOTES: &str = "UPDATE messages SET reply_text = '' WHERE reply_to = $1";
@@ -39,7 +44,9 @@ const REACTORS_POSTGRES: &str =
 const SUM_UP: &str = "UPDATE messages SET reactions = $1 WHERE id = $2 AND NOT deleted";
 /// After retention deleted old messages: what still spoke of them goes too (the changes to
 /// them, the quotes of them, who reacted to them), so nothing of a forgotten message stays.
-pub(super) const AFTER_EXPIRY: [&str; 3] = [
+pub(super) const AFTER_EXPIRY: [&str; 4] = [
+    "DELETE FROM files WHERE attached \
+     AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.file_id = files.id)",
     "DELETE FROM messages WHERE target IS NOT NULL \
      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = messages.target)",
     "UPDATE messages SET reply_text = '' WHERE reply_to IS NOT NULL AND reply_text <> '' \
@@ -54,6 +61,8 @@ const QUOTED: &str = "SELECT username, text, deleted FROM messages WHERE id = $1
 pub(super) struct Applied {
     pub change: Option<Change>,
     pub reply: Option<Quote>,
+    /// The file sent with the message (`None` if it was already sent with another).
+    pub file: Option<Attachment>,
     /// An edit whose target was deleted meanwhile: the entry is stored without its text.
     pub void: bool,
 }
@@ -139,7 +148,7 @@ pub(super) mod sqlite {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [WIPE, WIPE_EDITS, WIPE_QUOTES, DROP_REACTIONS] {
+                for sql in [DROP_FILE, WIPE, WIPE_EDITS, WIPE_QUOTES, DROP_REACTIONS] {
                     tx.prepare_cached(sql)?.execute(params![t])?;
                 }
                 d.change.clone()
@@ -182,9 +191,22 @@ pub(super) mod sqlite {
                 })
             }
         };
+        let file = match &d.file {
+            Some(file) => {
+                let recipient = d.to.as_ref().map(|(_, key)| key);
+                let attached = tx.prepare_cached(ATTACH)?.execute(params![
+                    recipient,
+                    file.id,
+                    d.sender_key
+                ])?;
+                (attached == 1).then(|| file.clone())
+            }
+            None => None,
+        };
         Ok(Applied {
             change,
             reply,
+            file,
             void,
         })
     }
@@ -207,7 +229,7 @@ pub(super) mod postgres {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [WIPE, WIPE_EDITS, WIPE_QUOTES, DROP_REACTIONS] {
+                for sql in [DROP_FILE, WIPE, WIPE_EDITS, WIPE_QUOTES, DROP_REACTIONS] {
                     tx.execute(sql, &[&t]).await?;
                 }
                 d.change.clone()
@@ -244,9 +266,20 @@ pub(super) mod postgres {
                 })
             }
         };
+        let file = match &d.file {
+            Some(file) => {
+                let recipient = d.to.as_ref().map(|(_, key)| key);
+                let attached = tx
+                    .execute(ATTACH, &[&recipient, &file.id, &d.sender_key])
+                    .await?;
+                (attached == 1).then(|| file.clone())
+            }
+            None => None,
+        };
         Ok(Applied {
             change,
             reply,
+            file,
             void,
         })
     }

@@ -22,6 +22,7 @@
 
 mod accounts;
 mod changes;
+mod files;
 mod moderation;
 mod postgres;
 mod search;
@@ -29,9 +30,10 @@ mod sqlite;
 mod statement;
 
 pub use accounts::{Account, SecretKind, TokenInfo};
+pub use files::StoredFile;
 pub use moderation::{AuditEntry, Entry};
 
-use crate::protocol::{Change, ChatMessage, Quote, Reaction, User};
+use crate::protocol::{Attachment, Change, ChatMessage, Quote, Reaction, User};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -60,6 +62,9 @@ pub struct Draft {
     pub change: Option<Change>,
     /// The message this one answers; its quote is taken when storing.
     pub reply_to: Option<u64>,
+    /// A file this sender uploaded for this room: storing the message makes it the room's
+    /// (see `files`).
+    pub file: Option<Attachment>,
 }
 
 impl Draft {
@@ -74,6 +79,7 @@ impl Draft {
             to: None,
             change: None,
             reply_to: None,
+            file: None,
         }
     }
 
@@ -86,6 +92,7 @@ impl Draft {
             to: self.to.as_ref().map(|(user, _)| user.clone()),
             change: applied.change,
             reply: applied.reply,
+            file: applied.file,
             ..ChatMessage::new(id, ts, self.from.clone(), text)
         }
     }
@@ -197,9 +204,9 @@ trait Log: Send + Sync + 'static {
 /// The columns every read selects, in the order [`Row`] reads them.
 const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, to_avatar, \
                        deleted, change_kind, target, edited_ts, reactions, reaction, reply_to, \
-                       reply_from, reply_text";
+                       reply_from, reply_text, file";
 /// How many [`COLUMNS`] there are: a query selecting more reads them from this index on.
-const NCOLUMNS: usize = 17;
+const NCOLUMNS: usize = 18;
 
 /// A change as stored: its kind, its target, and (a reaction) the emoji's new state as JSON.
 struct ChangeColumns {
@@ -258,6 +265,7 @@ struct Row {
     reply_to: Option<i64>,
     reply_from: Option<String>,
     reply_text: Option<String>,
+    file: Option<String>,
 }
 
 impl From<Row> for ChatMessage {
@@ -299,6 +307,10 @@ impl From<Row> for ChatMessage {
             reactions: match (r.deleted, r.reactions) {
                 (false, Some(json)) => serde_json::from_str(&json).unwrap_or_default(),
                 _ => Vec::new(),
+            },
+            file: match (r.deleted, r.file) {
+                (false, Some(json)) => serde_json::from_str(&json).ok(),
+                _ => None,
             },
             reply: match (r.reply_to, r.reply_from) {
                 (Some(id), Some(from)) => Some(Quote {

@@ -147,6 +147,7 @@ pub(super) fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
         reply_to: row.get(14),
         reply_from: row.get(15),
         reply_text: row.get(16),
+        file: row.get(17),
     }
     .into()
 }
@@ -375,6 +376,8 @@ struct NewRows<'a> {
     reply_tos: Vec<Option<i64>>,
     reply_froms: Vec<Option<String>>,
     reply_texts: Vec<Option<String>>,
+    file_ids: Vec<Option<String>>,
+    files: Vec<Option<String>>,
 }
 
 impl<'a> NewRows<'a> {
@@ -391,11 +394,11 @@ impl<'a> NewRows<'a> {
         tx.execute(
             "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
              client_id, to_username, to_avatar, recipient_key, change_kind, target, \
-             reaction, reply_to, reply_from, reply_text) \
+             reaction, reply_to, reply_from, reply_text, file_id, file) \
              SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], \
              $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], \
              $11::TEXT[], $12::TEXT[], $13::BIGINT[], $14::TEXT[], $15::BIGINT[], \
-             $16::TEXT[], $17::TEXT[])",
+             $16::TEXT[], $17::TEXT[], $18::TEXT[], $19::TEXT[])",
             &[
                 &rows.ids,
                 &rows.rooms,
@@ -414,6 +417,8 @@ impl<'a> NewRows<'a> {
                 &rows.reply_tos,
                 &rows.reply_froms,
                 &rows.reply_texts,
+                &rows.file_ids,
+                &rows.files,
             ],
         )
         .await?;
@@ -443,5 +448,9 @@ impl<'a> NewRows<'a> {
         self.reply_tos.push(reply.map(|q| q.id as i64));
         self.reply_froms.push(reply.map(|q| q.from.clone()));
         self.reply_texts.push(reply.map(|q| q.text.clone()));
+        let file = stored.file.as_ref();
+        self.file_ids.push(file.map(|f| f.id.clone()));
+        self.files
+            .push(file.map(|f| serde_json::to_string(f).unwrap_or_default()));
     }
 }

@@ -67,12 +67,18 @@ impl Storage {
                 .await
             }
             Backend::Postgres(db) => {
+                // The matches are found through the GIN index first (materialized, so the
+                // planner cannot instead walk the room newest first and stem every message
+                // until it has enough: 0.5 s for a rare word in 100,000 messages), then the
+                // newest are marked.
                 let sql = format!(
-                    "SELECT {COLUMNS}, ts_headline('english', text, q, \
+                    "WITH q AS (SELECT plainto_tsquery('english', $1) AS q), \
+                     hits AS MATERIALIZED (SELECT id FROM messages, q \
+                     WHERE to_tsvector('english', text) @@ q.q AND change_kind IS NULL \
+                     AND room = $2 AND {}) \
+                     SELECT {COLUMNS}, ts_headline('english', text, q.q, \
                      'StartSel={START}, StopSel={STOP}, HighlightAll=true') \
-                     FROM messages, plainto_tsquery('english', $1) AS q \
-                     WHERE to_tsvector('english', text) @@ q AND change_kind IS NULL \
-                     AND room = $2 AND {} ORDER BY id DESC LIMIT $4",
+                     FROM messages JOIN hits USING (id), q ORDER BY id DESC LIMIT $4",
                     visible_to("$3::TEXT")
                 );
                 let client = db.pool.get().await.map_err(unreachable)?;

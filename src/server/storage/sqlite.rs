@@ -130,6 +130,7 @@ pub(super) fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage>
         reply_to: row.get(14)?,
         reply_from: row.get(15)?,
         reply_text: row.get(16)?,
+        file: row.get(17)?,
     }
     .into())
 }
@@ -247,8 +248,9 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
              to_username, to_avatar, recipient_key, change_kind, target, reaction, reply_to, \
-             reply_from, reply_text) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             reply_from, reply_text, file_id, file) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+             ?17, ?18)",
         )?;
         for d in batch {
             if let Some(client_id) = &d.client_id
@@ -289,6 +291,11 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
                 reply.map(|q| q.id as i64),
                 reply.map(|q| &q.from),
                 reply.map(|q| &q.text),
+                applied.file.as_ref().map(|f| &f.id),
+                applied
+                    .file
+                    .as_ref()
+                    .map(|f| serde_json::to_string(f).unwrap_or_default()),
             ])?;
             out.push(Stored {
                 message: d.stored(tx.last_insert_rowid() as u64, ts, applied),

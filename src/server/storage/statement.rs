@@ -14,6 +14,7 @@ pub(super) enum Arg {
     Text(String),
     Int(i64),
     Bool(bool),
+    Null,
 }
 
 impl From<&str> for Arg {
@@ -46,6 +47,7 @@ impl rusqlite::ToSql for Arg {
             Arg::Text(s) => s.to_sql(),
             Arg::Int(i) => i.to_sql(),
             Arg::Bool(b) => b.to_sql(),
+            Arg::Null => rusqlite::types::Null.to_sql(),
         }
     }
 }
@@ -60,6 +62,7 @@ impl tokio_postgres::types::ToSql for Arg {
             Arg::Text(s) => s.to_sql(ty, out),
             Arg::Int(i) => i.to_sql(ty, out),
             Arg::Bool(b) => b.to_sql(ty, out),
+            Arg::Null => Ok(tokio_postgres::types::IsNull::Yes),
         }
     }
 
