@@ -14,7 +14,7 @@ use leptos_meta::{Formatter, MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
     SsrMode,
     components::{Route, Router, Routes},
-    hooks::use_params_map,
+    hooks::{use_params_map, use_query_map},
     path,
 };
 
@@ -92,6 +92,13 @@ fn ChatPage() -> impl IntoView {
     let valid = validate_room(&room).is_ok();
     let chat = Chat::new(room.clone());
     provide_context(chat);
+    // `?message=<id>` (a search hit in another room): that message is brought into view
+    // once the chat is joined (effects only run in the browser).
+    let asked = use_query_map()
+        .read_untracked()
+        .get("message")
+        .and_then(|id| id.parse::<u64>().ok());
+    Effect::new(move || chat.jump_to.set(asked));
     // Blocking: the response waits for it, so the history is in the HTML itself.
     // Only a valid room name reaches the title; anything else gets the plain name.
     let titled = valid.then(|| room.clone());

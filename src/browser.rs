@@ -62,6 +62,11 @@ pub fn bring_into_view(list: &Element, id: u64) -> bool {
     imp::bring_into_view(list, id)
 }
 
+/// The hour and minute of `ts` (Unix ms) in the reader's time zone; `None` on the server.
+pub fn local_time(ts: i64) -> Option<(u32, u32)> {
+    imp::local_time(ts)
+}
+
 /// Calls `f` before the next frame is drawn (after this turn's effects; nothing on the
 /// server).
 pub fn next_frame(f: impl FnOnce() + 'static) {
@@ -168,6 +173,11 @@ mod imp {
 
     pub fn next_frame(f: impl FnOnce() + 'static) {
         leptos::prelude::request_animation_frame(f);
+    }
+
+    pub fn local_time(ts: i64) -> Option<(u32, u32)> {
+        let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts as f64));
+        Some((d.get_hours(), d.get_minutes()))
     }
 
     pub struct PickedFile(web_sys::File);
@@ -355,6 +365,10 @@ mod imp {
     }
 
     pub fn next_frame(_: impl FnOnce() + 'static) {}
+
+    pub fn local_time(_: i64) -> Option<(u32, u32)> {
+        None
+    }
 
     /// Nothing is ever picked on the server.
     pub enum PickedFile {}

@@ -121,6 +121,32 @@ pub fn plain(text: &str) -> String {
     collapsed
 }
 
+/// The first `http` or `https` link the message shows (written as a link or bare), the one
+/// the server previews. Never a link inside code.
+pub fn first_link(text: &str) -> Option<String> {
+    fn in_inlines(inlines: &[Inline]) -> Option<String> {
+        inlines.iter().find_map(|i| match i {
+            Inline::Link { href, .. } if !href.to_ascii_lowercase().starts_with("mailto:") => {
+                Some(href.clone())
+            }
+            Inline::Link { children, .. }
+            | Inline::Strong(children)
+            | Inline::Emphasis(children)
+            | Inline::Strike(children) => in_inlines(children),
+            _ => None,
+        })
+    }
+    fn in_blocks(blocks: &[Block]) -> Option<String> {
+        blocks.iter().find_map(|b| match b {
+            Block::Paragraph(inlines) => in_inlines(inlines),
+            Block::Quote(inner) => in_blocks(inner),
+            Block::List { items, .. } => items.iter().find_map(|item| in_blocks(item)),
+            Block::Code(_) => None,
+        })
+    }
+    in_blocks(&parse(text))
+}
+
 fn plain_block(block: &Block, out: &mut String) {
     match block {
         Block::Paragraph(inlines) => plain_inlines(inlines, out),
@@ -730,6 +756,21 @@ fn strip_container_prefix(line: &str, quotes: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_web_link_is_the_one_previewed() {
+        assert_eq!(
+            first_link(
+                "see `https://in.code` and <me@x.io> then **[it](https://a.example/x)** https://b.example"
+            ),
+            Some("https://a.example/x".into())
+        );
+        assert_eq!(
+            first_link("bare https://b.example/p?q=1."),
+            Some("https://b.example/p?q=1".into())
+        );
+        assert_eq!(first_link("no links, javascript:alert(1)"), None);
+    }
     use std::time::{Duration, Instant};
 
     fn t(s: &str) -> Inline {

@@ -89,6 +89,24 @@ pub struct ChatMessage {
     /// A picture or file sent with the message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<Attachment>,
+    /// A card for the first link in the text, fetched by the server after the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
+}
+
+/// What a link points to, as its page describes itself (OpenGraph tags, or its title).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Preview {
+    /// The link as written in the message.
+    pub url: String,
+    /// The site's name, or its host.
+    pub site: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The page's picture, kept by the server as a file (its thumbnail is shown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<Attachment>,
 }
 
 /// A file sent with a message (uploaded first, over HTTP: `POST /api/files`).
@@ -181,6 +199,7 @@ impl ChatMessage {
             reply: None,
             reactions: Vec::new(),
             file: None,
+            preview: None,
         }
     }
 }
@@ -232,6 +251,8 @@ pub enum Change {
     /// Someone added or took back a reaction to `target`: `reaction` is that emoji's whole
     /// state afterwards, so applying it twice (live, then again in a resume) is harmless.
     Reacted { target: u64, reaction: Reaction },
+    /// The server fetched a preview of the first link in `target`.
+    Previewed { target: u64, preview: Preview },
 }
 
 impl Change {
@@ -239,7 +260,8 @@ impl Change {
         match self {
             Change::Deleted { target }
             | Change::Edited { target }
-            | Change::Reacted { target, .. } => *target,
+            | Change::Reacted { target, .. }
+            | Change::Previewed { target, .. } => *target,
         }
     }
 }
@@ -291,8 +313,13 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         remove: bool,
     },
-    /// Full-text search of this room's messages you can see, newest first.
-    Search { query: String },
+    /// Full-text search of the messages you can see, newest first: this room's, or (with
+    /// `all_rooms`) every room's.
+    Search {
+        query: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all_rooms: bool,
+    },
     /// Ask for the page of messages older than `before` (scrolling up).
     History { before: u64 },
     /// Application-level heartbeat; the server answers `pong`. Browsers cannot see
@@ -396,6 +423,8 @@ pub const MAX_REACTION_KINDS: usize = 20;
 /// One search hit: the message, and its text cut into runs that matched (`true`) or not.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct Hit {
+    /// The room the message is in.
+    pub room: String,
     pub message: ChatMessage,
     pub spans: Vec<(String, bool)>,
 }

@@ -601,7 +601,7 @@ async fn edits_reactions_replies_and_search(location: Location) {
         let storage = storage.clone();
         async move {
             storage
-                .search("r", &key(viewer), query, 50)
+                .search(Some("r"), &key(viewer), query, 50)
                 .await
                 .unwrap()
                 .into_iter()
@@ -630,6 +630,17 @@ async fn edits_reactions_replies_and_search(location: Location) {
         found("carol", "barking dog").await,
         [(dogs.id, vec!["dogs".to_string(), "bark".into()])]
     );
+    // Every room at once (this room has no cats any more: the message was edited): the hits
+    // say where they are.
+    let everywhere = storage
+        .search(None, &key("carol"), "cats", 50)
+        .await
+        .unwrap();
+    let rooms: Vec<&str> = everywhere.iter().map(|h| h.room.as_str()).collect();
+    assert_eq!(rooms, ["other"]);
+    let everywhere = storage.search(None, &key("bob"), "cat", 50).await.unwrap();
+    let rooms: Vec<&str> = everywhere.iter().map(|h| h.room.as_str()).collect();
+    assert_eq!(rooms, ["other", "r"], "newest first, bob's private one too");
     // Whatever is typed is words, never the search engine's syntax.
     assert_eq!(found("carol", "\"dogs* OR NEAR(").await, []);
     assert_eq!(found("carol", "\"dogs*\"").await.len(), 1);

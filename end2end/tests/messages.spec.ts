@@ -145,6 +145,17 @@ test("search finds words in their other forms, marks them and shows the message"
   await expect(messages(bob).locator(".text").filter({ hasText: "The kittens are sleeping" })).toBeInViewport();
   await bob.getByRole("button", { name: "Close search" }).click();
   await expect(results).toHaveCount(0);
+
+  // Every room: a hit elsewhere opens that room at the message.
+  const [elsewhere] = await people(browser, `${server.url}/r/search-elsewhere`, "sal");
+  await say(elsewhere, "Sleepy kittens in the other room");
+  await bob.getByRole("searchbox", { name: "Search messages" }).fill("kittens");
+  await bob.getByRole("checkbox", { name: "All rooms" }).check();
+  await bob.getByRole("button", { name: "Search", exact: true }).click();
+  await expect(results.getByRole("heading")).toHaveText("2 messages found for “kittens”");
+  await results.getByRole("button", { name: "Show the message by sal in #search-elsewhere" }).click();
+  await expect(bob).toHaveURL(/\/r\/search-elsewhere\?message=\d+$/);
+  await expect(messages(bob).locator(".text").filter({ hasText: "Sleepy kittens" })).toBeInViewport();
 });
 
 /** A PNG of `width` × `height` pixels (made here: zlib and CRC-32 are in Node). */
@@ -232,4 +243,42 @@ test("pictures and files: attached by button, paste or drop, with progress and c
   await expect(alice.getByRole("status").filter({ hasText: "page.html" })).toContainText("cannot be sent");
   await alice.getByRole("button", { name: "Remove file" }).click();
   await expect(messages(bob)).not.toContainText("big.pdf");
+});
+
+test("the first link of a message gets a preview card, for both people", async ({ browser }) => {
+  // A site of our own, the only private address this server may fetch from.
+  const http = require("node:http");
+  const site = http.createServer((req: any, res: any) => {
+    if (req.url === "/story") {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end(`<html><head><title>x</title><meta property="og:title" content="Cats &amp; dogs agree">
+        <meta property="og:description" content="A rare accord."><meta property="og:image" content="/cat.png">
+        <meta property="og:site_name" content="The Daily Paw"></head></html>`);
+    } else if (req.url === "/cat.png") {
+      res.writeHead(200, { "content-type": "image/png" });
+      res.end(png(200, 100));
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
+  await new Promise<void>((r) => site.listen(0, "127.0.0.1", r));
+  const port = site.address().port;
+  const local = await Hubbub.start({ HUBBUB_LINK_PREVIEWS_ALLOW: `127.0.0.1:${port}` });
+  try {
+    const [alice, bob] = await people(browser, `${local.url}/r/links`, "lena", "leo");
+    await say(alice, `have you seen http://127.0.0.1:${port}/story ?`);
+    for (const page of [alice, bob]) {
+      const card = messages(page).getByRole("complementary", { name: "Preview of The Daily Paw" });
+      await expect(card.getByRole("link", { name: "Cats & dogs agree" })).toHaveAttribute("href", `http://127.0.0.1:${port}/story`);
+      await expect(card).toContainText("A rare accord.");
+      await expect.poll(() => card.locator("img").evaluate((img: HTMLImageElement) => img.naturalWidth)).toBe(200);
+    }
+    // Still there after a reload (it is on the message in history).
+    await bob.reload();
+    await expect(messages(bob).getByRole("complementary", { name: "Preview of The Daily Paw" })).toBeVisible();
+  } finally {
+    await local.stop();
+    site.close();
+  }
 });

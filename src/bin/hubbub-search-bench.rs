@@ -171,7 +171,7 @@ async fn main() {
             let t = Instant::now();
             hits = storage
                 .search(
-                    "bench",
+                    Some("bench"),
                     "account:2",
                     query,
                     hubbub::protocol::SEARCH_RESULTS,

@@ -120,14 +120,14 @@ pub fn react(chat: Chat, id: u64, emoji: String, remove: bool) {
     send_frame(chat, ClientFrame::React { id, emoji, remove });
 }
 
-/// Searches the room; the hits arrive in `chat.search`. False (nothing sent) while not
-/// connected.
-pub fn search(chat: Chat, query: String) -> bool {
+/// Searches this room (or every room); the hits arrive in `chat.search`. False (nothing
+/// sent) while not connected.
+pub fn search(chat: Chat, query: String, all_rooms: bool) -> bool {
     if !connected(chat) {
         return false;
     }
     chat.searching.set(true);
-    send_frame(chat, ClientFrame::Search { query });
+    send_frame(chat, ClientFrame::Search { query, all_rooms });
     true
 }
 

@@ -43,14 +43,17 @@ impl Entry {
         match self {
             Entry::Message(m) if m.deleted => format!("m{}d", m.id),
             Entry::Message(m)
-                if m.edited.is_none() && m.reactions.is_empty() && m.reply.is_none() =>
+                if m.edited.is_none()
+                    && m.reactions.is_empty()
+                    && m.reply.is_none()
+                    && m.preview.is_none() =>
             {
                 format!("m{}", m.id)
             }
             Entry::Message(m) => {
                 use std::hash::{Hash, Hasher};
                 let mut h = std::hash::DefaultHasher::new();
-                (&m.text, m.edited, &m.reactions, &m.reply).hash(&mut h);
+                (&m.text, m.edited, &m.reactions, &m.reply, &m.preview).hash(&mut h);
                 format!("m{}:{:x}", m.id, h.finish())
             }
             Entry::Notice { key, .. } => format!("n{key}"),
@@ -424,7 +427,13 @@ fn apply_change(entries: &mut [Entry], change: &Change, entry: &ChatMessage) {
                     shown.reactions.clear();
                     shown.edited = None;
                     shown.reply = None;
+                    shown.file = None;
+                    shown.preview = None;
                 }
+                Change::Previewed { preview, .. } if !shown.deleted => {
+                    shown.preview = Some(preview.clone());
+                }
+                Change::Previewed { .. } => {}
                 Change::Edited { .. } if !shown.deleted => {
                     shown.text = entry.text.clone();
                     shown.edited = Some(entry.ts);
@@ -455,7 +464,7 @@ fn apply_change(entries: &mut [Entry], change: &Change, entry: &ChatMessage) {
                     quote.text = excerpt(&entry.text)
                 }
                 Change::Edited { .. } => {}
-                Change::Reacted { .. } => {}
+                Change::Reacted { .. } | Change::Previewed { .. } => {}
             }
         }
     }

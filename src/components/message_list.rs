@@ -9,6 +9,7 @@
 use super::attachment::AttachmentView;
 use super::avatar::Avatar;
 use super::clock;
+use super::link_preview::LinkPreview;
 use super::rich_text::RichText;
 use crate::client::{Chat, Entry, Pending};
 use crate::protocol::{ChatMessage, Quote, Reaction};
@@ -102,6 +103,11 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
     Effect::new(move || {
         let Some(id) = chat.jump_to.get() else { return };
         chat.entries.track();
+        // Older pages come over the socket: wait until it is up (a link to a message opens
+        // the page before the chat has joined).
+        if chat.status.get() != crate::client::Status::Online {
+            return;
+        }
         let Some(content) = list.get() else { return };
         if chat.message(id).is_some() {
             chat.jump_to.set(None);
@@ -306,6 +312,7 @@ fn MessageItem(message: ChatMessage, hydrated: ReadSignal<bool>) -> impl IntoVie
                     view! { <div class="text"><RichText text=message.text.clone() /></div> }.into_any()
                 }}
                 {message.file.clone().map(|file| view! { <div class="attachment"><AttachmentView file /></div> })}
+                {message.preview.clone().map(|preview| view! { <LinkPreview preview /> })}
                 <Reactions id reactions=message.reactions.clone() />
                 <Show when=joined>
                     <div class="actions">

@@ -6,6 +6,7 @@ pub mod attachment;
 pub mod avatar;
 pub mod composer;
 pub mod join_form;
+pub mod link_preview;
 pub mod message_list;
 pub mod online_list;
 pub mod rich_text;
@@ -31,12 +32,9 @@ pub fn hydrated() -> ReadSignal<bool> {
 /// Formats a Unix-ms timestamp as `HH:MM`: in UTC on the server, in the reader's own time
 /// zone in the browser (see [`message_list`] for how the two meet at hydration).
 pub fn clock(ts: i64, local: bool) -> String {
-    #[cfg(feature = "hydrate")]
-    if local {
-        let d = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts as f64));
-        return format!("{:02}:{:02}", d.get_hours(), d.get_minutes());
+    if let Some((hours, minutes)) = local.then(|| crate::browser::local_time(ts)).flatten() {
+        return format!("{hours:02}:{minutes:02}");
     }
-    let _ = local;
     let minutes = ts.div_euclid(60_000);
     format!(
         "{:02}:{:02}",

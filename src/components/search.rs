@@ -12,6 +12,7 @@ use leptos::prelude::*;
 pub fn Search() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let query = RwSignal::new(String::new());
+    let everywhere = RwSignal::new(false);
     let problem = RwSignal::new(None::<String>);
     let hydrated = super::hydrated();
     let submit = move |ev: SubmitEvent| {
@@ -19,7 +20,7 @@ pub fn Search() -> impl IntoView {
         match validate_query(&query.get_untracked()) {
             Ok(q) => {
                 problem.set(None);
-                if !crate::client::search(chat, q) {
+                if !crate::client::search(chat, q, everywhere.get_untracked()) {
                     problem.set(Some("Not connected: search again once online.".into()));
                 }
             }
@@ -44,6 +45,11 @@ pub fn Search() -> impl IntoView {
             <input id="search-input" type="search" placeholder="Search this room" autocomplete="off"
                 prop:value=query on:input=move |ev| query.set(event_target_value(&ev))
                 aria-describedby="search-error" />
+            <label class="everywhere">
+                <input type="checkbox" prop:checked=everywhere
+                    on:change=move |ev| everywhere.set(event_target_checked(&ev)) />
+                "All rooms"
+            </label>
             <button type="submit" disabled=move || !hydrated.get() || chat.searching.get()>
                 "Search"
             </button>
@@ -87,10 +93,28 @@ fn HitItem(hit: Hit, hydrated: ReadSignal<bool>) -> impl IntoView {
             }
         })
         .collect_view();
-    let label = format!("Show the message by {}", hit.message.from.username);
+    let here = hit.room == chat.room.get_untracked();
+    let label = if here {
+        format!("Show the message by {}", hit.message.from.username)
+    } else {
+        format!(
+            "Show the message by {} in #{}",
+            hit.message.from.username, hit.room
+        )
+    };
+    let room = hit.room.clone();
+    // In this room, it is brought into view; in another, that room opens at it.
+    let show = move |_| {
+        if here {
+            chat.jump_to.set(Some(id));
+        } else {
+            crate::browser::go_to(&format!("/r/{room}?message={id}"));
+        }
+    };
     view! {
         <li>
-            <button type="button" class="hit" aria-label=label on:click=move |_| chat.jump_to.set(Some(id))>
+            <button type="button" class="hit" aria-label=label on:click=show>
+                {(!here).then(|| view! { <span class="hit-room">"#" {hit.room.clone()}</span> })}
                 <span class="author">{hit.message.from.username.clone()}</span>
                 <time>{move || clock(ts, hydrated.get())}</time>
                 <span class="hit-text">{spans}</span>

@@ -128,6 +128,12 @@ pub struct HubConfig {
     /// Pictures (PNG, JPEG, GIF, WebP) are recognised by their content, whatever they are
     /// called; nothing else is ever served as anything but a download.
     pub upload_types: Vec<String>,
+    /// Fetch a preview card (title, description, picture) for the first link of a message.
+    pub link_previews: bool,
+    /// Addresses (`ip:port`) previews may fetch from although they are private or loopback:
+    /// for tests and intranets. Everything else private, loopback or link-local is refused,
+    /// after name resolution and after every redirect.
+    pub link_previews_allow: Vec<String>,
 }
 
 impl Default for HubConfig {
@@ -180,6 +186,8 @@ impl Default for HubConfig {
             ]
             .map(String::from)
             .to_vec(),
+            link_previews: true,
+            link_previews_allow: Vec::new(),
         }
     }
 }
@@ -361,6 +369,13 @@ impl HubConfig {
         within("node-ttl-ms", self.node_ttl_ms, 1_000, 600_000)?;
         within("max-upload-bytes", self.max_upload_bytes, 1_024, 1 << 30)?;
         within("uploads-per-hour", self.uploads_per_hour, 1, 100_000)?;
+        for allowed in &self.link_previews_allow {
+            if allowed.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!(
+                    "link-previews-allow: {allowed:?} is not an address like \"10.0.0.5:8080\""
+                ));
+            }
+        }
         for kind in &self.upload_types {
             // Never as a page or a script of this site, whatever its name.
             let active = ["html", "xml", "javascript", "svg", "xhtml"]
@@ -386,7 +401,12 @@ impl HubConfig {
 }
 
 /// `[hub]` keys whose environment value is a comma-separated list.
-const LIST_KEYS: [&str; 2] = ["allowed-origins", "trusted-proxies"];
+const LIST_KEYS: [&str; 4] = [
+    "allowed-origins",
+    "trusted-proxies",
+    "upload-types",
+    "link-previews-allow",
+];
 
 /// Reads an environment value as the TOML value it spells (`5`, `true`, `2.5`), falling back to
 /// a string; the [`LIST_KEYS`] are comma-separated lists.

@@ -204,6 +204,49 @@ impl Files {
         Ok(attachment)
     }
 
+    /// Keeps `bytes`, which must be a picture, as a file of `room` already sent (to
+    /// `recipient`'s eyes too, if private), owned by `owner`: a link preview's picture.
+    pub async fn keep_picture(
+        &self,
+        hub: &Hub,
+        bytes: &[u8],
+        room: &str,
+        owner: &str,
+        recipient: Option<&str>,
+    ) -> Result<Attachment, Refused> {
+        let id = random_id();
+        let partial = self.dir.join(format!(".incoming-{id}"));
+        tokio::fs::write(&partial, bytes).await.map_err(io_failed)?;
+        // Claimed as a picture: anything that is not one is refused.
+        let (content_type, image) = match self.check(&partial, &id, "image/*").await {
+            Ok(found) => found,
+            Err(refused) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                self.remove(&id).await;
+                return Err(refused);
+            }
+        };
+        tokio::fs::rename(&partial, self.path(&id, false))
+            .await
+            .map_err(io_failed)?;
+        let attachment = Attachment {
+            id,
+            name: "preview".into(),
+            size: bytes.len() as u64,
+            content_type,
+            image,
+        };
+        let kept = async {
+            hub.add_file(&attachment, owner, room).await?;
+            hub.attach_file(&attachment.id, recipient).await
+        };
+        if let Err(e) = kept.await {
+            self.remove(&attachment.id).await;
+            return Err(e.into());
+        }
+        Ok(attachment)
+    }
+
     /// Writes the body to `path`; `None` once it goes over the size limit.
     async fn write(&self, path: &std::path::Path, body: Body) -> Result<Option<u64>, Refused> {
         let mut file = tokio::fs::File::create(path).await.map_err(io_failed)?;

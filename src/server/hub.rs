@@ -43,6 +43,8 @@ pub struct Hub {
     pub accounts: Accounts,
     /// Uploaded files: the directory and the limits.
     pub files: super::files::Files,
+    /// Link previews: the fetcher and its cache.
+    pub previews: super::previews::Previews,
     next_conn: AtomicU64,
     /// Cluster mode: one join or leave at a time per user and room on this node, so two tabs
     /// joining at once claim presence once, and a tab joining while the last one leaves does
@@ -93,6 +95,7 @@ impl Hub {
                 rooms,
                 accounts: Accounts::new(opened.storage.clone(), config.signups_per_ip_per_hour),
                 files: files(&config)?,
+                previews: super::previews::Previews::new(&config),
                 storage: opened.storage,
                 backend: Backend::Cluster(cluster),
                 config,
@@ -123,6 +126,7 @@ impl Hub {
             rooms,
             accounts: Accounts::new(opened.storage.clone(), config.signups_per_ip_per_hour),
             files: files(&config)?,
+            previews: super::previews::Previews::new(&config),
             storage: opened.storage,
             backend: Backend::Alone,
             config,
@@ -316,6 +320,11 @@ impl Hub {
         self.storage.add_file(file, owner_key, room).await
     }
 
+    /// Makes file `id` seen as a sent one (by `recipient` too, if private).
+    pub async fn attach_file(&self, id: &str, recipient: Option<&str>) -> Result<(), StoreError> {
+        self.storage.attach_file(id, recipient).await
+    }
+
     /// The uploaded file `id`, with who may see it.
     pub async fn file(&self, id: &str) -> Result<Option<storage::StoredFile>, StoreError> {
         self.storage.file(id).await
@@ -324,7 +333,7 @@ impl Hub {
     /// Searches `room` as `viewer` may see it (see [`Storage::search`]).
     pub async fn search(
         &self,
-        room: &str,
+        room: Option<&str>,
         viewer: &str,
         query: &str,
     ) -> Result<Vec<crate::protocol::Hit>, StoreError> {

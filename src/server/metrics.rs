@@ -26,6 +26,9 @@ pub struct Metrics {
     pub deliveries: AtomicU64,
     pub slow_consumer_drops: AtomicU64,
     pub rate_limited_frames: AtomicU64,
+    /// Link previews made, and links not fetched (a private address, a failure, no page).
+    pub link_previews: AtomicU64,
+    pub link_previews_refused: AtomicU64,
     pub bad_frames: AtomicU64,
     pub rejected_upgrades_origin: AtomicU64,
     pub rejected_upgrades_capacity: AtomicU64,
@@ -112,6 +115,18 @@ impl Metrics {
             "counter",
             "Message frames refused by the rate limit.",
             self.rate_limited_frames.load(Relaxed),
+        );
+        counter(
+            "link_previews_total",
+            "counter",
+            "Link previews fetched and sent.",
+            self.link_previews.load(Relaxed),
+        );
+        counter(
+            "link_previews_refused_total",
+            "counter",
+            "Links not previewed: a private address, an error, or no page to show.",
+            self.link_previews_refused.load(Relaxed),
         );
         counter(
             "bad_frames_total",

@@ -25,6 +25,7 @@ pub mod hub;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod previews;
 pub mod rooms;
 pub mod shutdown;
 pub mod storage;

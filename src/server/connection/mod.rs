@@ -389,11 +389,11 @@ async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut 
             let asked = react::Asked { id, emoji, remove };
             react::react(hub, s, &mut pace.bucket, asked).await
         }
-        ClientFrame::Search { query } => {
+        ClientFrame::Search { query, all_rooms } => {
             if !pace.searches.try_take(Instant::now()) {
                 return post::too_fast();
             }
-            search::search(hub, s, &query).await
+            search::search(hub, s, &query, all_rooms).await
         }
         ClientFrame::History { before } => history::history(hub, s, before).await,
         ClientFrame::Typing => typing::typing(hub, s).await,

@@ -40,8 +40,9 @@ pub(super) async fn delete(hub: &Hub, session: &Session, id: u64) -> Reply {
     if let Err(e) = hub.post(draft).await {
         return Reply::Unavailable(e, None);
     }
-    // Its file went from storage with it; now its bytes.
-    if let Some(file) = &target.file {
+    // Its file and its card's picture went from storage with it; now their bytes.
+    let card = target.preview.as_ref().and_then(|p| p.image.as_ref());
+    for file in target.file.iter().chain(card) {
         hub.files.remove(&file.id).await;
     }
     if moderated {

@@ -41,7 +41,7 @@ pub(super) fn too_fast() -> Reply {
 /// (that is its acknowledgement). A resend of one already stored is answered to the sender
 /// alone.
 pub(super) async fn post(
-    hub: &Hub,
+    hub: &Arc<Hub>,
     session: &Session,
     bucket: &mut TokenBucket,
     asked: Asked,
@@ -114,6 +114,7 @@ pub(super) async fn post(
             Err(other) => return other,
         },
     };
+    let recipient = to.clone();
     let draft = Draft {
         client_id: client_id.clone(),
         to,
@@ -130,8 +131,18 @@ pub(super) async fn post(
         // A repeat of a message already stored: it was broadcast the first time; tell only
         // the sender, so its outbox can mark it delivered.
         Ok(appended) if appended.duplicate => Reply::Frame(ServerFrame::Message(appended.message)),
-        Ok(_) => {
+        Ok(appended) => {
             hub.metrics.observe_broadcast(received.elapsed());
+            // A card for its first link follows, when the page has been fetched.
+            if hub.previews.link_in(&appended.message.text).is_some() {
+                tokio::spawn(super::super::previews::announce(
+                    hub.clone(),
+                    session.room.clone(),
+                    appended.message,
+                    session.sender_key.clone(),
+                    recipient,
+                ));
+            }
             Reply::Done
         }
         Err(e) => Reply::Unavailable(e, client_id),

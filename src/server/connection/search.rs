@@ -1,13 +1,15 @@
-//! `search`: the room's messages this user may see that match the query, newest first.
+//! `search`: the messages this user may see that match the query, newest first: in this
+//! room, or in every room.
 
 use super::*;
 
-pub(super) async fn search(hub: &Hub, session: &Session, query: &str) -> Reply {
+pub(super) async fn search(hub: &Hub, session: &Session, query: &str, all_rooms: bool) -> Reply {
     let query = match protocol::validate_query(query) {
         Ok(query) => query,
         Err(invalid) => return Reply::Refused(invalid, None),
     };
-    match hub.search(&session.room, &session.sender_key, &query).await {
+    let room = (!all_rooms).then_some(session.room.as_str());
+    match hub.search(room, &session.sender_key, &query).await {
         Ok(hits) => Reply::Frame(ServerFrame::SearchResults { query, hits }),
         Err(e) => Reply::Unavailable(e, None),
     }
@@ -44,7 +46,7 @@ mod tests {
                 .collect::<Vec<_>>(),
             _ => panic!("no results"),
         };
-        let found = texts(search(&bench.hub, &carol, "cat").await);
+        let found = texts(search(&bench.hub, &carol, "cat", false).await);
         assert_eq!(
             found,
             [
@@ -56,14 +58,14 @@ mod tests {
             ]
         );
         assert_eq!(
-            texts(search(&bench.hub, &bob, "cats").await).len(),
+            texts(search(&bench.hub, &bob, "cats", false).await).len(),
             3,
             "bob's own"
         );
-        assert!(texts(search(&bench.hub, &carol, "dog").await).is_empty());
+        assert!(texts(search(&bench.hub, &carol, "dog", false).await).is_empty());
         // Operators are just words.
-        assert!(texts(search(&bench.hub, &carol, "cat OR NEAR(\"x*").await).is_empty());
-        let blank = search(&bench.hub, &carol, "   ").await;
+        assert!(texts(search(&bench.hub, &carol, "cat OR NEAR(\"x*", false).await).is_empty());
+        let blank = search(&bench.hub, &carol, "   ", false).await;
         assert!(matches!(blank, Reply::Refused(i, _) if i.code == ErrorCode::InvalidQuery));
     }
 }

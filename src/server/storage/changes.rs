@@ -15,7 +15,12 @@ use crate::protocol::{Attachment, Change, Quote, REACTORS_NAMED, Reaction, excer
 const DROP_FILE: &str = "DELETE FROM files WHERE id = (SELECT file_id FROM messages WHERE id = $1)";
 const WIPE: &str = "UPDATE messages SET text = '', deleted = TRUE, reactions = NULL, \
                     edited_ts = NULL, reply_to = NULL, reply_from = NULL, reply_text = NULL, \
-                    file_id = NULL, file = NULL WHERE id = $1";
+                    file_id = NULL, file = NULL, preview = NULL WHERE id = $1";
+/// A deleted message's preview pictures go with it too.
+const DROP_PREVIEWED: &str =
+    "DELETE FROM files WHERE owner_key = 'preview:' || CAST(CAST($1 AS BIGINT) AS TEXT)";
+/// A message's card, unless it was deleted meanwhile.
+const PREVIEW: &str = "UPDATE messages SET preview = $1 WHERE id = $2 AND NOT deleted";
 /// A file is sent once, by its owner, and from then on is seen by whoever sees the message.
 const ATTACH: &str = "UPDATE files SET attached = TRUE, recipient_key = $1 \
                       WHERE id = $2 AND owner_key = $3 AND NOT attached";
@@ -148,9 +153,18 @@ pub(super) mod sqlite {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [DROP_FILE, WIPE, WIPE_EDITS, WIPE_QUOTES, DROP_REACTIONS] {
+                for sql in [DROP_FILE, DROP_PREVIEWED, WIPE, WIPE_EDITS, WIPE_QUOTES] {
                     tx.prepare_cached(sql)?.execute(params![t])?;
                 }
+                tx.prepare_cached(DROP_REACTIONS)?.execute(params![t])?;
+                d.change.clone()
+            }
+            Some(Change::Previewed { target, preview }) => {
+                let json = serde_json::to_string(preview).unwrap_or_default();
+                let shown = tx
+                    .prepare_cached(PREVIEW)?
+                    .execute(params![json, *target as i64])?;
+                void = shown == 0;
                 d.change.clone()
             }
             Some(Change::Edited { target }) => {
@@ -229,9 +243,16 @@ pub(super) mod postgres {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [DROP_FILE, WIPE, WIPE_EDITS, WIPE_QUOTES, DROP_REACTIONS] {
+                for sql in [DROP_FILE, DROP_PREVIEWED, WIPE, WIPE_EDITS, WIPE_QUOTES] {
                     tx.execute(sql, &[&t]).await?;
                 }
+                tx.execute(DROP_REACTIONS, &[&t]).await?;
+                d.change.clone()
+            }
+            Some(Change::Previewed { target, preview }) => {
+                let json = serde_json::to_string(preview).unwrap_or_default();
+                let shown = tx.execute(PREVIEW, &[&json, &(*target as i64)]).await?;
+                void = shown == 0;
                 d.change.clone()
             }
             Some(Change::Edited { target }) => {

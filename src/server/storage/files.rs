@@ -102,6 +102,13 @@ impl Storage {
             .map(drop)
     }
 
+    /// Marks file `id` as sent (seen by the room, or by `recipient` and its owner).
+    pub async fn attach_file(&self, id: &str, recipient: Option<&str>) -> Result<(), StoreError> {
+        let sql = "UPDATE files SET attached = TRUE, recipient_key = $1 WHERE id = $2";
+        let args = vec![recipient.map_or(Arg::Null, Arg::from), id.into()];
+        self.run("attaching a file", sql, args).await.map(drop)
+    }
+
     /// The file `id`, if there is one.
     pub async fn file(&self, id: &str) -> Result<Option<StoredFile>, StoreError> {
         let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE id = $1");

@@ -204,31 +204,33 @@ trait Log: Send + Sync + 'static {
 /// The columns every read selects, in the order [`Row`] reads them.
 const COLUMNS: &str = "id, ts, username, avatar, text, client_id, to_username, to_avatar, \
                        deleted, change_kind, target, edited_ts, reactions, reaction, reply_to, \
-                       reply_from, reply_text, file";
+                       reply_from, reply_text, file, preview";
 /// How many [`COLUMNS`] there are: a query selecting more reads them from this index on.
-const NCOLUMNS: usize = 18;
+const NCOLUMNS: usize = 19;
 
-/// A change as stored: its kind, its target, and (a reaction) the emoji's new state as JSON.
+/// A change as stored: its kind, its target, and (a reaction) the emoji's new state or (a
+/// preview) the card, as JSON.
 struct ChangeColumns {
     kind: Option<&'static str>,
     target: Option<i64>,
     reaction: Option<String>,
+    preview: Option<String>,
 }
 
 fn change_columns(change: &Option<Change>) -> ChangeColumns {
-    let (kind, reaction) = match change {
-        None => (None, None),
-        Some(Change::Deleted { .. }) => (Some("deleted"), None),
-        Some(Change::Edited { .. }) => (Some("edited"), None),
-        Some(Change::Reacted { reaction, .. }) => (
-            Some("reacted"),
-            Some(serde_json::to_string(reaction).unwrap_or_default()),
-        ),
+    let json = |value: &dyn erased::Json| Some(value.json());
+    let (kind, reaction, preview) = match change {
+        None => (None, None, None),
+        Some(Change::Deleted { .. }) => (Some("deleted"), None, None),
+        Some(Change::Edited { .. }) => (Some("edited"), None, None),
+        Some(Change::Reacted { reaction, .. }) => (Some("reacted"), json(reaction), None),
+        Some(Change::Previewed { preview, .. }) => (Some("previewed"), None, json(preview)),
     };
     ChangeColumns {
         kind,
         target: change.as_ref().map(|c| sql_id(c.target())),
         reaction,
+        preview,
     }
 }
 
@@ -266,6 +268,20 @@ struct Row {
     reply_from: Option<String>,
     reply_text: Option<String>,
     file: Option<String>,
+    preview: Option<String>,
+}
+
+/// JSON for the change columns, whatever the detail's type.
+mod erased {
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
 }
 
 impl From<Row> for ChatMessage {
@@ -299,6 +315,19 @@ impl From<Row> for ChatMessage {
                             reaction,
                         })
                 }
+                (Some("previewed"), Some(target), _) => r
+                    .preview
+                    .as_deref()
+                    .and_then(|json| serde_json::from_str(json).ok())
+                    .map(|preview| Change::Previewed {
+                        target: target as u64,
+                        preview,
+                    }),
+                _ => None,
+            },
+            // A message's own card (a change entry's card is its change).
+            preview: match (r.deleted, r.change_kind.is_none(), &r.preview) {
+                (false, true, Some(json)) => serde_json::from_str(json).ok(),
                 _ => None,
             },
             edited: r.edited_ts,

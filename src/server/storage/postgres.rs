@@ -148,6 +148,7 @@ pub(super) fn read_row(row: &tokio_postgres::Row) -> ChatMessage {
         reply_from: row.get(15),
         reply_text: row.get(16),
         file: row.get(17),
+        preview: row.get(18),
     }
     .into()
 }
@@ -378,6 +379,7 @@ struct NewRows<'a> {
     reply_texts: Vec<Option<String>>,
     file_ids: Vec<Option<String>>,
     files: Vec<Option<String>>,
+    previews: Vec<Option<String>>,
 }
 
 impl<'a> NewRows<'a> {
@@ -394,11 +396,11 @@ impl<'a> NewRows<'a> {
         tx.execute(
             "INSERT INTO messages (id, room, ts, username, avatar, text, sender_key, \
              client_id, to_username, to_avatar, recipient_key, change_kind, target, \
-             reaction, reply_to, reply_from, reply_text, file_id, file) \
+             reaction, reply_to, reply_from, reply_text, file_id, file, preview) \
              SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::BIGINT[], $4::TEXT[], \
              $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $10::TEXT[], \
              $11::TEXT[], $12::TEXT[], $13::BIGINT[], $14::TEXT[], $15::BIGINT[], \
-             $16::TEXT[], $17::TEXT[], $18::TEXT[], $19::TEXT[])",
+             $16::TEXT[], $17::TEXT[], $18::TEXT[], $19::TEXT[], $20::TEXT[])",
             &[
                 &rows.ids,
                 &rows.rooms,
@@ -419,6 +421,7 @@ impl<'a> NewRows<'a> {
                 &rows.reply_texts,
                 &rows.file_ids,
                 &rows.files,
+                &rows.previews,
             ],
         )
         .await?;
@@ -444,6 +447,7 @@ impl<'a> NewRows<'a> {
         self.change_kinds.push(change.kind);
         self.targets.push(change.target);
         self.reactions.push(change.reaction);
+        self.previews.push(change.preview);
         let reply = stored.reply.as_ref();
         self.reply_tos.push(reply.map(|q| q.id as i64));
         self.reply_froms.push(reply.map(|q| q.from.clone()));

@@ -16,17 +16,17 @@ const START: char = '\u{E000}';
 const STOP: char = '\u{E001}';
 
 impl Storage {
-    /// Up to `limit` messages of `room` that `viewer` may see and that match every word of
-    /// `query` (stemmed: "cats" finds "cat"), newest first.
+    /// Up to `limit` messages of `room` (`None`: of every room) that `viewer` may see and
+    /// that match every word of `query` (stemmed: "cats" finds "cat"), newest first.
     pub async fn search(
         &self,
-        room: &str,
+        room: Option<&str>,
         viewer: &str,
         query: &str,
         limit: usize,
     ) -> Result<Vec<Hit>, StoreError> {
-        let doing = format!("searching {room:?}");
-        let (room, viewer, limit) = (room.to_string(), viewer.to_string(), limit as i64);
+        let doing = format!("searching {}", room.unwrap_or("every room"));
+        let (room, viewer, limit) = (room.map(str::to_string), viewer.to_string(), limit as i64);
         match &self.log {
             Backend::Sqlite(db) => {
                 let Some(matching) = fts5_query(query) else {
@@ -36,9 +36,10 @@ impl Storage {
                 // here, so the newest `limit` visible ones end the scan: no sort, and the
                 // highlighting is only done for those.
                 let sql = format!(
-                    "SELECT {}, highlight(messages_fts, 0, char({}), char({})) \
+                    "SELECT {}, highlight(messages_fts, 0, char({}), char({})), m.room \
                      FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid \
-                     WHERE messages_fts MATCH ?1 AND m.room = ?2 AND m.change_kind IS NULL \
+                     WHERE messages_fts MATCH ?1 AND (?2 IS NULL OR m.room = ?2) \
+                     AND m.change_kind IS NULL \
                      AND {} ORDER BY messages_fts.rowid DESC LIMIT ?4",
                     qualified("m"),
                     START as u32,
@@ -58,6 +59,7 @@ impl Storage {
                             Ok(Hit {
                                 message: super::sqlite::read_row(row)?,
                                 spans: spans(&row.get::<_, String>(NCOLUMNS)?),
+                                room: row.get(NCOLUMNS + 1)?,
                             })
                         })?
                         .collect();
@@ -75,9 +77,9 @@ impl Storage {
                     "WITH q AS (SELECT plainto_tsquery('english', $1) AS q), \
                      hits AS MATERIALIZED (SELECT id FROM messages, q \
                      WHERE to_tsvector('english', text) @@ q.q AND change_kind IS NULL \
-                     AND room = $2 AND {}) \
+                     AND ($2::TEXT IS NULL OR room = $2) AND {}) \
                      SELECT {COLUMNS}, ts_headline('english', text, q.q, \
-                     'StartSel={START}, StopSel={STOP}, HighlightAll=true') \
+                     'StartSel={START}, StopSel={STOP}, HighlightAll=true'), room \
                      FROM messages JOIN hits USING (id), q ORDER BY id DESC LIMIT $4",
                     visible_to("$3::TEXT")
                 );
@@ -91,6 +93,7 @@ impl Storage {
                     .map(|row| Hit {
                         message: super::postgres::read_row(row),
                         spans: spans(row.get(NCOLUMNS)),
+                        room: row.get(NCOLUMNS + 1),
                     })
                     .collect())
             }

@@ -131,6 +131,7 @@ pub(super) fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage>
         reply_from: row.get(15)?,
         reply_text: row.get(16)?,
         file: row.get(17)?,
+        preview: row.get(18)?,
     }
     .into())
 }
@@ -248,9 +249,9 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
         let mut insert = tx.prepare_cached(
             "INSERT INTO messages (room, ts, username, avatar, text, sender_key, client_id, \
              to_username, to_avatar, recipient_key, change_kind, target, reaction, reply_to, \
-             reply_from, reply_text, file_id, file) \
+             reply_from, reply_text, file_id, file, preview) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-             ?17, ?18)",
+             ?17, ?18, ?19)",
         )?;
         for d in batch {
             if let Some(client_id) = &d.client_id
@@ -296,6 +297,7 @@ fn store(conn: &mut Connection, batch: &[Draft]) -> rusqlite::Result<Vec<Stored>
                     .file
                     .as_ref()
                     .map(|f| serde_json::to_string(f).unwrap_or_default()),
+                change.preview,
             ])?;
             out.push(Stored {
                 message: d.stored(tx.last_insert_rowid() as u64, ts, applied),
