@@ -114,6 +114,33 @@ async fn the_first_link_gets_a_card_and_private_addresses_are_never_fetched() {
         tokio::time::timeout(std::time::Duration::from_millis(100), probe.accept()).await;
     assert!(accepted.is_err(), "the private address was contacted");
 
+    // A private message's card picture is seen by its two people, not by anyone else.
+    alice
+        .send_json(
+            json!({"type": "message", "text": format!("psst http://{site}/story"), "to": "bob"}),
+        )
+        .await;
+    let psst = loop {
+        let m = alice.recv_message().await;
+        if m.text.starts_with("psst") {
+            break m.id;
+        }
+    };
+    let private_card = loop {
+        let m = alice.recv_message().await;
+        if let Some(Change::Previewed { target, preview }) = m.change
+            && target == psst
+        {
+            break preview;
+        }
+    };
+    let picture = private_card.image.expect("a picture").thumbnail_url();
+    let alice_token = alice.token_for("alice").unwrap();
+    let carol_token = carol.token_for("carol").unwrap();
+    for (who, status) in [(&alice_token, 200), (&token, 200), (&carol_token, 404)] {
+        assert_eq!(fetch(server.addr, &picture, Some(who)).await.0, status);
+    }
+
     // Deleting the message deletes the card's picture too.
     alice
         .send_json(json!({"type": "delete", "id": said.id}))

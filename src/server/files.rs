@@ -205,13 +205,14 @@ impl Files {
     }
 
     /// Keeps `bytes`, which must be a picture, as a file of `room` already sent (to
-    /// `recipient`'s eyes too, if private), owned by `owner`: a link preview's picture.
+    /// `recipient`'s eyes too, if private), owned by `owner` and called `name`: a link
+    /// preview's picture.
     pub async fn keep_picture(
         &self,
         hub: &Hub,
         bytes: &[u8],
         room: &str,
-        owner: &str,
+        (owner, name): (&str, &str),
         recipient: Option<&str>,
     ) -> Result<Attachment, Refused> {
         let id = random_id();
@@ -231,7 +232,7 @@ impl Files {
             .map_err(io_failed)?;
         let attachment = Attachment {
             id,
-            name: "preview".into(),
+            name: name.into(),
             size: bytes.len() as u64,
             content_type,
             image,
@@ -340,11 +341,13 @@ impl Files {
             return Err(not_found());
         }
         let path = self.path(&file.attachment.id, thumbnail);
-        let bytes = match tokio::fs::read(&path).await {
+        // Streamed from the disk: many downloads of a large file do not each hold it whole.
+        let bytes = match tokio::fs::File::open(&path).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
             Err(e) => return Err(io_failed(e)),
         };
+        let length = bytes.metadata().await.map_err(io_failed)?.len();
         // The id never changes what it names: a browser may keep it (privately).
         let etag = format!(
             "\"{}{}\"",
@@ -369,7 +372,8 @@ impl Files {
             if picture { "inline" } else { "attachment" },
             percent_encode(&file.attachment.name)
         );
-        let mut response = Response::new(Body::from(bytes));
+        let body = Body::from_stream(tokio_util::io::ReaderStream::new(bytes));
+        let mut response = Response::new(body);
         let h = response.headers_mut();
         let mut set = |name, value: String| {
             if let Ok(value) = HeaderValue::from_str(&value) {
@@ -383,6 +387,7 @@ impl Files {
             "default-src 'none'; sandbox; frame-ancestors 'none'".into(),
         );
         set(header::CACHE_CONTROL, "private, max-age=86400".into());
+        set(header::CONTENT_LENGTH, length.to_string());
         set(header::ETAG, etag);
         Ok(response)
     }

@@ -30,6 +30,7 @@ const MAX_REDIRECTS: usize = 3;
 const CACHE_FOR: Duration = Duration::from_secs(3_600);
 const CACHE_PAGES: usize = 1_000;
 const TITLE_CHARS: usize = 200;
+const PREVIEWS_AT_ONCE: usize = 4;
 const DESCRIPTION_CHARS: usize = 300;
 
 /// What a page says about itself.
@@ -43,6 +44,9 @@ struct Page {
 
 pub struct Previews {
     enabled: bool,
+    /// Previews made at once (each may fetch and decode a picture): past this, links wait
+    /// their turn instead of piling up memory and connections.
+    running: tokio::sync::Semaphore,
     allow: Vec<SocketAddr>,
     cache: Mutex<HashMap<String, (Instant, Option<Page>)>>,
 }
@@ -53,6 +57,7 @@ impl Previews {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Previews {
             enabled: config.link_previews,
+            running: tokio::sync::Semaphore::new(PREVIEWS_AT_ONCE),
             allow: config
                 .link_previews_allow
                 .iter()
@@ -205,17 +210,25 @@ fn is_public(ip: IpAddr) -> bool {
                 || (a == 192 && b == 0 && c == 0))
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
+            // IPv4 inside IPv6 (mapped, compatible, 6to4) is judged as that IPv4 address.
+            if let Some(v4) = v6.to_ipv4() {
+                return !v6.is_loopback() && is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            if s[0] == 0x2002 {
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
+                return is_public(IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d)));
+            }
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first == 0x2001 && v6.segments()[1] == 0x0db8)
-                || first == 0x0064)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)
+                || s[0] == 0x0064)
         }
     }
 }
@@ -300,10 +313,13 @@ pub async fn announce(
     let Some(link) = hub.previews.link_in(&message.text) else {
         return;
     };
+    let Ok(_turn) = hub.previews.running.acquire().await else {
+        return;
+    };
     let made = async {
         let page = hub.previews.page(&link).await?;
         let picture = match &page.picture {
-            Some(src) => picture(&hub, src, &room, message.id, to.as_ref()).await,
+            Some(src) => picture(&hub, src, &room, &message, &sender_key, to.as_ref()).await,
             None => None,
         };
         Ok::<_, String>(Preview {
@@ -326,6 +342,7 @@ pub async fn announce(
             return;
         }
     };
+    let picture = preview.image.clone();
     let draft = Draft {
         to,
         change: Some(Change::Previewed {
@@ -334,7 +351,13 @@ pub async fn announce(
         }),
         ..Draft::message(&room, message.from.clone(), &sender_key, "")
     };
-    match hub.post(draft).await {
+    let posted = hub.post(draft).await;
+    // Deleted meanwhile (storing the card then dropped its picture's record): the bytes too.
+    let gone = !matches!(hub.entry(&room, message.id).await, Ok(Some(e)) if !e.message.deleted);
+    if let (true, Some(file)) = (gone || posted.is_err(), picture) {
+        hub.files.remove(&file.id).await;
+    }
+    match posted {
         Ok(_) => {
             hub.metrics.link_previews.fetch_add(1, Relaxed);
         }
@@ -342,12 +365,14 @@ pub async fn announce(
     }
 }
 
-/// The page's picture, fetched under the same guard and kept as a file of the message.
+/// The page's picture, fetched under the same guard and kept as a file of the message: its
+/// author's, named `preview:<id>`, so whoever sees the message sees it.
 async fn picture(
     hub: &Hub,
     src: &Url,
     room: &str,
-    message: u64,
+    message: &ChatMessage,
+    sender_key: &str,
     to: Option<&(User, String)>,
 ) -> Option<Attachment> {
     let (_, _, bytes) = hub
@@ -355,10 +380,10 @@ async fn picture(
         .get(src.clone(), MAX_PICTURE, "image/*")
         .await
         .ok()?;
-    let owner = format!("preview:{message}");
+    let name = format!("preview:{}", message.id);
     let recipient = to.map(|(_, key)| key.as_str());
     hub.files
-        .keep_picture(hub, &bytes, room, &owner, recipient)
+        .keep_picture(hub, &bytes, room, (sender_key, &name), recipient)
         .await
         .ok()
 }
@@ -385,6 +410,10 @@ mod tests {
             "::ffff:10.0.0.1",
             "224.0.0.1",
             "198.18.0.1",
+            "::169.254.169.254",
+            "fec0::1",
+            "2002:a9fe:a9fe::1",
+            "100::1",
         ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }

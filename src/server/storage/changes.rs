@@ -17,8 +17,9 @@ const WIPE: &str = "UPDATE messages SET text = '', deleted = TRUE, reactions = N
                     edited_ts = NULL, reply_to = NULL, reply_from = NULL, reply_text = NULL, \
                     file_id = NULL, file = NULL, preview = NULL WHERE id = $1";
 /// A deleted message's preview pictures go with it too.
-const DROP_PREVIEWED: &str =
-    "DELETE FROM files WHERE owner_key = 'preview:' || CAST(CAST($1 AS BIGINT) AS TEXT)";
+const DROP_PREVIEWED: &str = "DELETE FROM files \
+    WHERE name = 'preview:' || CAST(CAST($1 AS BIGINT) AS TEXT) \
+    AND owner_key = (SELECT sender_key FROM messages WHERE id = $1)";
 /// A message's card, unless it was deleted meanwhile.
 const PREVIEW: &str = "UPDATE messages SET preview = $1 WHERE id = $2 AND NOT deleted";
 /// A file is sent once, by its owner, and from then on is seen by whoever sees the message.
@@ -49,9 +50,11 @@ const REACTORS_POSTGRES: &str =
 const SUM_UP: &str = "UPDATE messages SET reactions = $1 WHERE id = $2 AND NOT deleted";
 /// After retention deleted old messages: what still spoke of them goes too (the changes to
 /// them, the quotes of them, who reacted to them), so nothing of a forgotten message stays.
-pub(super) const AFTER_EXPIRY: [&str; 4] = [
-    "DELETE FROM files WHERE attached \
+pub(super) const AFTER_EXPIRY: [&str; 5] = [
+    "DELETE FROM files WHERE attached AND name NOT LIKE 'preview:%' \
      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.file_id = files.id)",
+    "DELETE FROM files WHERE attached AND name LIKE 'preview:%' AND NOT EXISTS \
+     (SELECT 1 FROM messages m WHERE 'preview:' || CAST(m.id AS TEXT) = files.name)",
     "DELETE FROM messages WHERE target IS NOT NULL \
      AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.id = messages.target)",
     "UPDATE messages SET reply_text = '' WHERE reply_to IS NOT NULL AND reply_text <> '' \
@@ -165,6 +168,11 @@ pub(super) mod sqlite {
                     .prepare_cached(PREVIEW)?
                     .execute(params![json, *target as i64])?;
                 void = shown == 0;
+                if void {
+                    // Deleted while its page was fetched: its picture goes too.
+                    tx.prepare_cached(DROP_PREVIEWED)?
+                        .execute(params![*target as i64])?;
+                }
                 d.change.clone()
             }
             Some(Change::Edited { target }) => {
@@ -253,6 +261,10 @@ pub(super) mod postgres {
                 let json = serde_json::to_string(preview).unwrap_or_default();
                 let shown = tx.execute(PREVIEW, &[&json, &(*target as i64)]).await?;
                 void = shown == 0;
+                if void {
+                    // Deleted while its page was fetched: its picture goes too.
+                    tx.execute(DROP_PREVIEWED, &[&(*target as i64)]).await?;
+                }
                 d.change.clone()
             }
             Some(Change::Edited { target }) => {
