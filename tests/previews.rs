@@ -145,7 +145,8 @@ async fn the_first_link_gets_a_card_and_private_addresses_are_never_fetched() {
     alice
         .send_json(json!({"type": "delete", "id": said.id}))
         .await;
-    bob.recv_message().await;
+    // (Bob's queue still holds the private message and its card: wait for the deletion.)
+    while bob.recv_message().await.change != Some(Change::Deleted { target: said.id }) {}
     assert_eq!(
         fetch(server.addr, &image.thumbnail_url(), Some(&token))
             .await
