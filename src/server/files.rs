@@ -178,18 +178,7 @@ impl Files {
                 return Err(e);
             }
         };
-        let checked = self.check(&partial, &id, claimed).await;
-        let (content_type, image) = match checked {
-            Ok(found) => found,
-            Err(refused) => {
-                let _ = tokio::fs::remove_file(&partial).await;
-                self.remove(&id).await;
-                return Err(refused);
-            }
-        };
-        tokio::fs::rename(&partial, self.path(&id, false))
-            .await
-            .map_err(io_failed)?;
+        let (content_type, image) = self.settle(&partial, &id, claimed).await?;
         let attachment = Attachment {
             id,
             name: clean_file_name(name),
@@ -219,17 +208,7 @@ impl Files {
         let partial = self.dir.join(format!(".incoming-{id}"));
         tokio::fs::write(&partial, bytes).await.map_err(io_failed)?;
         // Claimed as a picture: anything that is not one is refused.
-        let (content_type, image) = match self.check(&partial, &id, "image/*").await {
-            Ok(found) => found,
-            Err(refused) => {
-                let _ = tokio::fs::remove_file(&partial).await;
-                self.remove(&id).await;
-                return Err(refused);
-            }
-        };
-        tokio::fs::rename(&partial, self.path(&id, false))
-            .await
-            .map_err(io_failed)?;
+        let (content_type, image) = self.settle(&partial, &id, "image/*").await?;
         let attachment = Attachment {
             id,
             name: name.into(),
@@ -246,6 +225,29 @@ impl Files {
             return Err(e.into());
         }
         Ok(attachment)
+    }
+
+    /// Checks the file received at `partial` (see [`Files::check`]) and moves it into place
+    /// as `id`; a refused one leaves nothing behind.
+    async fn settle(
+        &self,
+        partial: &std::path::Path,
+        id: &str,
+        claimed: &str,
+    ) -> Result<(String, Option<Pixels>), Refused> {
+        match self.check(partial, id, claimed).await {
+            Ok(found) => {
+                tokio::fs::rename(partial, self.path(id, false))
+                    .await
+                    .map_err(io_failed)?;
+                Ok(found)
+            }
+            Err(refused) => {
+                let _ = tokio::fs::remove_file(partial).await;
+                self.remove(id).await;
+                Err(refused)
+            }
+        }
     }
 
     /// Writes the body to `path`; `None` once it goes over the size limit.

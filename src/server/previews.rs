@@ -267,11 +267,11 @@ fn describe(html: &[u8], base: &Url) -> Option<Page> {
     let tag = |keys: &[&str]| {
         keys.iter()
             .find_map(|k| tags.get(*k))
-            .map(|v| tidy(v, usize::MAX))
+            .map(|v| tidy(v))
             .filter(|v| !v.is_empty())
     };
     let title = tag(&["og:title", "twitter:title"])
-        .or_else(|| Some(tidy(&title.into_inner(), usize::MAX)).filter(|t| !t.is_empty()))?;
+        .or_else(|| Some(tidy(&title.into_inner())).filter(|t| !t.is_empty()))?;
     Some(Page {
         site: tag(&["og:site_name"])
             .unwrap_or_else(|| base.host_str().unwrap_or_default().to_string()),
@@ -285,7 +285,7 @@ fn describe(html: &[u8], base: &Url) -> Option<Page> {
 }
 
 /// Entities decoded (the scanner hands them over as written), whitespace runs made one space.
-fn tidy(raw: &str, _: usize) -> String {
+fn tidy(raw: &str) -> String {
     html_escape::decode_html_entities(raw)
         .split_whitespace()
         .collect::<Vec<_>>()
