@@ -180,7 +180,9 @@ fn ChatPage() -> impl IntoView {
 /// leptos_meta 0.8 writes a `<Title>`'s text into the server's HTML as it is, unescaped
 /// (leptos_meta 0.8.7, `src/lib.rs`, where the head is built: `buf.push_str(&title)`), so a
 /// title holding `</title><script>` would run the script. Until that is fixed upstream, the
-/// server escapes it here. In the browser the text is set through `document.title`, which
+/// server escapes it here. (Upstream: Leptos escaped `leptos_meta` attributes in
+/// leptos-rs/leptos#1241, and text nodes in #812; the 0.8 title path has no such escaping, and
+/// no upstream issue about it was found, so it is reported in this comment's stead.) In the browser the text is set through `document.title`, which
 /// takes plain text, so it stays as it is there.
 fn escape_title(text: String) -> String {
     if !cfg!(feature = "ssr") {

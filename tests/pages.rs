@@ -28,6 +28,28 @@ const PAYLOADS: [(&str, &str); 5] = [
     ("%3Cb%3Ebold%3C%2Fb%3E", "<b>bold</b>"),
 ];
 
+/// A server function's refusal as Leptos puts it in the URL after a form post without the
+/// script: `ServerError|message`, base64url-encoded, then percent-encoded as a query value.
+fn refusal(message: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = format!("ServerError|{message}").into_bytes();
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | ((*b as u32) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push_str("%3D");
+            }
+        }
+    }
+    out
+}
+
 /// The parts of a response where a payload could have landed.
 fn leaks(raw: &str, head: &str, body: &str) -> bool {
     body.contains(raw) || head.contains(&raw.to_lowercase())
@@ -50,6 +72,16 @@ async fn markup_in_any_path_segment_or_query_value_never_comes_back_raw() {
             format!("/api/{encoded}"),
             format!("/healthz?{encoded}"),
             format!("/ws?{encoded}"),
+            // The query values the page reads: an invitation (written into a hidden input),
+            // the message to jump to, and a form's refusal (shown under its field), both
+            // undecodable and carrying the payload as its message.
+            format!("/?invite={encoded}"),
+            format!("/r/general?message={encoded}"),
+            format!("/?__path=/api/sign_up&__err={encoded}"),
+            format!("/?__path=/api/sign_up&__err={}", refusal(raw)),
+            format!("/?__path=/api/sign_in&__err={}", refusal(raw)),
+            format!("/files/{encoded}"),
+            format!("/files/{encoded}/thumb"),
         ];
         for path in paths {
             let (status, head, body) = http_response(server.addr, &path, &[]).await;

@@ -1,5 +1,7 @@
 //! The HTTP accept loop: hyper's HTTP/1.1 server driven by us rather than by `axum::serve`,
-//! for three limits `axum::serve` does not offer (it runs hyper without a timer):
+//! for three limits `axum::serve` does not offer (it runs hyper without a timer, so hyper's
+//! own `header_read_timeout` is inert; upstream: tokio-rs/axum#2741, closed in favour of
+//! configuring hyper, which `axum::serve` does not expose):
 //!
 //! - **Headers in time:** a request must finish its header within `http-header-timeout-ms`,
 //!   and an idle keep-alive connection is closed after the same time, so a client trickling
