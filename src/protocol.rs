@@ -306,12 +306,16 @@ pub enum ClientFrame {
     },
     /// Replaces the text of your own message `id`.
     Edit { id: u64, text: String },
-    /// Adds your reaction `emoji` to message `id` (or, with `remove`, takes yours back).
+    /// Adds your reaction `emoji` to message `id` (or, with `remove`, takes yours back; with
+    /// `toggle`, takes it back if you had it and adds it otherwise, which is what pressing a
+    /// reaction means when the client cannot tell: only the first reactors are named).
     React {
         id: u64,
         emoji: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         remove: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        toggle: bool,
     },
     /// Full-text search of the messages you can see, newest first: this room's, or (with
     /// `all_rooms`) every room's.

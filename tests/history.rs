@@ -98,6 +98,55 @@ async fn since_returns_exactly_the_missed_messages() {
 }
 
 #[tokio::test]
+async fn edits_reactions_and_deletions_reach_a_resuming_client_in_order() {
+    use hubbub::protocol::Change;
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    let mut bob = server.joined("bob").await;
+    alice.say("one").await;
+    alice.say("two").await;
+    let one = bob.recv_message().await.id;
+    let two = bob.recv_message().await.id;
+    alice.recv_message().await;
+    alice.recv_message().await;
+    drop(bob);
+
+    // While bob is away: an edit, a reaction and a deletion, each a change entry.
+    alice
+        .send_json(serde_json::json!({"type":"edit","id":one,"text":"one, fixed ✓"}))
+        .await;
+    alice
+        .send_json(serde_json::json!({"type":"react","id":one,"emoji":":+1:"}))
+        .await;
+    alice
+        .send_json(serde_json::json!({"type":"delete","id":two}))
+        .await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(alice.recv_message().await.id);
+    }
+
+    let mut back = server.client().await;
+    let (history, _) = history_of(back.join_as("bob", "bob@example.com", Some(two)).await);
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids,
+        "the three changes, in the order they were made"
+    );
+    assert_eq!(history[0].change, Some(Change::Edited { target: one }));
+    assert_eq!(history[0].text, "one, fixed ✓");
+    let Some(Change::Reacted { target, reaction }) = &history[1].change else {
+        panic!("not a reaction: {:?}", history[1]);
+    };
+    assert_eq!(
+        (*target, reaction.emoji.as_str(), reaction.count),
+        (one, "👍", 1)
+    );
+    assert_eq!(reaction.users, ["alice"]);
+    assert_eq!(history[2].change, Some(Change::Deleted { target: two }));
+}
+
+#[tokio::test]
 async fn a_repeated_client_id_is_stored_and_broadcast_once() {
     let server = TestServer::start().await;
     let mut alice = server.joined("alice").await;

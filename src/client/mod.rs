@@ -115,9 +115,16 @@ pub fn edit_message(chat: Chat, id: u64, text: String) -> bool {
     true
 }
 
-/// Adds this user's `emoji` reaction to message `id`, or (`remove`) takes theirs back.
-pub fn react(chat: Chat, id: u64, emoji: String, remove: bool) {
-    send_frame(chat, ClientFrame::React { id, emoji, remove });
+/// Adds this user's `emoji` reaction to message `id`, or (`toggle`) takes it back if they
+/// had it and adds it otherwise, as the server finds it.
+pub fn react(chat: Chat, id: u64, emoji: String, toggle: bool) {
+    let frame = ClientFrame::React {
+        id,
+        emoji,
+        remove: false,
+        toggle,
+    };
+    send_frame(chat, frame);
 }
 
 /// Searches this room (or every room); the hits arrive in `chat.search`. False (nothing

@@ -361,14 +361,9 @@ fn Reactions(id: u64, reactions: Vec<Reaction>) -> impl IntoView {
             };
             let label = format!("{} {}: {who}", r.emoji, r.count);
             let emoji = r.emoji.clone();
-            let users = r.users.clone();
-            // Pressed: this takes yours back; otherwise it adds yours.
-            let toggle = move |_| {
-                let mine = chat.me.with_untracked(|me| {
-                    me.as_ref().is_some_and(|me| users.contains(&me.username))
-                });
-                crate::client::react(chat, id, emoji.clone(), mine);
-            };
+            // Pressed: this takes yours back; otherwise it adds yours. The server decides
+            // which: only the first reactors are named, so the page cannot always tell.
+            let toggle = move |_| crate::client::react(chat, id, emoji.clone(), true);
             view! {
                 <button type="button" class="reaction" aria-pressed=pressed aria-label=label
                     title=who.clone()

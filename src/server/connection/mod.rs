@@ -385,8 +385,18 @@ async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut 
             post::post(hub, s, &mut pace.bucket, asked).await
         }
         ClientFrame::Edit { id, text } => edit::edit(hub, s, &mut pace.bucket, id, text).await,
-        ClientFrame::React { id, emoji, remove } => {
-            let asked = react::Asked { id, emoji, remove };
+        ClientFrame::React {
+            id,
+            emoji,
+            remove,
+            toggle,
+        } => {
+            let asked = react::Asked {
+                id,
+                emoji,
+                remove,
+                toggle,
+            };
             react::react(hub, s, &mut pace.bucket, asked).await
         }
         ClientFrame::Search { query, all_rooms } => {

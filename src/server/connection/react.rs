@@ -11,6 +11,8 @@ pub(super) struct Asked {
     pub(super) id: u64,
     pub(super) emoji: String,
     pub(super) remove: bool,
+    /// Takes it back if the user had it, adds it otherwise (decided where it is stored).
+    pub(super) toggle: bool,
 }
 
 pub(super) async fn react(
@@ -19,7 +21,13 @@ pub(super) async fn react(
     bucket: &mut TokenBucket,
     asked: Asked,
 ) -> Reply {
-    let Asked { id, emoji, remove } = asked;
+    let Asked {
+        id,
+        emoji,
+        remove,
+        toggle,
+    } = asked;
+    let remove = remove && !toggle;
     let emoji = match protocol::validate_reaction(&emoji) {
         Ok(emoji) => emoji,
         Err(invalid) => return Reply::Refused(invalid, None),
@@ -41,10 +49,14 @@ pub(super) async fn react(
             format!("a message has at most {MAX_REACTION_KINDS} different reactions"),
         );
     }
-    // In a draft, the count says what is asked: 1 adds, 0 takes back.
+    // In a draft, the count says what is asked (see `storage::changes::Asked`).
     let reaction = Reaction {
         emoji,
-        count: u32::from(!remove),
+        count: match (toggle, remove) {
+            (true, _) => 2,
+            (false, true) => 0,
+            (false, false) => 1,
+        },
         users: Vec::new(),
     };
     let draft = Draft {
@@ -71,6 +83,7 @@ mod tests {
             id,
             emoji: emoji.into(),
             remove: false,
+            toggle: false,
         }
     }
 
@@ -116,6 +129,18 @@ mod tests {
         react(&bench.hub, &bob, &mut bucket, remove).await;
         let (_, r) = reaction(&delivered(&mut alice_feed).await);
         assert_eq!((r.count, r.users.clone()), (1, vec!["alice".to_string()]));
+
+        // Pressing a reaction toggles it, whatever the client knew: on, then off again.
+        let toggle = || Asked {
+            toggle: true,
+            ..ask(m.id, "🎉")
+        };
+        react(&bench.hub, &bob, &mut bucket, toggle()).await;
+        let (_, r) = reaction(&delivered(&mut alice_feed).await);
+        assert_eq!((r.emoji.as_str(), r.count), ("🎉", 1));
+        react(&bench.hub, &bob, &mut bucket, toggle()).await;
+        let (_, r) = reaction(&delivered(&mut alice_feed).await);
+        assert_eq!((r.emoji.as_str(), r.count), ("🎉", 0));
 
         let (page, _) = bench
             .hub

@@ -75,9 +75,21 @@ pub(super) struct Applied {
     pub void: bool,
 }
 
-/// Whether a reaction draft adds (its `count` is 1) or takes back (0) the reaction.
-fn adds(request: &Reaction) -> bool {
-    request.count > 0
+/// What a reaction draft asks, by its `count`: 1 adds the reaction, 0 takes it back, 2
+/// toggles it (takes it back if the user had it; adds it otherwise).
+#[derive(PartialEq)]
+enum Asked {
+    Add,
+    Remove,
+    Toggle,
+}
+
+fn asked(request: &Reaction) -> Asked {
+    match request.count {
+        0 => Asked::Remove,
+        1 => Asked::Add,
+        _ => Asked::Toggle,
+    }
 }
 
 /// The reactions of a message, summed up per emoji in the order each was first used, from
@@ -188,7 +200,14 @@ pub(super) mod sqlite {
             Some(Change::Reacted { target, reaction }) => {
                 let t = *target as i64;
                 let emoji = &reaction.emoji;
-                if adds(reaction) {
+                let want = asked(reaction);
+                let removed = if want == Asked::Add {
+                    0
+                } else {
+                    tx.prepare_cached(UNREACT)?
+                        .execute(params![t, emoji, d.sender_key])?
+                };
+                if want == Asked::Add || (want == Asked::Toggle && removed == 0) {
                     tx.prepare_cached(REACT)?.execute(params![
                         t,
                         emoji,
@@ -196,9 +215,6 @@ pub(super) mod sqlite {
                         d.from.username,
                         ts
                     ])?;
-                } else {
-                    tx.prepare_cached(UNREACT)?
-                        .execute(params![t, emoji, d.sender_key])?;
                 }
                 let reactors = tx
                     .prepare_cached(REACTORS_SQLITE)?
@@ -279,11 +295,15 @@ pub(super) mod postgres {
             Some(Change::Reacted { target, reaction }) => {
                 let t = *target as i64;
                 let emoji = &reaction.emoji;
-                if adds(reaction) {
+                let want = asked(reaction);
+                let removed = if want == Asked::Add {
+                    0
+                } else {
+                    tx.execute(UNREACT, &[&t, emoji, &d.sender_key]).await?
+                };
+                if want == Asked::Add || (want == Asked::Toggle && removed == 0) {
                     tx.execute(REACT, &[&t, emoji, &d.sender_key, &d.from.username, &ts])
                         .await?;
-                } else {
-                    tx.execute(UNREACT, &[&t, emoji, &d.sender_key]).await?;
                 }
                 let reactors = tx
                     .query(REACTORS_POSTGRES, &[&t])
