@@ -445,3 +445,43 @@ async fn a_welcome_larger_than_one_fragment_arrives_whole() {
     assert_eq!(history.len(), 6);
     assert!(history.iter().all(|m| m.text == long));
 }
+
+/// The writer owns the sending side, so the WebSocket layer cannot answer by itself: a ping
+/// still gets its pong, and a client's close its echo, through the writer.
+#[tokio::test]
+async fn a_ping_gets_its_pong_and_a_close_its_echo() {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+    let server = TestServer::start().await;
+    let mut alice = server.joined("alice").await;
+    alice
+        .ws
+        .send(Message::Ping(b"are you there".to_vec().into()))
+        .await
+        .unwrap();
+    let pong = loop {
+        match alice.ws.next().await.unwrap().unwrap() {
+            Message::Pong(payload) => break payload,
+            Message::Text(_) => continue,
+            other => panic!("expected a pong, got {other:?}"),
+        }
+    };
+    assert_eq!(&pong[..], b"are you there");
+    // A big message after it still arrives whole.
+    alice.say(&"long ✓ ".repeat(250)).await;
+    assert_eq!(alice.recv_message().await.text, "long ✓ ".repeat(250));
+
+    let goodbye = CloseFrame {
+        code: 4321.into(),
+        reason: "bye".into(),
+    };
+    alice.ws.send(Message::Close(Some(goodbye))).await.unwrap();
+    let echo = loop {
+        match alice.ws.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("expected the close echoed, got {other:?}"),
+        }
+    };
+    assert_eq!(echo.map(|f| u16::from(f.code)), Some(4321));
+}

@@ -47,12 +47,10 @@ pub struct HubConfig {
     pub direct_queue: usize,
     /// A write that cannot complete within this time marks the client a slow consumer.
     pub write_timeout_ms: u64,
-    /// Socket writes per second one connection makes, sustained. Each write carries every
-    /// frame that is ready, and a write (a system call, and a wake-up of the receiver) costs
-    /// far more than the frames in it, so in a room busier than this, frames wait for the
-    /// next write (at most `1 / rate`: 20 ms by default) and go out together. A connection
-    /// below the rate, which is every connection of a normal chat, writes at once. 0: no
-    /// limit, every frame is written as soon as it is ready.
+    /// Socket writes per second one connection makes, sustained; 0 (the default): no limit.
+    /// Each write carries every frame that is ready when the socket can take more, so a busy
+    /// room batches by itself; a rate makes frames wait for the next turn (`1 / rate`) to go
+    /// out together, trading latency for fewer system calls.
     pub socket_writes_per_sec: f64,
     /// Writes a connection may make in a burst above `socket-writes-per-sec`.
     pub socket_write_burst: f64,
@@ -149,7 +147,7 @@ impl Default for HubConfig {
             room_queue: 1_024,
             direct_queue: 64,
             write_timeout_ms: 5_000,
-            socket_writes_per_sec: 50.0,
+            socket_writes_per_sec: 0.0,
             socket_write_burst: 10.0,
             rate_per_sec: 5.0,
             rate_burst: 20.0,

@@ -277,6 +277,28 @@ impl<T> Tracked<T> {
     }
 }
 
+impl Tracked<TcpStream> {
+    /// The socket's two directions, owned apart (a WebSocket's reader and writer are two
+    /// tasks), recording their progress in the same record.
+    pub fn into_split(
+        self,
+    ) -> (
+        Tracked<tokio::net::tcp::OwnedReadHalf>,
+        Tracked<tokio::net::tcp::OwnedWriteHalf>,
+    ) {
+        let (read, write) = self.inner.into_split();
+        let read = Tracked {
+            inner: read,
+            progress: self.progress.clone(),
+        };
+        let write = Tracked {
+            inner: write,
+            progress: self.progress,
+        };
+        (read, write)
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -30,6 +30,7 @@ pub mod rooms;
 pub mod shutdown;
 pub mod storage;
 pub mod websocket;
+pub mod wire;
 
 use crate::app::{App, shell};
 use axum::Router;
@@ -58,9 +59,9 @@ use tower_http::compression::{CompressionLayer, CompressionLevel};
 /// connection (its default is 128 KiB). Chat frames are a few hundred bytes; a larger frame
 /// is read in several goes and grows the buffer as needed.
 const READ_BUFFER: usize = 512;
-/// Frames are buffered up to this size before being written; `flush` writes regardless, so
-/// this only has to hold one batch in the common case.
-const WRITE_BUFFER: usize = 8 * 1024;
+/// Tungstenite writes only what it would answer by itself (dropped: see `websocket`), so
+/// its write buffer stays as small as it can be.
+const WRITE_BUFFER: usize = 0;
 
 /// The largest HTTP request body accepted (server-function arguments are a few hundred bytes).
 const MAX_REQUEST_BODY: usize = 64 * 1024;
@@ -304,8 +305,8 @@ async fn upgrade(
         .max_frame_size(Some(max))
         .max_message_size(Some(max));
     let send_buffer = hub.config.socket_send_buffer;
-    ws.accept(config, send_buffer, move |socket, progress| {
-        connection::serve(socket, progress, hub, slot, state.shutdown, peer)
+    ws.accept(config, send_buffer, move |socket, writer, progress| {
+        connection::serve(socket, writer, progress, hub, slot, state.shutdown, peer)
     })
 }
 

@@ -22,10 +22,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, broadcast, mpsc};
-use tokio_tungstenite::tungstenite::Utf8Bytes;
-
-/// A serialised frame, shared by all its recipients.
-pub type Frame = Utf8Bytes;
+/// A frame as it goes on the wire, encoded once and shared by all its recipients.
+pub type Frame = super::wire::Frame;
 
 /// What travels on a room's channel: a frame, and who may see it. Private messages share the
 /// room's channel, so they keep their place in the room's id order (resuming with `since`
@@ -91,8 +89,7 @@ pub enum Outbound {
 
 /// Serialises a frame once, for any number of recipients.
 pub fn encode(frame: &ServerFrame) -> Frame {
-    // Serialising these plain structs cannot fail: no maps with non-string keys, no floats.
-    Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default())
+    Frame::json(frame)
 }
 
 /// Identifies one connection, so a stale connection cannot remove its replacement.

@@ -1,29 +1,68 @@
 //! The WebSocket opening handshake, done here over hyper's upgrade rather than with axum's
-//! `WebSocketUpgrade`, so each connection owns tungstenite's stream directly.
+//! `WebSocketUpgrade`, so each connection owns its TCP socket directly, split in two:
 //!
-//! Why: axum's wrapper offers no access to tungstenite's frames. A connection's write buffer
-//! keeps the capacity of the largest batch it ever wrote, and the largest is usually the
-//! `welcome` (history plus who is online): several kilobytes held by every idle connection
-//! for as long as it lives. With the stream in hand, the writer sends frames above
-//! [`FRAGMENT_BYTES`] as a series of fragments (RFC 6455 §5.4, reassembled by every client)
-//! and the buffer never grows past one fragment for an idle connection.
+//! - the **reading** half goes to tungstenite, which parses the client's frames;
+//! - the **writing** half goes to the connection's writer, which writes frames encoded once
+//!   per broadcast (`wire`), the same bytes for every recipient, with no per-connection
+//!   write buffer (tungstenite's keeps the capacity of the largest batch it ever wrote, often
+//!   the `welcome`, for the connection's whole life) and no per-recipient copy.
+//!
+//! Tungstenite would answer a client's ping and close by itself, through the stream it
+//! reads; here its writes go nowhere ([`ReadSide`]) and the reader asks the writer to answer.
 
 use super::listener::{Io, Progress, Tracked};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
-use tokio::net::TcpStream;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-/// An accepted WebSocket, as the connection drives it: the TCP socket itself, taken back from
-/// hyper after the handshake, with its progress record.
-pub type Socket = WebSocketStream<Tracked<TcpStream>>;
+/// An accepted WebSocket's reading side, as the connection's reader drives it: the TCP
+/// socket's reading half, taken back from hyper after the handshake.
+pub type Socket = WebSocketStream<ReadSide>;
 
-/// Text frames longer than this are written as fragments of at most this many bytes.
-pub const FRAGMENT_BYTES: usize = 1024;
+/// An accepted WebSocket's writing side: the TCP socket's writing half, written by the
+/// connection's writer only (see `wire`).
+pub type SocketWriter = Tracked<OwnedWriteHalf>;
+
+/// The reading half as tungstenite sees it: whatever tungstenite writes by itself (the
+/// answer to a ping, the reply to a close) is dropped, because the writer owns the socket's
+/// sending side; the reader answers those frames through the writer instead.
+pub struct ReadSide(Tracked<OwnedReadHalf>);
+
+impl AsyncRead for ReadSide {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ReadSide {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
 
 /// A valid upgrade request, not yet answered.
 pub struct Upgrade {
@@ -84,7 +123,7 @@ impl Upgrade {
     /// `send_buffer` (bytes, 0 for the kernel's default) caps the socket's `SO_SNDBUF`.
     pub fn accept<F, Fut>(self, config: WebSocketConfig, send_buffer: usize, serve: F) -> Response
     where
-        F: FnOnce(Socket, Progress) -> Fut + Send + 'static,
+        F: FnOnce(Socket, SocketWriter, Progress) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
@@ -111,9 +150,10 @@ impl Upgrade {
                 tracing::debug!("SO_SNDBUF: {e}");
             }
             let progress = tcp.progress();
+            let (read, write) = tcp.into_split();
             // Bytes the client sent right behind its request (its first frame) are not lost.
             let socket = WebSocketStream::from_partially_read(
-                tcp,
+                ReadSide(read),
                 parts.read_buf.to_vec(),
                 Role::Server,
                 Some(config),
@@ -122,7 +162,7 @@ impl Upgrade {
             // A task of its own rather than `.await` here: this task's state (the pending
             // upgrade, the socket while it is built) is freed now instead of sitting beside
             // the connection's for its whole life.
-            tokio::spawn(serve(socket, progress));
+            tokio::spawn(serve(socket, write, progress));
         });
         Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)

@@ -3,11 +3,11 @@
 //! The socket is split. The reader (this task) parses client frames, enforces the limits and
 //! talks to the hub. The writer (a spawned task) owns the sending half and forwards two
 //! sources: this connection's own bounded queue (`welcome`, errors, pongs, close requests)
-//! and, after joining, the room's broadcast channel. It writes whatever is ready as one batch
-//! (feed, feed, ..., one flush), so a busy room costs one syscall per batch, not per message.
-//! In a very busy room the writer also paces itself (`socket-writes-per-sec`, 50 by default):
-//! past that rate it waits for its next turn, so each write carries more frames. A write costs
-//! the server far more than the frames in it, and 20 ms of batching is invisible in a chat.
+//! and, after joining, the room's broadcast channel. Broadcasts arrive encoded once, as the
+//! bytes every recipient gets (`wire`); the writer hands whatever is ready to the kernel in
+//! one vectored write, as soon as the socket takes it, so a busy room costs one system call
+//! per batch, not per message, and a quiet room's frame goes out at once. (A fixed write rate,
+//! `socket-writes-per-sec`, can still be set; it is off by default.)
 //!
 //! A client that cannot keep up is cut off with close code 4000: either it fell a whole room
 //! queue behind (`Lagged`), or a batch could not be written within the write timeout.
@@ -33,17 +33,18 @@ use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
 use super::rooms::{Delivery, Feed, Outbound, crowded, encode};
 use super::storage::{Account, Draft, StoreError};
-use super::websocket::{FRAGMENT_BYTES, Socket};
+use super::websocket::{Socket, SocketWriter};
+use super::wire;
 use crate::protocol::{
     self, ClientFrame, DEFAULT_ROOM, ErrorCode, Invalid, ServerFrame, User, close,
 };
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::{MissedTickBehavior, timeout};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 /// Time given to a close frame (or to the writer to drain) before the socket is dropped.
@@ -102,6 +103,7 @@ impl Session {
 /// not kept in the returned future's state for the connection's whole life.
 pub fn serve(
     socket: Socket,
+    sink: SocketWriter,
     progress: Progress,
     hub: Arc<Hub>,
     slot: ConnectionSlot,
@@ -111,7 +113,7 @@ pub fn serve(
     hub.metrics.connections_open.fetch_add(1, Relaxed);
     hub.metrics.connections_total.fetch_add(1, Relaxed);
     let conn = hub.next_conn_id();
-    let (sink, stream) = socket.split();
+    let stream = socket;
     let (out, out_rx) = mpsc::channel(hub.config.direct_queue.max(4));
     let writer = tokio::spawn(writer::write_loop(
         sink,
@@ -124,7 +126,7 @@ pub fn serve(
 }
 
 async fn run(
-    mut stream: SplitStream<Socket>,
+    mut stream: Socket,
     out: mpsc::Sender<Outbound>,
     mut writer: tokio::task::JoinHandle<()>,
     hub: Arc<Hub>,
@@ -157,7 +159,7 @@ async fn run(
 /// After the reader ended: lets the writer send what is queued (an error, a close frame),
 /// then waits briefly for the client's close reply.
 async fn close_handshake(
-    mut stream: SplitStream<Socket>,
+    mut stream: Socket,
     out: mpsc::Sender<Outbound>,
     mut writer: tokio::task::JoinHandle<()>,
 ) {
@@ -185,7 +187,7 @@ enum Next {
 }
 
 async fn read_loop(
-    stream: &mut SplitStream<Socket>,
+    stream: &mut Socket,
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
     (conn, peer): (u64, &Peer),
@@ -245,10 +247,26 @@ async fn read_loop(
             Message::Binary(_) => {
                 Err("binary frames are not supported: send JSON text frames".to_string())
             }
-            Message::Close(_) => return,
-            // Pings are answered by the WebSocket layer; pongs only prove liveness.
-            // Raw frames are never produced when reading.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+            // The client closes: our reply echoes its code (RFC 6455 §5.5.1), through the
+            // writer, which owns the sending side.
+            Message::Close(frame) => {
+                let code = frame.map_or(1000, |f| u16::from(f.code));
+                let code = if CloseCode::from(code).is_allowed() {
+                    code
+                } else {
+                    1000
+                };
+                let _ = out.try_send(Outbound::Close(code, ""));
+                return;
+            }
+            Message::Ping(payload) => {
+                // Answered through the writer; if its queue is full, the client is not
+                // reading and a pong would not help.
+                let _ = out.try_send(Outbound::Frame(wire::Frame::pong(&payload)));
+                continue;
+            }
+            // Pongs only prove liveness. Raw frames are never produced when reading.
+            Message::Pong(_) | Message::Frame(_) => continue,
         };
         let frame = match parsed {
             Ok(frame) => frame,
@@ -649,7 +667,7 @@ mod testing {
                 Audience::Pair(pair) => pair.0 == me || pair.1 == me,
                 Audience::AllBut(other) => **other != *me,
             };
-            let frame: ServerFrame = serde_json::from_str(&delivery.frame).unwrap();
+            let frame: ServerFrame = serde_json::from_str(delivery.frame.text_payload()).unwrap();
             if let (true, ServerFrame::Message(message)) = (for_me, frame) {
                 return message;
             }

@@ -1,19 +1,17 @@
 //! The writer: forwards this connection's own queue and, once joined, its room's broadcasts,
-//! writing whatever is ready as one batch; paced in very busy rooms; cut off as a slow
-//! consumer when the client takes no bytes for the write timeout or falls a whole room queue
-//! behind.
+//! writing whatever is ready as one vectored write of frames encoded once for everyone
+//! (`wire`); cut off as a slow consumer when the client takes no bytes for the write timeout
+//! or falls a whole room queue behind.
 
 use super::*;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Frame as WireFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use wire::Frame;
 
-/// Most frames written per flush.
+/// Most frames written per batch.
 const MAX_BATCH: usize = 256;
 
 /// What the writer does next.
 enum Step {
-    Write(Message),
+    Write(Frame),
     /// Nothing to write (e.g. a subscription was handed over).
     Idle,
     Close(u16, &'static str),
@@ -21,7 +19,7 @@ enum Step {
 }
 
 pub(super) async fn write_loop(
-    mut sink: SplitSink<Socket, Message>,
+    mut sink: SocketWriter,
     mut queue: mpsc::Receiver<Outbound>,
     mut shutdown: watch::Receiver<bool>,
     hub: Arc<Hub>,
@@ -43,7 +41,7 @@ pub(super) async fn write_loop(
     ping.reset(); // the first tick one interval from now, not immediately
     loop {
         // A fresh batch each time: idle connections should not hold a big empty buffer.
-        let mut batch: Vec<Message> = Vec::new();
+        let mut batch: Vec<Frame> = Vec::new();
         let step = tokio::select! {
             biased;
             () = &mut stop => Step::Close(close::GOING_AWAY, "server is shutting down"),
@@ -56,7 +54,7 @@ pub(super) async fn write_loop(
                 Err(broadcast::error::RecvError::Lagged(_)) => lagged(&mut room, metrics),
                 Err(broadcast::error::RecvError::Closed) => Step::Stop,
             },
-            _ = ping.tick() => Step::Write(Message::Ping(Default::default())),
+            _ = ping.tick() => Step::Write(Frame::ping()),
         };
         let mut closing = match step {
             Step::Write(message) => {
@@ -102,7 +100,7 @@ pub(super) async fn write_loop(
         }
         if !batch.is_empty() {
             let n = batch.len() as u64;
-            let write = write_batch(&mut sink, &mut batch);
+            let write = wire::write_all(&mut sink, &mut batch);
             let mut write = std::pin::pin!(write);
             // Almost every write completes at once (the socket has room): only a write that
             // has to wait arms the timer, which keeps a timer-wheel insert and removal off
@@ -164,87 +162,29 @@ async fn pause(room: &Following, wait: Duration, room_queue: usize) {
 }
 
 /// Delivers what is ready from the room, then sends a close frame.
-async fn goodbye(
-    sink: &mut SplitSink<Socket, Message>,
-    room: &mut Following,
-    code: u16,
-    reason: &'static str,
-) {
+async fn goodbye(sink: &mut SocketWriter, room: &mut Following, code: u16, reason: &'static str) {
     // Room messages already broadcast were accepted from someone: deliver what is ready
     // before saying goodbye (a lagging reader no longer follows the room: see `lagged`).
     let mut tail = Vec::new();
     while let Some(Ok(delivery)) = room.as_mut().map(|r| r.rx.try_recv()) {
         tail.extend(visible(room, delivery));
     }
-    let _ = timeout(CLOSE_TIMEOUT, write_batch(sink, &mut tail)).await;
-    let frame = CloseFrame {
-        code: code.into(),
-        reason: reason.into(),
-    };
-    let _ = timeout(CLOSE_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
-}
-
-/// Writes `batch` (emptying it) and flushes once. A text frame above [`FRAGMENT_BYTES`] goes
-/// out as fragments, each flushed, so tungstenite's write buffer (which keeps its largest
-/// size for the life of the connection) stays small on idle connections.
-async fn write_batch(
-    sink: &mut SplitSink<Socket, Message>,
-    batch: &mut Vec<Message>,
-) -> Result<(), WsError> {
-    for message in batch.drain(..) {
-        match message {
-            Message::Text(text) if text.len() > FRAGMENT_BYTES => {
-                sink.flush().await?;
-                for fragment in fragments(text.as_str(), FRAGMENT_BYTES) {
-                    sink.feed(Message::Frame(fragment)).await?;
-                    sink.flush().await?;
-                }
-            }
-            message => sink.feed(message).await?,
-        }
-    }
-    sink.flush().await
-}
-
-/// Splits a text message into data frames of at most `max` bytes each, cut at character
-/// boundaries: a text opening frame, continuations, the last one final.
-fn fragments(text: &str, max: usize) -> Vec<WireFrame> {
-    let mut frames = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        let mut end = max.min(rest.len());
-        while !rest.is_char_boundary(end) {
-            end -= 1;
-        }
-        let (chunk, tail) = rest.split_at(end);
-        let opcode = if frames.is_empty() {
-            Data::Text
-        } else {
-            Data::Continue
-        };
-        let payload = chunk.as_bytes().to_vec();
-        frames.push(WireFrame::message(
-            payload,
-            OpCode::Data(opcode),
-            tail.is_empty(),
-        ));
-        rest = tail;
-    }
-    frames
+    tail.push(Frame::close(code, reason));
+    let _ = timeout(CLOSE_TIMEOUT, wire::write_all(sink, &mut tail)).await;
 }
 
 /// The room a writer forwards, once joined. Boxed: a pointer in every writer's state.
 type Following = Option<Box<Feed>>;
 
 /// The message to write for a delivery, if this connection's user may see it.
-fn visible(room: &Following, delivery: Delivery) -> Option<Message> {
+fn visible(room: &Following, delivery: Delivery) -> Option<Frame> {
     let me = room.as_ref().map_or("", |r| r.me.as_str());
-    delivery.is_for(me).then(|| Message::Text(delivery.frame))
+    delivery.is_for(me).then_some(delivery.frame)
 }
 
 fn apply(item: Outbound, room: &mut Following) -> Step {
     match item {
-        Outbound::Frame(frame) => Step::Write(Message::Text(frame)),
+        Outbound::Frame(frame) => Step::Write(frame),
         Outbound::Subscribe(feed) => {
             *room = Some(feed);
             Step::Idle
@@ -275,26 +215,5 @@ async fn recv_room(room: &mut Following) -> Result<Delivery, broadcast::error::R
     match room {
         Some(r) => r.rx.recv().await,
         None => std::future::pending().await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fragments;
-
-    #[test]
-    fn fragments_cut_at_character_boundaries_and_rejoin() {
-        // 3-byte characters: a 1024-byte cut would fall inside one.
-        let text = "€".repeat(1000);
-        let frames = fragments(&text, 1024);
-        assert_eq!(frames.len(), 3);
-        let mut joined = Vec::new();
-        for (i, frame) in frames.iter().enumerate() {
-            assert!(frame.payload().len() <= 1024);
-            assert_eq!(frame.header().is_final, i == frames.len() - 1);
-            joined.extend_from_slice(frame.payload());
-        }
-        assert_eq!(String::from_utf8(joined).unwrap(), text);
-        assert_eq!(fragments("short", 1024).len(), 1);
     }
 }
