@@ -503,6 +503,14 @@ async fn the_load_generator_comes_back_as_the_same_accounts_with_their_tokens() 
     };
     let first = run(true).await.unwrap();
     assert!(first.status.success(), "{first:?}");
+    // It recognises its own messages in what it receives, and loses none.
+    let report = String::from_utf8_lossy(&first.stdout);
+    let delivered: u64 = report
+        .split_once("delivered=")
+        .and_then(|(_, rest)| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no delivery count in {report}"));
+    assert!(delivered >= 3, "{report}");
+    assert!(report.contains(" lost=0 "), "{report}");
     let saved = std::fs::read_to_string(&tokens).unwrap();
     assert_eq!(saved.lines().count(), 3, "{saved}");
     assert!(saved.lines().all(|l| l.starts_with("lg") && l.len() > 64));
