@@ -13,7 +13,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 use std::io::IoSlice;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 
 const FIN: u8 = 0x80;
 const TEXT: u8 = 0x1;
@@ -24,12 +24,12 @@ const PONG: u8 = 0xA;
 /// The longest header: 2 bytes and a 64-bit length.
 const MAX_HEADER: usize = 10;
 
-/// One complete, unmasked, final WebSocket frame. Cloning shares the bytes.
+/// One complete, unmasked, final WebSocket frame. Cloning shares the bytes. Just the bytes:
+/// the header's length is read back from them, so a frame is no larger than a `Bytes` and
+/// neither is a slot of every connection's queue.
 #[derive(Clone, Debug)]
 pub struct Frame {
     bytes: Bytes,
-    /// Where the payload starts.
-    header: u8,
 }
 
 impl Frame {
@@ -53,7 +53,6 @@ impl Frame {
     pub fn ping() -> Frame {
         Frame {
             bytes: Bytes::from_static(&[FIN | PING, 0]),
-            header: 2,
         }
     }
 
@@ -90,7 +89,6 @@ impl Frame {
         buf[start..MAX_HEADER].copy_from_slice(&header);
         Frame {
             bytes: Bytes::from(buf).slice(start..),
-            header: header.len() as u8,
         }
     }
 
@@ -101,7 +99,12 @@ impl Frame {
 
     /// The payload: for a text frame, its text.
     pub fn payload(&self) -> &[u8] {
-        &self.bytes[usize::from(self.header)..]
+        let header = match self.bytes.get(1).map(|b| b & 0x7F) {
+            Some(127) => 10,
+            Some(126) => 4,
+            _ => 2,
+        };
+        self.bytes.get(header..).unwrap_or_default()
     }
 
     /// A text frame's text ("" if it is not UTF-8, which frames built here always are).
@@ -150,14 +153,19 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
     // Bytes of `frames[first]` already written.
     let mut done = 0;
     while first < frames.len() {
-        let mut slices = [IoSlice::new(&[]); SLICES];
-        let mut count = 0;
-        for (i, frame) in frames[first..].iter().take(SLICES).enumerate() {
-            let from = if i == 0 { done } else { 0 };
-            slices[i] = IoSlice::new(&frame.bytes[from..]);
-            count += 1;
-        }
-        let mut written = socket.write_vectored(&slices[..count]).await?;
+        // The slices are built at each poll rather than kept across the wait: kept, they
+        // would sit in the future, and the future in every connection's writer (1 KiB each).
+        let mut written = std::future::poll_fn(|cx| {
+            let mut slices = [IoSlice::new(&[]); SLICES];
+            let mut count = 0;
+            for (i, frame) in frames[first..].iter().take(SLICES).enumerate() {
+                let from = if i == 0 { done } else { 0 };
+                slices[i] = IoSlice::new(&frame.bytes[from..]);
+                count += 1;
+            }
+            std::pin::Pin::new(&mut *socket).poll_write_vectored(cx, &slices[..count])
+        })
+        .await?;
         if written == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
@@ -181,6 +189,7 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
 mod tests {
     use super::*;
     use futures::StreamExt;
+    use tokio::io::AsyncWriteExt;
     use tokio_tungstenite::WebSocketStream;
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::protocol::Role;
@@ -224,6 +233,19 @@ mod tests {
             "61 two-byte characters fit in 123 bytes"
         );
         assert_eq!(frames[1].text_payload(), "hi ✓");
+        assert_eq!(frames[2].text_payload(), "é".repeat(100));
+        assert_eq!(frames[3].text_payload(), "x".repeat(70_000));
+        assert!(frames[0].text_payload().is_empty());
+    }
+
+    #[test]
+    fn a_frame_and_its_write_cost_an_idle_connection_little() {
+        // A frame is a queue slot of every connection: no larger than the bytes it shares.
+        assert_eq!(size_of::<Frame>(), size_of::<Bytes>());
+        // The write future sits in every writer: no slice array kept across its wait.
+        let mut socket = tokio::io::sink();
+        let mut frames = Vec::new();
+        assert!(size_of_val(&write_all(&mut socket, &mut frames)) < 128);
     }
 
     /// A socket that takes at most `max` bytes per write, to exercise partial writes.

@@ -256,7 +256,8 @@ async fn read_loop(
                 } else {
                     1000
                 };
-                let _ = out.try_send(Outbound::Close(code, ""));
+                // Waited for (briefly): a full queue must not cost the client its reply.
+                let _ = timeout(CLOSE_TIMEOUT, out.send(Outbound::Close(code, ""))).await;
                 return;
             }
             Message::Ping(payload) => {
