@@ -2,7 +2,7 @@
 //! are to every connection that should get them.
 //!
 //! A frame from a server is never masked (RFC 6455 §5.1), so a broadcast's bytes, header and
-//! payload, are the same for every recipient: [`Frame::text`] builds them once, and each
+//! payload, are the same for every recipient: [`Frame::json`] builds them once, and each
 //! connection's writer hands the same shared buffer to the kernel with its other ready frames
 //! in one vectored write ([`write_all`]). No connection copies a frame, keeps a write buffer
 //! or cuts frames into fragments, so an idle connection holds no frame memory at all.
@@ -44,7 +44,8 @@ impl Frame {
         Self::in_place(TEXT, buf)
     }
 
-    /// A text frame (`text` must be the JSON of a server frame, or any UTF-8 text).
+    /// A text frame holding `text` as it is.
+    #[cfg(test)]
     pub fn text(text: &str) -> Frame {
         Self::with_payload(TEXT, text.as_bytes())
     }
@@ -80,13 +81,28 @@ impl Frame {
         Self::in_place(opcode, buf)
     }
 
-    /// Writes the header for the payload behind `buf`'s first [`MAX_HEADER`] bytes into the
-    /// end of that space, and keeps the frame from the header's first byte.
+    /// Writes the final frame's header (RFC 6455 §5.2) for the payload behind `buf`'s first
+    /// [`MAX_HEADER`] bytes into the end of that space, and keeps the frame from the header's
+    /// first byte.
     fn in_place(opcode: u8, mut buf: Vec<u8>) -> Frame {
         let len = buf.len() - MAX_HEADER;
-        let header = header(opcode, len);
-        let start = MAX_HEADER - header.len();
-        buf[start..MAX_HEADER].copy_from_slice(&header);
+        let start = match len {
+            0..=125 => {
+                buf[9] = len as u8;
+                8
+            }
+            126..=0xFFFF => {
+                buf[7] = 126;
+                buf[8..MAX_HEADER].copy_from_slice(&(len as u16).to_be_bytes());
+                6
+            }
+            _ => {
+                buf[1] = 127;
+                buf[2..MAX_HEADER].copy_from_slice(&(len as u64).to_be_bytes());
+                0
+            }
+        };
+        buf[start] = FIN | opcode;
         Frame {
             bytes: Bytes::from(buf).slice(start..),
         }
@@ -111,32 +127,6 @@ impl Frame {
     pub fn text_payload(&self) -> &str {
         std::str::from_utf8(self.payload()).unwrap_or_default()
     }
-
-    /// Bytes on the wire.
-    pub fn len(&self) -> usize {
-        self.bytes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
-    }
-}
-
-/// A final frame's header for a payload of `len` bytes (RFC 6455 §5.2).
-fn header(opcode: u8, len: usize) -> Vec<u8> {
-    let mut header = vec![FIN | opcode];
-    match len {
-        0..=125 => header.push(len as u8),
-        126..=0xFFFF => {
-            header.push(126);
-            header.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            header.push(127);
-            header.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    header
 }
 
 /// Frames handed to the kernel per write at most (Linux takes up to 1,024 slices).
@@ -170,7 +160,7 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         while written > 0 {
-            let left = frames[first].len() - done;
+            let left = frames[first].bytes.len() - done;
             if written >= left {
                 written -= left;
                 first += 1;

@@ -102,7 +102,7 @@ impl Session {
 /// Not an `async fn`: the set-up happens here, so the socket and the writer's arguments are
 /// not kept in the returned future's state for the connection's whole life.
 pub fn serve(
-    socket: Socket,
+    stream: Socket,
     sink: SocketWriter,
     progress: Progress,
     hub: Arc<Hub>,
@@ -113,7 +113,6 @@ pub fn serve(
     hub.metrics.connections_open.fetch_add(1, Relaxed);
     hub.metrics.connections_total.fetch_add(1, Relaxed);
     let conn = hub.next_conn_id();
-    let stream = socket;
     let (out, out_rx) = mpsc::channel(hub.config.direct_queue.max(4));
     let writer = tokio::spawn(writer::write_loop(
         sink,

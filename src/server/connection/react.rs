@@ -27,7 +27,6 @@ pub(super) async fn react(
         remove,
         toggle,
     } = asked;
-    let remove = remove && !toggle;
     let emoji = match protocol::validate_reaction(&emoji) {
         Ok(emoji) => emoji,
         Err(invalid) => return Reply::Refused(invalid, None),
@@ -43,20 +42,21 @@ pub(super) async fn react(
         return refused(ErrorCode::NotFound, format!("message {id} was deleted"));
     }
     let kinds = &entry.message.reactions;
-    if !remove && kinds.len() >= MAX_REACTION_KINDS && !kinds.iter().any(|r| r.emoji == emoji) {
+    // In a draft, the count says what is asked (see `storage::changes::Asked`).
+    let count = match (toggle, remove) {
+        (true, _) => 2,
+        (false, true) => 0,
+        (false, false) => 1,
+    };
+    if count != 0 && kinds.len() >= MAX_REACTION_KINDS && !kinds.iter().any(|r| r.emoji == emoji) {
         return refused(
             ErrorCode::NotAllowed,
             format!("a message has at most {MAX_REACTION_KINDS} different reactions"),
         );
     }
-    // In a draft, the count says what is asked (see `storage::changes::Asked`).
     let reaction = Reaction {
         emoji,
-        count: match (toggle, remove) {
-            (true, _) => 2,
-            (false, true) => 0,
-            (false, false) => 1,
-        },
+        count,
         users: Vec::new(),
     };
     let draft = Draft {
