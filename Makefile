@@ -8,6 +8,7 @@ install:
 
 build: install
 	scripts/leptos.sh build --release
+	node scripts/precompress.mjs target/site/pkg
 
 run: build
 	target/release/hubbub

@@ -10,7 +10,7 @@ use crate::components::{
 };
 use crate::protocol::{ChatMessage, DEFAULT_ROOM, RoomSummary, validate_room};
 use leptos::prelude::*;
-use leptos_meta::{Formatter, MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{Formatter, HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::{
     SsrMode,
     components::{Route, Router, Routes},
@@ -30,6 +30,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 // Emoji for browsers without an emoji font (scripts/install.sh copies it).
                 <link rel="stylesheet" href="/fonts/emoji/emoji.css" />
+                // The release's hashed file names (src/server/assets.rs).
+                <HashedStylesheet options=options.clone() id="leptos" />
                 <AutoReload options=options.clone() />
                 <HydrationScripts options />
                 <MetaTags />
@@ -45,7 +47,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     view! {
-        <Stylesheet id="leptos" href="/pkg/hubbub.css" />
         <Router>
             <Routes fallback=|| view! { <p class="not-found">"There is nothing here."</p> }>
                 // Async: the response waits for the history, so it is in the HTML itself, not

@@ -719,19 +719,32 @@ pub fn validate_text(text: &str) -> Result<(), Invalid> {
 
 /// Checks a reaction: exactly one emoji (or its `:shortcode:`). Returns its standard form, so
 /// `❤` and `❤️` (with the emoji presentation selector) count as one reaction.
+///
+/// The server checks against every emoji (the `emojis` crate). The browser, which does not
+/// carry that table (~120 KB of its download), knows the shortcodes and otherwise only refuses
+/// what cannot be one emoji ([`could_be_one_emoji`]); the server's answer decides.
 pub fn validate_reaction(raw: &str) -> Result<String, Invalid> {
     let raw = raw.trim();
-    let shortcode = raw
-        .strip_prefix(':')
-        .and_then(|r| r.strip_suffix(':'))
-        .and_then(emojis::get_by_shortcode);
-    match shortcode.or_else(|| emojis::get(raw)) {
-        Some(emoji) => Ok(emoji.as_str().to_string()),
-        None => Err(Invalid::new(
-            ErrorCode::InvalidReaction,
-            "A reaction is one emoji.",
-        )),
+    let refused = || Invalid::new(ErrorCode::InvalidReaction, "A reaction is one emoji.");
+    if let Some(code) = raw.strip_prefix(':').and_then(|r| r.strip_suffix(':')) {
+        return crate::emoji::by_shortcode(code)
+            .map(str::to_string)
+            .ok_or_else(refused);
     }
+    #[cfg(feature = "ssr")]
+    let one = emojis::get(raw).map(|emoji| emoji.as_str().to_string());
+    #[cfg(not(feature = "ssr"))]
+    let one = could_be_one_emoji(raw).then(|| raw.to_string());
+    one.ok_or_else(refused)
+}
+
+/// Whether `raw` could be a single emoji: a short run with no spaces and nothing from ASCII
+/// (but a keycap, `1️⃣`, starts with its digit). Every emoji passes; some non-emoji do too.
+pub fn could_be_one_emoji(raw: &str) -> bool {
+    let chars = raw.chars().count();
+    (1..=16).contains(&chars)
+        && !raw.chars().any(|c| c.is_whitespace() || c.is_control())
+        && (raw.ends_with('\u{20e3}') || !raw.chars().any(|c| c.is_ascii()))
 }
 
 /// Checks a search query: some words, at most [`MAX_QUERY_CHARS`] characters.
@@ -875,6 +888,12 @@ mod tests {
                 ErrorCode::InvalidReaction,
                 "{bad:?}"
             );
+        }
+        for emoji in emojis::iter() {
+            assert!(could_be_one_emoji(emoji.as_str()), "{emoji}");
+        }
+        for bad in ["", "x", "<b>", "👍 hi", ":+1", "a\u{20e3}b"] {
+            assert!(!could_be_one_emoji(bad), "{bad:?}");
         }
         assert_eq!(validate_query("  big   cats ").unwrap(), "big cats");
         assert!(validate_query(" ").is_err());

@@ -190,6 +190,16 @@ async fn pages_carry_a_fresh_nonce_policy_and_every_response_nosniff() {
     }
 }
 
+/// Whether a page came whole: the document to its end, then the scripts that hand the
+/// server's data to hydration. (Type-erased components put hydration markers, `<!>`, between
+/// the closing tags.)
+fn complete(body: &str) -> bool {
+    body.find("</body>")
+        .and_then(|at| body[at..].find("</html>"))
+        .is_some()
+        && body.trim_end().ends_with("</script>")
+}
+
 #[tokio::test]
 async fn every_page_load_is_answered_in_full() {
     // Rendering runs on any worker thread, and its reactive owner can be dropped on another:
@@ -208,10 +218,7 @@ async fn every_page_load_is_answered_in_full() {
                 let body = String::from_utf8_lossy(&body);
                 assert_eq!(status, 200, "load {i} of {path}");
                 // The document, then the scripts that hand the server's data to hydration.
-                assert!(
-                    body.contains("</body></html>"),
-                    "load {i} of {path}: {body}"
-                );
+                assert!(complete(&body), "load {i} of {path}: {body}");
             }
         })
     });
@@ -244,8 +251,109 @@ async fn pages_are_answered_while_other_servers_start_in_the_same_process() {
         let load = tokio::time::timeout(WAIT, http_response(server.addr, "/", &[]));
         let (status, _, body) = load.await.expect("the page was not answered");
         assert_eq!(status, 200, "load {loads}");
-        assert!(String::from_utf8_lossy(&body).contains("</body></html>"));
+        assert!(complete(&String::from_utf8_lossy(&body)));
         loads += 1;
     }
     starting.join().unwrap();
+}
+
+/// What a release build leaves in `pkg/` (make build): a file with its hash in its name, and
+/// its brotli and gzip copies (here marked, to see which one is sent).
+fn built_file(pkg: &std::path::Path, name: &str) -> Vec<u8> {
+    std::fs::create_dir_all(pkg).unwrap();
+    let bytes: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(pkg.join(name), &bytes).unwrap();
+    std::fs::write(pkg.join(format!("{name}.br")), b"brotli copy").unwrap();
+    std::fs::write(pkg.join(format!("{name}.gz")), b"gzip copy").unwrap();
+    bytes
+}
+
+#[tokio::test]
+async fn hashed_files_are_sent_precompressed_and_cached_for_a_year() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = built_file(&dir.path().join("pkg"), "hubbub.Xq3_9a.wasm");
+    let site = leptos::config::LeptosOptions::builder()
+        .output_name("hubbub")
+        .site_root(dir.path().to_string_lossy().to_string())
+        .hash_files(true)
+        .build();
+    let hub = test_config(dir.path());
+    let server = TestServer::start_site(dir, hub, site).await;
+    let path = "/pkg/hubbub.Xq3_9a.wasm";
+
+    for (accept, encoding, body) in [
+        (
+            "gzip, deflate, br, zstd",
+            Some("br"),
+            b"brotli copy".to_vec(),
+        ),
+        ("gzip", Some("gzip"), b"gzip copy".to_vec()),
+        ("identity", None, plain.clone()),
+    ] {
+        let (status, head, sent) =
+            http_response(server.addr, path, &[("Accept-Encoding", accept)]).await;
+        assert_eq!(status, 200, "{accept}: {head}");
+        assert_eq!(sent, body, "{accept}: {head}");
+        match encoding {
+            Some(e) => assert!(
+                head.contains(&format!("content-encoding: {e}\r\n")),
+                "{head}"
+            ),
+            None => assert!(!head.contains("content-encoding"), "{head}"),
+        }
+        assert!(head.contains("content-type: application/wasm"), "{head}");
+        assert!(
+            head.contains("cache-control: public, max-age=31536000, immutable"),
+            "{head}"
+        );
+        assert!(head.contains("vary: accept-encoding"), "{head}");
+        assert!(head.contains("x-content-type-options: nosniff"), "{head}");
+    }
+    // A name from an older release: gone, and not cached as if it were.
+    let (status, head, _) = http_response(server.addr, "/pkg/hubbub.old.wasm", &[]).await;
+    assert_eq!(status, 404, "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    // Outside the directory: refused whatever the encoding of the dots.
+    for escape in [
+        "/pkg/../chat.db",
+        "/pkg/%2e%2e/chat.db",
+        "/pkg/..%2fchat.db",
+    ] {
+        let (status, _, body) = http_response(server.addr, escape, &[]).await;
+        assert_ne!(status, 200, "{escape}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("SQLite"),
+            "{escape}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn without_hashes_files_and_pages_are_revalidated_and_no_stale_copy_is_sent() {
+    // `make dev`: cargo-leptos rewrites files under the same name; a `.br` left from an earlier
+    // build must not be sent in place of the new file.
+    let server = TestServer::start().await;
+    let pkg = server.dir.path().join("pkg");
+    let plain = built_file(&pkg, "hubbub.js");
+    let (status, head, body) =
+        http_response(server.addr, "/pkg/hubbub.js", &[("Accept-Encoding", "br")]).await;
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, plain, "{head}");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+    // Still compressed for a browser that takes gzip, per request.
+    let (status, head, body) = http_response(
+        server.addr,
+        "/pkg/hubbub.js",
+        &[("Accept-Encoding", "gzip")],
+    )
+    .await;
+    assert_eq!(status, 200, "{head}");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    assert!(body.len() < plain.len() && body != b"gzip copy", "{head}");
+    // Pages name the current files: always revalidated.
+    for page in ["/", "/r/lobby"] {
+        let (status, head, _) = http_response(server.addr, page, &[]).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(head.contains("cache-control: no-cache"), "{page}: {head}");
+    }
 }

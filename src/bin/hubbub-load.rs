@@ -72,6 +72,10 @@ struct Args {
     /// Room to join (hubbub protocol).
     #[arg(long, default_value = "load")]
     room: String,
+    /// Spread the clients over this many rooms (`load-0`, `load-1`…, client i in room
+    /// i mod rooms): many small rooms, e.g. `--clients 20000 --rooms 10000` for rooms of two.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
     /// The server's pid, to report its RSS per connection and CPU per delivery. Repeat it for
     /// several nodes (`--pid 11 --pid 12`): their RSS and CPU are added up.
     #[arg(long)]
@@ -246,9 +250,13 @@ async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String>
         .await
         .map_err(|e| fail(&e))?;
     if shared.args.protocol == Protocol::Hubbub {
+        let room = match shared.args.rooms {
+            0 | 1 => shared.args.room.clone(),
+            n => format!("{}-{}", shared.args.room, i % n),
+        };
         let join = serde_json::json!({
             "type": "join", "username": name,
-            "email": format!("lg{i}@load.test"), "room": shared.args.room,
+            "email": format!("lg{i}@load.test"), "room": room,
         });
         ws.send(Message::text(join.to_string()))
             .await

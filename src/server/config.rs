@@ -239,11 +239,17 @@ impl Config {
             "[package.metadata.leptos]\n{}",
             toml::to_string(&file.site).unwrap_or_default()
         );
-        let site =
+        let mut site =
             leptos::config::get_config_from_str(&site_toml).map_err(|e| ConfigError::Site {
                 path: path.to_owned(),
                 message: e.to_string(),
             })?;
+        // Hashed file names (`hash-files`) come with the hashes cargo-leptos wrote beside the
+        // binary it built; a binary run without them (a test, `cargo run`) serves the plain
+        // names instead of failing every page (Leptos reads the file when rendering one).
+        if site.hash_files && !hashes_beside_binary(&site.hash_file) {
+            site.hash_files = false;
+        }
 
         let mut hub = file.hub;
         for (key, value) in env {
@@ -268,6 +274,14 @@ impl Config {
         })?;
         Ok(Config { site, hub })
     }
+}
+
+/// Whether cargo-leptos's `hash_file` is beside the running binary, where Leptos looks.
+fn hashes_beside_binary(hash_file: &str) -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join(hash_file)))
+        .is_some_and(|path| path.is_file())
 }
 
 impl HubConfig {
@@ -464,6 +478,25 @@ mod tests {
         );
         // LEPTOS_* variables are read from the process environment by leptos_config itself.
         assert_eq!(&*config.site.output_name, "hubbub");
+    }
+
+    #[test]
+    fn hashed_names_need_the_hashes_beside_the_binary() {
+        // The test binary has no hash.txt beside it (cargo-leptos writes one beside the
+        // binary it builds): plain names, rather than a page that cannot be rendered.
+        let f = write("[site]\noutput-name = \"hubbub\"\nhash-files = true\n");
+        let config = Config::load(f.path(), Vec::new()).unwrap();
+        assert!(!config.site.hash_files);
+        let exe = std::env::current_exe().unwrap();
+        let hashes = tempfile::Builder::new()
+            .suffix(".txt")
+            .tempfile_in(exe.parent().unwrap())
+            .unwrap();
+        let name = hashes.path().file_name().unwrap().to_str().unwrap();
+        let f = write(&format!(
+            "[site]\noutput-name = \"hubbub\"\nhash-files = true\nhash-file = \"{name}\"\n"
+        ));
+        assert!(Config::load(f.path(), Vec::new()).unwrap().site.hash_files);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //!   page compile its WASM; nothing may frame the page (`frame-ancestors 'none'`).
 //! - **Everything else** (static files, JSON, metrics) gets a policy that allows nothing, in
 //!   case a browser is ever led to render one as a document.
+//! - **Pages** are `no-cache`: each names the current release's files (see `assets`).
 //! - **Every response:** `X-Content-Type-Options: nosniff` (a file is only ever what its
 //!   `Content-Type` says), `Referrer-Policy: same-origin` (room names in our URLs stay here)
 //!   and `X-Frame-Options: DENY` for browsers without `frame-ancestors`.
@@ -58,6 +59,8 @@ pub fn provide_page_policy() {
     if let Ok(value) = HeaderValue::from_str(&page_policy(&nonce)) {
         response.insert_header(header::CONTENT_SECURITY_POLICY, value);
     }
+    // A page names the release's hashed files (see `assets`): always ask whether it changed.
+    response.insert_header(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
 }
 
 /// Adds the headers every response carries (a `map_response` layer over the whole router).

@@ -1,10 +1,17 @@
 //! Rooms: who is in them, and the fan-out of every frame to a room's connections.
 //!
-//! Each room has a `tokio::sync::broadcast` channel of already-serialised frames. A frame is
-//! turned into JSON once and the same reference-counted bytes go to every recipient; the
-//! channel's ring buffer is the bounded outbound queue each connection reads from. A reader
-//! that falls a whole ring behind gets `Lagged` and is disconnected as a slow consumer (see
-//! `connection`), so one stalled client never slows the sender or anyone else.
+//! Each room has a broadcast channel (`async-broadcast`) of already-serialised frames. A frame
+//! is turned into JSON once and the same reference-counted bytes go to every recipient; the
+//! channel's queue is the bounded outbound queue each connection reads from. A reader that
+//! falls `room-queue` frames behind misses the oldest (`Overflowed`) and is disconnected as a
+//! slow consumer (see `connection`), so one stalled client never slows the sender or anyone
+//! else.
+//!
+//! Why not `tokio::sync::broadcast`: it allocates its whole ring when the room opens
+//! (`room-queue` slots, ~75 KiB at 1,024), so 5,000 rooms of one cost 89.5 KiB per
+//! connection against 14.5 KiB in one shared room. Here a room's queue starts at
+//! [`FIRST_QUEUE`] frames and doubles when it fills, up to `room-queue`: a quiet room of two
+//! costs a few hundred bytes.
 //!
 //! Messages reach rooms only through [`Rooms::deliver_message`], called in id order: by the
 //! storage writer's commit hook on one node, by the cluster's subscription task in cluster
@@ -21,7 +28,7 @@ use crate::protocol::{ChatMessage, ServerFrame, User, name_key};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
 /// A frame as it goes on the wire, encoded once and shared by all its recipients.
 pub type Frame = super::wire::Frame;
 
@@ -113,7 +120,7 @@ impl Member {
 
 /// A connection's view of its room: the broadcasts, and the room's call to write now.
 pub struct Feed {
-    pub rx: broadcast::Receiver<Delivery>,
+    pub rx: async_broadcast::Receiver<Delivery>,
     /// This connection's user's name key: private messages to others are skipped.
     pub me: String,
     /// Notified when some connection of the room has half the room queue waiting. A writer
@@ -122,8 +129,14 @@ pub struct Feed {
     pub hurry: Arc<Notify>,
 }
 
+/// Frames a room's queue holds before it first grows (it doubles up to `room-queue`).
+pub const FIRST_QUEUE: usize = 8;
+
 struct Room {
-    tx: broadcast::Sender<Delivery>,
+    tx: async_broadcast::Sender<Delivery>,
+    /// Keeps the channel open while nobody follows the room: async-broadcast closes a channel
+    /// when its last receiver goes, and a closed one cannot be subscribed to again.
+    _open: async_broadcast::InactiveReceiver<Delivery>,
     hurry: Arc<Notify>,
     /// Every message of this room with an id up to this one was handed to `tx` or, for ids
     /// from before the room was opened here, is in the log. Later ones are yet to come.
@@ -140,8 +153,13 @@ pub fn crowded(pending: usize, room_queue: usize) -> bool {
 
 impl Room {
     fn new(room_queue: usize, watermark: u64) -> Room {
+        let (mut tx, rx) = async_broadcast::broadcast(FIRST_QUEUE.min(room_queue));
+        // Full at `room-queue`: the oldest frame goes, and a reader that had not taken it
+        // learns so (`Overflowed`) and is dropped.
+        tx.set_overflow(true);
         Room {
-            tx: broadcast::channel(room_queue).0,
+            tx,
+            _open: rx.deactivate(),
             hurry: Arc::default(),
             watermark,
             members: HashMap::new(),
@@ -149,10 +167,20 @@ impl Room {
     }
 
     /// Broadcasts to the room's connections and returns how many there are.
-    fn send(&self, delivery: Delivery, room_queue: usize) -> usize {
-        let recipients = self.tx.send(delivery).unwrap_or(0);
-        // `len` counts what the slowest receiver has not taken yet.
-        if recipients > 0 && crowded(self.tx.len(), room_queue) {
+    fn send(&mut self, delivery: Delivery, room_queue: usize) -> usize {
+        let recipients = self.tx.receiver_count();
+        if recipients == 0 {
+            return 0;
+        }
+        // `len` counts what the slowest receiver has not taken yet. A full queue below
+        // `room-queue` grows (VecDeque doubling) instead of dropping the oldest frame.
+        let queued = self.tx.len();
+        let capacity = self.tx.capacity();
+        if queued >= capacity && capacity < room_queue {
+            self.tx.set_capacity((capacity * 2).min(room_queue));
+        }
+        let _ = self.tx.try_broadcast(delivery);
+        if crowded(queued + 1, room_queue) {
             self.hurry.notify_waiters();
         }
         recipients
@@ -289,8 +317,8 @@ impl Rooms {
     /// Sends a notice that arrived from the cluster to this node's users in `room`. Typing
     /// notices are skipped in rooms above the presence limit, as in single-node mode.
     pub fn deliver_event(&self, room: &str, delivery: Delivery) {
-        let rooms = self.lock();
-        if let Some(r) = rooms.get(room)
+        let mut rooms = self.lock();
+        if let Some(r) = rooms.get_mut(room)
             && r.members.len() <= self.presence_limit
         {
             let recipients = r.send(delivery, self.room_queue);
@@ -397,7 +425,7 @@ impl Rooms {
             .collect();
         Ok(Joined {
             feed: Feed {
-                rx: r.tx.subscribe(),
+                rx: r.tx.new_receiver(),
                 me: key,
                 hurry: r.hurry.clone(),
             },
@@ -414,8 +442,8 @@ impl Rooms {
             user: user.clone(),
             active,
         });
-        let rooms = self.lock();
-        if let Some(r) = rooms.get(room)
+        let mut rooms = self.lock();
+        if let Some(r) = rooms.get_mut(room)
             && r.members.len() <= self.presence_limit
         {
             r.send(Delivery::public(frame), self.room_queue);
@@ -490,5 +518,69 @@ impl Rooms {
             rooms.remove(room);
         }
         gone
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> User {
+        User {
+            username: name.to_string(),
+            avatar: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_room_queue_grows_only_as_far_as_its_slowest_reader_needs() {
+        let config = HubConfig {
+            room_queue: 64,
+            ..HubConfig::default()
+        };
+        let rooms = Rooms::new(&config, 0, Arc::default());
+        let (outbound, _queue) = mpsc::channel(4);
+        let mut alice = rooms.join("r", &user("alice"), 1, outbound).unwrap();
+        let capacity = |rooms: &Rooms| rooms.lock()["r"].tx.capacity();
+        let notice = |rooms: &Rooms| rooms.typing("r", &user("bob"), true);
+        assert_eq!(capacity(&rooms), FIRST_QUEUE, "a new room");
+
+        // A reader that keeps up: the queue stays as it was.
+        for _ in 0..100 {
+            notice(&rooms);
+            assert!(alice.feed.rx.try_recv().is_ok());
+        }
+        assert_eq!(capacity(&rooms), FIRST_QUEUE, "a busy room read as it goes");
+
+        // A reader that stops: the queue doubles as it fills, and keeps every frame up to
+        // `room-queue`...
+        for _ in 0..64 {
+            notice(&rooms);
+        }
+        assert_eq!(capacity(&rooms), 64);
+        assert_eq!(rooms.lock()["r"].tx.len(), 64);
+        // ...beyond which the oldest goes, and the reader learns that it missed one.
+        notice(&rooms);
+        assert!(matches!(
+            alice.feed.rx.try_recv(),
+            Err(async_broadcast::TryRecvError::Overflowed(1))
+        ));
+        assert_eq!(capacity(&rooms), 64, "never beyond room-queue");
+    }
+
+    #[test]
+    fn a_room_nobody_follows_stays_open_to_the_next_joiner() {
+        let rooms = Rooms::new(&HubConfig::default(), 0, Arc::default());
+        let (outbound, _queue) = mpsc::channel(4);
+        let first = rooms
+            .join("r", &user("alice"), 1, outbound.clone())
+            .unwrap();
+        drop(first);
+        // Her connection's receiver is gone, the room is not: a frame now reaches nobody.
+        rooms.typing("r", &user("bob"), true);
+        assert_eq!(rooms.lock()["r"].tx.len(), 0, "nothing kept for nobody");
+        let mut carol = rooms.join("r", &user("carol"), 2, outbound).unwrap();
+        rooms.typing("r", &user("bob"), true);
+        assert!(carol.feed.rx.try_recv().is_ok());
     }
 }

@@ -57,6 +57,11 @@ impl TestServer {
             .output_name("hubbub")
             .site_root(dir.path().to_string_lossy().to_string())
             .build();
+        Self::start_site(dir, hub, site).await
+    }
+
+    /// With the site settings given (`site_root` should be `dir`).
+    pub async fn start_site(dir: tempfile::TempDir, hub: HubConfig, site: LeptosOptions) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         register_realm(addr, &hub.database.to_string_lossy());

@@ -51,8 +51,8 @@ pub(super) async fn write_loop(
             },
             delivery = recv_room(&mut room) => match delivery {
                 Ok(delivery) => visible(&room, delivery).map_or(Step::Idle, Step::Write),
-                Err(broadcast::error::RecvError::Lagged(_)) => lagged(&mut room, metrics),
-                Err(broadcast::error::RecvError::Closed) => Step::Stop,
+                Err(async_broadcast::RecvError::Overflowed(_)) => lagged(&mut room, metrics),
+                Err(async_broadcast::RecvError::Closed) => Step::Stop,
             },
             _ = ping.tick() => Step::Write(Frame::ping()),
         };
@@ -90,7 +90,7 @@ pub(super) async fn write_loop(
             }
             match room.as_mut().map(|r| r.rx.try_recv()) {
                 Some(Ok(delivery)) => batch.extend(visible(&room, delivery)),
-                Some(Err(broadcast::error::TryRecvError::Lagged(_))) => {
+                Some(Err(async_broadcast::TryRecvError::Overflowed(_))) => {
                     if let Step::Close(code, reason) = lagged(&mut room, metrics) {
                         closing = Some((code, reason));
                     }
@@ -211,7 +211,7 @@ fn slow_consumer(metrics: &crate::server::metrics::Metrics) -> Step {
     Step::Close(close::SLOW_CONSUMER, "too slow: fell behind the room")
 }
 
-async fn recv_room(room: &mut Following) -> Result<Delivery, broadcast::error::RecvError> {
+async fn recv_room(room: &mut Following) -> Result<Delivery, async_broadcast::RecvError> {
     match room {
         Some(r) => r.rx.recv().await,
         None => std::future::pending().await,
