@@ -22,8 +22,8 @@ use tower_http::services::ServeDir;
 const FOREVER: &str = "public, max-age=31536000, immutable";
 const REVALIDATE: &str = "no-cache";
 
-/// The `/pkg` routes for `options`' site. `hashed` is whether the names carry their hash,
-/// which the caller checks against `hash.txt` (see `config`).
+/// The `/pkg` routes for `options`' site. `hash_files` says whether the names carry their
+/// hash; `config` has already turned it off when no `hash.txt` is beside the binary.
 pub fn routes<S: Clone + Send + Sync + 'static>(options: &LeptosOptions) -> Router<S> {
     let dir = Path::new(&*options.site_root).join(&*options.site_pkg_dir);
     let hashed = options.hash_files;
