@@ -1,4 +1,4 @@
-# Sourced by the benchmark scripts (bench.sh, bench-pacing.sh, bench-cluster.sh): the same
+# Sourced by the benchmark scripts (bench.sh, bench-matrix.sh, bench-scale.sh, bench-cluster.sh): the same
 # ground for every run. Leaves the repository as the working directory, sets $load (the load
 # generator) and $work (a scratch directory removed on exit, with every server started in
 # the background stopped), and $LIMITS: hubbub's limits raised for load from one address.

@@ -41,18 +41,17 @@ pub struct HubConfig {
     /// "Is typing" ends this long after the last `typing` frame. Keep it above the browser's
     /// 2 s resend interval, or a steady typist's indicator flickers.
     pub typing_timeout_ms: u64,
-    /// Frames a room keeps for its slowest reader; falling further behind disconnects.
+    /// Frames that may wait for one reader (its socket full); one more disconnects it.
     pub room_queue: usize,
     /// Frames waiting for one connection outside room broadcasts (welcome, errors, pongs).
     pub direct_queue: usize,
     /// A write that cannot complete within this time marks the client a slow consumer.
     pub write_timeout_ms: u64,
-    /// Socket writes per second one connection makes, sustained; 0 (the default): no limit.
-    /// Each write carries every frame that is ready when the socket can take more, so a busy
-    /// room batches by itself; a rate makes frames wait for the next turn (`1 / rate`) to go
-    /// out together, trading latency for fewer system calls.
+    /// No longer has an effect (a value other than 0 is accepted, with a warning, so older
+    /// configuration files still load): a connection's frames go out as soon as its socket
+    /// takes them, and a busy connection's writes carry many frames each by themselves.
     pub socket_writes_per_sec: f64,
-    /// Writes a connection may make in a burst above `socket-writes-per-sec`.
+    /// No longer has an effect (see `socket-writes-per-sec`).
     pub socket_write_burst: f64,
     /// Sustained messages per second per connection.
     pub rate_per_sec: f64,
@@ -327,9 +326,11 @@ impl HubConfig {
         within("direct-queue", self.direct_queue, 4, 1 << 20)?;
         within("write-timeout-ms", self.write_timeout_ms, 10, 600_000)?;
         if self.socket_writes_per_sec != 0.0 {
-            rate("socket-writes-per-sec", self.socket_writes_per_sec, 1.0)?;
+            tracing::warn!(
+                "socket-writes-per-sec no longer has an effect: frames go out as soon as \
+                 each socket takes them"
+            );
         }
-        rate("socket-write-burst", self.socket_write_burst, 1.0)?;
         rate("rate-per-sec", self.rate_per_sec, 0.001)?;
         rate("rate-burst", self.rate_burst, 1.0)?;
         rate("requests-per-sec", self.requests_per_sec, 0.001)?;

@@ -5,14 +5,14 @@
 use super::accounts::Accounts;
 use super::cluster::{self, Claim, Cluster, ClusterError, Command, Committed};
 use super::config::HubConfig;
+use super::mailbox::Mailbox;
 use super::metrics::Metrics;
-use super::rooms::{ConnId, Joined, LocalRefusal, Outbound, Rooms};
+use super::rooms::{ConnId, Joined, LocalRefusal, Rooms};
 use super::storage::{self, Appended, AuditEntry, Draft, Entry, Location, Storage, StoreError};
 use crate::protocol::{ChatMessage, RoomSummary, User};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::mpsc;
 
 /// How stored messages reach the rooms, and who is online: the one thing that differs between
 /// one node and a cluster. (Where messages are stored does not: that is [`Storage`].)
@@ -195,14 +195,14 @@ impl Hub {
         &self,
         room: &str,
         user: &User,
-        conn: ConnId,
-        outbound: mpsc::Sender<Outbound>,
+        mailbox: Arc<Mailbox>,
     ) -> Result<Joined, JoinRefused> {
+        let conn = mailbox.id();
         let Backend::Cluster(cluster) = &self.backend else {
             // Rooms open themselves in single-node mode: the only refusal is a taken name.
             return self
                 .rooms
-                .join(room, user, conn, outbound)
+                .join(room, user, mailbox)
                 .map_err(|refused| match refused {
                     LocalRefusal::NameTaken(holder) => JoinRefused::NameTaken(Some(holder)),
                     LocalRefusal::NotOpen => JoinRefused::NameTaken(None),
@@ -230,7 +230,7 @@ impl Hub {
         // then): open it again. Twice in a row would take a very unlucky timing.
         let mut refusal = None;
         for _ in 0..3 {
-            match self.rooms.join(room, user, conn, outbound.clone()) {
+            match self.rooms.join(room, user, mailbox.clone()) {
                 Ok(mut joined) => {
                     if let Some(online) = online {
                         joined.online = online.users;

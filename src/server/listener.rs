@@ -299,6 +299,23 @@ impl Tracked<TcpStream> {
     }
 }
 
+impl Tracked<tokio::net::tcp::OwnedWriteHalf> {
+    /// Writes what the socket takes now, without waiting: through a shared reference, since
+    /// a connection's writer and the room's flushers take turns on it (`mailbox`).
+    pub fn try_write_vectored(&self, data: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let written = self.inner.try_write_vectored(data);
+        if matches!(written, Ok(n) if n > 0) {
+            self.progress.touch(WRITE);
+        }
+        written
+    }
+
+    /// Waits until the socket can take more.
+    pub async fn writable(&self) -> std::io::Result<()> {
+        self.inner.writable().await
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -25,6 +25,7 @@ pub mod headers;
 pub mod hub;
 pub mod limits;
 pub mod listener;
+pub mod mailbox;
 pub mod metrics;
 pub mod previews;
 pub mod rooms;

@@ -1,41 +1,37 @@
 //! Rooms: who is in them, and the fan-out of every frame to a room's connections.
 //!
-//! Each room has a broadcast channel (`async-broadcast`) of already-serialised frames. A frame
-//! is turned into JSON once and the same reference-counted bytes go to every recipient; the
-//! channel's queue is the bounded outbound queue each connection reads from. A reader that
-//! falls `room-queue` frames behind misses the oldest (`Overflowed`) and is disconnected as a
-//! slow consumer (see `connection`), so one stalled client never slows the sender or anyone
-//! else.
-//!
-//! Why not `tokio::sync::broadcast`: it allocates its whole ring when the room opens
-//! (`room-queue` slots, ~75 KiB at 1,024), so 5,000 rooms of one cost 89.5 KiB per
-//! connection against 14.5 KiB in one shared room. Here a room's queue starts at
-//! [`FIRST_QUEUE`] frames and doubles when it fills, up to `room-queue`: a quiet room of two
-//! costs a few hundred bytes.
+//! A frame is turned into JSON once and the same reference-counted bytes go into the mailbox
+//! of every recipient (`mailbox`), which writes them to its socket as soon as it takes them.
+//! A mailbox holds at most `room-queue` frames for a client that does not read; beyond that
+//! the client is disconnected as a slow consumer, so one stalled client never slows the
+//! sender or anyone else. A room costs its map of members and nothing more: no queue of its
+//! own, so a quiet room of two costs a few hundred bytes.
 //!
 //! Messages reach rooms only through [`Rooms::deliver_message`], called in id order: by the
 //! storage writer's commit hook on one node, by the cluster's subscription task in cluster
 //! mode. Each room's watermark (the highest id it has been handed, or known to be in the
 //! database for it) lets a joining client get its history from the database and everything
-//! newer from the channel, with no gap and no duplicate: see [`Rooms::join`]. In cluster mode
+//! newer through its mailbox, with no gap and no duplicate: see [`Rooms::join`]. In cluster mode
 //! a room is only followed while it is open here (see `cluster`).
 //!
 //! This module knows nothing of storage, Redis or the hub: both the hub and the cluster use it.
 
 use super::config::HubConfig;
+use super::mailbox::{Mailbox, flush_later};
 use super::metrics::Metrics;
 use crate::protocol::{ChatMessage, ServerFrame, User, name_key};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, mpsc};
+
+pub use super::mailbox::ConnId;
 /// A frame as it goes on the wire, encoded once and shared by all its recipients.
 pub type Frame = super::wire::Frame;
 
-/// What travels on a room's channel: a frame, and who may see it. Private messages share the
-/// room's channel, so they keep their place in the room's id order (resuming with `since`
-/// relies on that); each connection's writer skips the ones not addressed to its user, so
-/// nobody else ever receives them, not even their existence.
+/// What a room sends: a frame, and who may see it. Private messages go through the room like
+/// the rest, so they keep their place in the room's id order (resuming with `since` relies on
+/// that); only their sender's and recipient's mailboxes get them, so nobody else ever receives
+/// them, not even their existence.
 #[derive(Clone)]
 pub struct Delivery {
     pub frame: Frame,
@@ -83,10 +79,8 @@ impl Delivery {
 pub enum Outbound {
     /// Send this frame.
     Frame(Frame),
-    /// Start forwarding a room's broadcasts (sent right after `welcome`). Boxed: it is sent
-    /// once per connection, and every slot of every connection's queue is as large as the
-    /// largest variant.
-    Subscribe(Box<Feed>),
+    /// Start writing the room's frames (sent right after `welcome` and any catch-up).
+    Follow,
     /// Send a close frame and stop.
     Close(u16, &'static str),
     /// Say when the writer has reached this point of the queue (everything before it is
@@ -99,90 +93,55 @@ pub fn encode(frame: &ServerFrame) -> Frame {
     Frame::json(frame)
 }
 
-/// Identifies one connection, so a stale connection cannot remove its replacement.
-pub type ConnId = u64;
-
 /// Someone in a room: one account, on one or more connections (tabs, devices) of this node.
 struct Member {
     user: User,
     /// The first connection's id: a cluster holds this member's presence under it.
     claim: ConnId,
-    conns: Vec<(ConnId, mpsc::Sender<Outbound>)>,
+    conns: Vec<Arc<Mailbox>>,
 }
 
 impl Member {
     fn close_all(&self, code: u16, reason: &'static str) {
-        for (_, outbound) in &self.conns {
-            let _ = outbound.try_send(Outbound::Close(code, reason));
+        for mailbox in &self.conns {
+            mailbox.request_close(code, reason);
         }
     }
 }
 
-/// A connection's view of its room: the broadcasts, and the room's call to write now.
-pub struct Feed {
-    pub rx: async_broadcast::Receiver<Delivery>,
-    /// This connection's user's name key: private messages to others are skipped.
-    pub me: String,
-    /// Notified when some connection of the room has half the room queue waiting. A writer
-    /// holding frames back to batch them (`socket-writes-per-sec`) stops waiting then, so
-    /// batching never makes a reader that keeps up fall a whole queue behind.
-    pub hurry: Arc<Notify>,
-}
-
-/// Frames a room's queue holds before it first grows (it doubles up to `room-queue`).
-pub const FIRST_QUEUE: usize = 8;
-
 struct Room {
-    tx: async_broadcast::Sender<Delivery>,
-    /// Keeps the channel open while nobody follows the room: async-broadcast closes a channel
-    /// when its last receiver goes, and a closed one cannot be subscribed to again.
-    _open: async_broadcast::InactiveReceiver<Delivery>,
-    hurry: Arc<Notify>,
-    /// Every message of this room with an id up to this one was handed to `tx` or, for ids
-    /// from before the room was opened here, is in the log. Later ones are yet to come.
+    /// Every message of this room with an id up to this one was sent to its members or, for
+    /// ids from before the room was opened here, is in the log. Later ones are yet to come.
     watermark: u64,
     /// Keyed by [`name_key`]: two names that look alike cannot be in a room together.
     members: HashMap<String, Member>,
 }
 
-/// Whether `pending` frames waiting for a reader are enough to hurry the room's writers: half
-/// the room queue, well before the reader would lag.
-pub fn crowded(pending: usize, room_queue: usize) -> bool {
-    pending * 2 >= room_queue
-}
-
 impl Room {
-    fn new(room_queue: usize, watermark: u64) -> Room {
-        let (mut tx, rx) = async_broadcast::broadcast(FIRST_QUEUE.min(room_queue));
-        // Full at `room-queue`: the oldest frame goes, and a reader that had not taken it
-        // learns so (`Overflowed`) and is dropped.
-        tx.set_overflow(true);
+    fn new(watermark: u64) -> Room {
         Room {
-            tx,
-            _open: rx.deactivate(),
-            hurry: Arc::default(),
             watermark,
             members: HashMap::new(),
         }
     }
 
-    /// Broadcasts to the room's connections and returns how many there are.
-    fn send(&mut self, delivery: Delivery, room_queue: usize) -> usize {
-        let recipients = self.tx.receiver_count();
-        if recipients == 0 {
-            return 0;
+    /// Puts `delivery` in the mailbox of each connection it is for, has them written, and
+    /// returns how many there were.
+    fn send(&self, delivery: Delivery, room_queue: usize, metrics: &Arc<Metrics>) -> usize {
+        let mut recipients = 0;
+        let mut to_flush = Vec::new();
+        for (key, member) in &self.members {
+            if !delivery.is_for(key) {
+                continue;
+            }
+            for mailbox in &member.conns {
+                recipients += 1;
+                if mailbox.put(&delivery.frame, room_queue) {
+                    to_flush.push(mailbox.clone());
+                }
+            }
         }
-        // `len` counts what the slowest receiver has not taken yet. A full queue below
-        // `room-queue` grows (VecDeque doubling) instead of dropping the oldest frame.
-        let queued = self.tx.len();
-        let capacity = self.tx.capacity();
-        if queued >= capacity && capacity < room_queue {
-            self.tx.set_capacity((capacity * 2).min(room_queue));
-        }
-        let _ = self.tx.try_broadcast(delivery);
-        if crowded(queued + 1, room_queue) {
-            self.hurry.notify_waiters();
-        }
+        flush_later(to_flush, metrics);
         recipients
     }
 }
@@ -199,9 +158,9 @@ pub enum LocalRefusal {
 
 /// A successful join: everything the connection needs to send `welcome` and follow the room.
 pub struct Joined {
-    pub feed: Feed,
-    /// Every message of the room with an id up to this one was delivered before `feed`
-    /// subscribed, or is in the log: the welcome's history goes up to here.
+    /// Every message of the room with an id up to this one was sent before the connection's
+    /// mailbox joined, or is in the log: the welcome's history goes up to here. Later ones
+    /// are held in the mailbox until it follows the room.
     pub watermark: u64,
     /// Alphabetical, at most the presence limit.
     pub online: Vec<User>,
@@ -210,9 +169,10 @@ pub struct Joined {
 
 /// The rooms of this node.
 pub struct Rooms {
-    /// A std `Mutex`: held only for map updates and non-blocking channel sends, never across
+    /// A std `Mutex`: held only for map updates and putting frames in mailboxes, never across
     /// an `.await`. Rooms are independent, but one lock keeps presence and delivery simple;
-    /// the critical sections are a few hundred nanoseconds.
+    /// the critical sections are short: a frame into a room of 10,000 is 10,000 pushes
+    /// (about a millisecond), and the writing happens after, outside it.
     rooms: Mutex<HashMap<String, Room>>,
     /// The highest id handed to any room: where a room opened in single-node mode starts, and
     /// how a cluster node notices Redis losing its data (its counter going back).
@@ -277,7 +237,7 @@ impl Rooms {
         let mut rooms = self.lock();
         let r = rooms
             .entry(room.to_string())
-            .or_insert_with(|| Room::new(self.room_queue, watermark));
+            .or_insert_with(|| Room::new(watermark));
         r.watermark = r.watermark.max(watermark);
         self.watermark.fetch_max(watermark, Ordering::SeqCst);
     }
@@ -321,7 +281,7 @@ impl Rooms {
         if let Some(r) = rooms.get_mut(room)
             && r.members.len() <= self.presence_limit
         {
-            let recipients = r.send(delivery, self.room_queue);
+            let recipients = r.send(delivery, self.room_queue, &self.metrics);
             self.metrics
                 .deliveries
                 .fetch_add(recipients as u64, Ordering::Relaxed);
@@ -366,7 +326,7 @@ impl Rooms {
             && message.id > r.watermark
         {
             r.watermark = message.id;
-            let recipients = r.send(delivery, self.room_queue);
+            let recipients = r.send(delivery, self.room_queue, &self.metrics);
             self.metrics
                 .deliveries
                 .fetch_add(recipients as u64, Ordering::Relaxed);
@@ -383,10 +343,10 @@ impl Rooms {
         &self,
         room: &str,
         user: &User,
-        conn: ConnId,
-        outbound: mpsc::Sender<Outbound>,
+        mailbox: Arc<Mailbox>,
     ) -> Result<Joined, LocalRefusal> {
         let key = name_key(&user.username);
+        let conn = mailbox.id();
         // Serialised before taking the lock every room and delivery shares.
         let joined = encode(&ServerFrame::Joined { user: user.clone() });
         let mut rooms = self.lock();
@@ -395,18 +355,18 @@ impl Rooms {
         }
         let r = rooms
             .entry(room.to_string())
-            .or_insert_with(|| Room::new(self.room_queue, self.watermark()));
+            .or_insert_with(|| Room::new(self.watermark()));
         match r.members.get_mut(&key) {
-            Some(same) if same.user == *user => same.conns.push((conn, outbound)),
+            Some(same) if same.user == *user => same.conns.push(mailbox),
             Some(other) => return Err(LocalRefusal::NameTaken(other.user.username.clone())),
             None => {
                 if !self.clustered && r.members.len() < self.presence_limit {
-                    r.send(Delivery::public(joined), self.room_queue);
+                    r.send(Delivery::public(joined), self.room_queue, &self.metrics);
                 }
                 let member = Member {
                     user: user.clone(),
                     claim: conn,
-                    conns: vec![(conn, outbound)],
+                    conns: vec![mailbox],
                 };
                 r.members.insert(key.clone(), member);
             }
@@ -424,11 +384,6 @@ impl Rooms {
             .map(|(_, m)| m.user.clone())
             .collect();
         Ok(Joined {
-            feed: Feed {
-                rx: r.tx.new_receiver(),
-                me: key,
-                hurry: r.hurry.clone(),
-            },
             watermark: r.watermark,
             online,
             online_count: r.members.len(),
@@ -446,7 +401,7 @@ impl Rooms {
         if let Some(r) = rooms.get_mut(room)
             && r.members.len() <= self.presence_limit
         {
-            r.send(Delivery::public(frame), self.room_queue);
+            r.send(Delivery::public(frame), self.room_queue, &self.metrics);
         }
     }
 
@@ -505,12 +460,12 @@ impl Rooms {
         let mut rooms = self.lock();
         let r = rooms.get_mut(room)?;
         let member = r.members.get_mut(&key).filter(|m| m.user == *user)?;
-        member.conns.retain(|(c, _)| *c != conn);
+        member.conns.retain(|m| m.id() != conn);
         let mut gone = None;
         if member.conns.is_empty() {
             gone = Some(member.claim);
             if !self.clustered && r.members.len() <= self.presence_limit {
-                r.send(Delivery::public(left), self.room_queue);
+                r.send(Delivery::public(left), self.room_queue, &self.metrics);
             }
             r.members.remove(&key);
         }
@@ -518,69 +473,5 @@ impl Rooms {
             rooms.remove(room);
         }
         gone
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn user(name: &str) -> User {
-        User {
-            username: name.to_string(),
-            avatar: String::new(),
-        }
-    }
-
-    #[test]
-    fn a_room_queue_grows_only_as_far_as_its_slowest_reader_needs() {
-        let config = HubConfig {
-            room_queue: 64,
-            ..HubConfig::default()
-        };
-        let rooms = Rooms::new(&config, 0, Arc::default());
-        let (outbound, _queue) = mpsc::channel(4);
-        let mut alice = rooms.join("r", &user("alice"), 1, outbound).unwrap();
-        let capacity = |rooms: &Rooms| rooms.lock()["r"].tx.capacity();
-        let notice = |rooms: &Rooms| rooms.typing("r", &user("bob"), true);
-        assert_eq!(capacity(&rooms), FIRST_QUEUE, "a new room");
-
-        // A reader that keeps up: the queue stays as it was.
-        for _ in 0..100 {
-            notice(&rooms);
-            assert!(alice.feed.rx.try_recv().is_ok());
-        }
-        assert_eq!(capacity(&rooms), FIRST_QUEUE, "a busy room read as it goes");
-
-        // A reader that stops: the queue doubles as it fills, and keeps every frame up to
-        // `room-queue`...
-        for _ in 0..64 {
-            notice(&rooms);
-        }
-        assert_eq!(capacity(&rooms), 64);
-        assert_eq!(rooms.lock()["r"].tx.len(), 64);
-        // ...beyond which the oldest goes, and the reader learns that it missed one.
-        notice(&rooms);
-        assert!(matches!(
-            alice.feed.rx.try_recv(),
-            Err(async_broadcast::TryRecvError::Overflowed(1))
-        ));
-        assert_eq!(capacity(&rooms), 64, "never beyond room-queue");
-    }
-
-    #[test]
-    fn a_room_nobody_follows_stays_open_to_the_next_joiner() {
-        let rooms = Rooms::new(&HubConfig::default(), 0, Arc::default());
-        let (outbound, _queue) = mpsc::channel(4);
-        let first = rooms
-            .join("r", &user("alice"), 1, outbound.clone())
-            .unwrap();
-        drop(first);
-        // Her connection's receiver is gone, the room is not: a frame now reaches nobody.
-        rooms.typing("r", &user("bob"), true);
-        assert_eq!(rooms.lock()["r"].tx.len(), 0, "nothing kept for nobody");
-        let mut carol = rooms.join("r", &user("carol"), 2, outbound).unwrap();
-        rooms.typing("r", &user("bob"), true);
-        assert!(carol.feed.rx.try_recv().is_ok());
     }
 }

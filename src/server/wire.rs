@@ -2,10 +2,11 @@
 //! are to every connection that should get them.
 //!
 //! A frame from a server is never masked (RFC 6455 §5.1), so a broadcast's bytes, header and
-//! payload, are the same for every recipient: [`Frame::json`] builds them once, and each
-//! connection's writer hands the same shared buffer to the kernel with its other ready frames
-//! in one vectored write ([`write_all`]). No connection copies a frame, keeps a write buffer
-//! or cuts frames into fragments, so an idle connection holds no frame memory at all.
+//! payload, are the same for every recipient: [`Frame::json`] builds them once, and whoever
+//! writes a connection's socket (`mailbox`) hands the same shared buffer to the kernel with
+//! the connection's other waiting frames in one vectored write ([`write_now`], [`write_all`]).
+//! No connection copies a frame, keeps a write buffer or cuts frames into fragments, so an
+//! idle connection holds no frame memory at all.
 //!
 //! Reading (and the handshake) stays with tungstenite; only this fan-out path is ours, since
 //! tungstenite frames each message into a per-connection buffer, once per recipient.
@@ -13,7 +14,6 @@
 use bytes::Bytes;
 use serde::Serialize;
 use std::io::IoSlice;
-use tokio::io::AsyncWrite;
 
 const FIN: u8 = 0x80;
 const TEXT: u8 = 0x1;
@@ -129,46 +129,81 @@ impl Frame {
     }
 }
 
+/// A socket frames are written to without waiting, by whichever task's turn it is
+/// (`mailbox`): the connection's TCP socket, or a test's stand-in.
+pub trait Sink {
+    /// Writes what the socket takes now (`WouldBlock` if nothing).
+    fn try_write_vectored(&self, data: &[IoSlice<'_>]) -> std::io::Result<usize>;
+    /// Waits until the socket can take more.
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl Sink for crate::server::websocket::SocketWriter {
+    fn try_write_vectored(&self, data: &[IoSlice<'_>]) -> std::io::Result<usize> {
+        crate::server::websocket::SocketWriter::try_write_vectored(self, data)
+    }
+
+    fn writable(&self) -> impl Future<Output = std::io::Result<()>> + Send {
+        crate::server::websocket::SocketWriter::writable(self)
+    }
+}
+
 /// Frames handed to the kernel per write at most (Linux takes up to 1,024 slices).
 const SLICES: usize = 64;
 
-/// Writes every frame of `frames`, in order, with as few (vectored) writes as the socket
-/// allows, and empties `frames`. Cancel-safe only in the sense that matters here: a write
-/// that is given up on (a stalled reader) drops the connection.
-pub async fn write_all<W: AsyncWrite + Unpin>(
-    socket: &mut W,
+/// One vectored write of `frames` (the first from byte `sent` on), without waiting: how many
+/// bytes the socket took.
+pub fn write_now(socket: &impl Sink, frames: &[Frame], sent: usize) -> std::io::Result<usize> {
+    let mut slices = [IoSlice::new(&[]); SLICES];
+    let mut count = 0;
+    for (i, frame) in frames.iter().take(SLICES).enumerate() {
+        let from = if i == 0 { sent } else { 0 };
+        slices[i] = IoSlice::new(&frame.bytes[from..]);
+        count += 1;
+    }
+    match socket.try_write_vectored(&slices[..count]) {
+        Ok(0) if count > 0 => Err(std::io::ErrorKind::WriteZero.into()),
+        other => other,
+    }
+}
+
+/// After `written` more bytes of `frames` (the first from byte `sent` on): how many frames
+/// are now whole on the wire, and the bytes written of the next.
+pub fn advance(frames: &[Frame], sent: usize, mut written: usize) -> (usize, usize) {
+    let mut done = 0;
+    let mut sent = sent;
+    while written > 0 && done < frames.len() {
+        let left = frames[done].bytes.len() - sent;
+        if written >= left {
+            written -= left;
+            done += 1;
+            sent = 0;
+        } else {
+            sent += written;
+            written = 0;
+        }
+    }
+    (done, sent)
+}
+
+/// Writes every frame of `frames` (the first from byte `sent` on), in order, with as few
+/// vectored writes as the socket allows, waiting for it as needed, and empties `frames`.
+/// Given up on (dropped) only when the connection is dropped with it: a stalled reader.
+pub async fn write_all(
+    socket: &impl Sink,
     frames: &mut Vec<Frame>,
+    mut sent: usize,
 ) -> std::io::Result<()> {
     let mut first = 0;
-    // Bytes of `frames[first]` already written.
-    let mut done = 0;
     while first < frames.len() {
-        // The slices are built at each poll rather than kept across the wait: kept, they
-        // would sit in the future, and the future in every connection's writer (1 KiB each).
-        let mut written = std::future::poll_fn(|cx| {
-            let mut slices = [IoSlice::new(&[]); SLICES];
-            let mut count = 0;
-            for (i, frame) in frames[first..].iter().take(SLICES).enumerate() {
-                let from = if i == 0 { done } else { 0 };
-                slices[i] = IoSlice::new(&frame.bytes[from..]);
-                count += 1;
+        match write_now(socket, &frames[first..], sent) {
+            Ok(written) => {
+                let (done, partial) = advance(&frames[first..], sent, written);
+                first += done;
+                sent = partial;
             }
-            std::pin::Pin::new(&mut *socket).poll_write_vectored(cx, &slices[..count])
-        })
-        .await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let left = frames[first].bytes.len() - done;
-            if written >= left {
-                written -= left;
-                first += 1;
-                done = 0;
-            } else {
-                done += written;
-                written = 0;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => socket.writable().await?,
+            Err(e) => return Err(e),
         }
     }
     frames.clear();
@@ -229,44 +264,36 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_and_its_write_cost_an_idle_connection_little() {
-        // A frame is a queue slot of every connection: no larger than the bytes it shares.
+    fn a_frame_costs_no_more_than_the_bytes_it_shares() {
+        // A frame is a slot of every waiting connection's mailbox.
         assert_eq!(size_of::<Frame>(), size_of::<Bytes>());
-        // The write future sits in every writer: no slice array kept across its wait.
-        let mut socket = tokio::io::sink();
-        let mut frames = Vec::new();
-        assert!(size_of_val(&write_all(&mut socket, &mut frames)) < 128);
     }
 
-    /// A socket that takes at most `max` bytes per write, to exercise partial writes.
+    /// A socket that takes at most `max` bytes per write and refuses every other write
+    /// (`WouldBlock`), to exercise partial writes and waiting.
     struct Trickle {
-        got: Vec<u8>,
+        got: std::sync::Mutex<(Vec<u8>, bool)>,
         max: usize,
     }
 
-    impl AsyncWrite for Trickle {
-        fn poll_write(
-            mut self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-            data: &[u8],
-        ) -> std::task::Poll<std::io::Result<usize>> {
-            let n = data.len().min(self.max);
-            self.got.extend_from_slice(&data[..n]);
-            std::task::Poll::Ready(Ok(n))
+    impl Sink for Trickle {
+        fn try_write_vectored(&self, data: &[IoSlice<'_>]) -> std::io::Result<usize> {
+            let mut got = self.got.lock().unwrap();
+            got.1 = !got.1;
+            if !got.1 {
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for slice in data {
+                let take = slice.len().min(self.max - n);
+                got.0.extend_from_slice(&slice[..take]);
+                n += take;
+            }
+            Ok(n)
         }
 
-        fn poll_flush(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
-        }
-
-        fn poll_shutdown(
-            self: std::pin::Pin<&mut Self>,
-            _: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<std::io::Result<()>> {
-            std::task::Poll::Ready(Ok(()))
+        async fn writable(&self) -> std::io::Result<()> {
+            Ok(())
         }
     }
 
@@ -275,14 +302,28 @@ mod tests {
         let frames: Vec<Frame> = (0..200).map(|i| Frame::text(&"m".repeat(i))).collect();
         let expected: Vec<u8> = frames.iter().flat_map(|f| f.bytes().to_vec()).collect();
         for max in [1, 7, 300, 1 << 20] {
-            let mut socket = Trickle {
-                got: Vec::new(),
-                max,
-            };
-            let mut batch = frames.clone();
-            write_all(&mut socket, &mut batch).await.unwrap();
-            assert!(batch.is_empty());
-            assert_eq!(socket.got, expected, "at most {max} bytes per write");
+            for sent in [0, 1] {
+                let socket = Trickle {
+                    got: Default::default(),
+                    max,
+                };
+                let mut batch = frames[1..].to_vec();
+                write_all(&socket, &mut batch, sent).await.unwrap();
+                assert!(batch.is_empty());
+                let got = &socket.got.lock().unwrap().0;
+                let from = frames[0].bytes().len() + sent;
+                assert_eq!(got[..], expected[from..], "at most {max} bytes per write");
+            }
         }
+    }
+
+    #[test]
+    fn advancing_counts_whole_frames_and_the_rest() {
+        let frames: Vec<Frame> = ["ab", "cde"].iter().map(|t| Frame::text(t)).collect();
+        // Frames of 4 and 5 bytes (2-byte headers).
+        assert_eq!(advance(&frames, 0, 3), (0, 3));
+        assert_eq!(advance(&frames, 3, 1), (1, 0));
+        assert_eq!(advance(&frames, 0, 6), (1, 2));
+        assert_eq!(advance(&frames, 2, 7), (2, 0));
     }
 }

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::server::accounts;
-use crate::server::rooms::Feed;
+use crate::server::mailbox::Mailbox;
 use crate::server::storage::SecretKind;
 
 /// What a `join` frame asked for.
@@ -20,7 +20,6 @@ pub(super) struct Welcomed {
     pub(super) welcome: ServerFrame,
     /// Set when `welcome` could not hold everything after `since`.
     catch_up: Option<CatchUp>,
-    feed: Feed,
 }
 
 /// Where a catch-up goes on from.
@@ -31,15 +30,14 @@ struct CatchUp {
     watermark: u64,
 }
 
-/// Checks the join and joins the room (`out` is the queue the room delivers to); the
+/// Checks the join and joins the room (its frames go to `mailbox`, held until it follows); the
 /// connection is then `session`. A refused join is a strike: each one costs the server (in
 /// cluster mode, Redis round trips), so guessing names cannot go on for free.
 pub(super) async fn join(
     hub: &Hub,
-    (conn, peer): (u64, &Peer),
+    (mailbox, peer): (&Arc<Mailbox>, &Peer),
     session: &mut Option<Session>,
     asked: Asked,
-    out: &mpsc::Sender<Outbound>,
 ) -> Result<Welcomed, Reply> {
     if session.is_some() {
         let again = Invalid {
@@ -55,7 +53,7 @@ pub(super) async fn join(
         Who::Account(account) => account.user(),
         Who::New(new) => new.user(),
     };
-    let joined = match hub.join(&room, &user, conn, out.clone()).await {
+    let joined = match hub.join(&room, &user, mailbox.clone()).await {
         Ok(joined) => joined,
         Err(JoinRefused::NameTaken(holder)) => {
             let message = match holder {
@@ -82,7 +80,7 @@ pub(super) async fn join(
         Who::New(new) => match hub.accounts.complete_sign_up(new, SecretKind::Join).await {
             Ok((account, token)) => (account, Some(token)),
             Err(refused) => {
-                hub.leave(&room, &user, conn).await;
+                hub.leave(&room, &user, mailbox.id()).await;
                 return Err(refusal(refused));
             }
         },
@@ -117,11 +115,7 @@ pub(super) async fn join(
         token,
         admin: account.admin,
     };
-    Ok(Welcomed {
-        welcome,
-        catch_up,
-        feed: joined.feed,
-    })
+    Ok(Welcomed { welcome, catch_up })
 }
 
 /// Whose join this is.
@@ -219,7 +213,7 @@ pub(super) async fn follow(out: &mpsc::Sender<Outbound>, hub: &Hub, welcomed: We
             }
         }
     }
-    forward(out, Outbound::Subscribe(Box::new(welcomed.feed))).await
+    forward(out, Outbound::Follow).await
 }
 
 #[cfg(test)]
@@ -239,7 +233,7 @@ mod tests {
         let bench = Bench::new(|_| {}).await;
         let (alice, _queue) = bench.joined("Zoë").await;
         bench.say(&alice, "first", None).await;
-        let (tx, _rx) = mpsc::channel(8);
+        let (mailbox, _client) = connection(&bench.hub).await;
         let mut session = None;
         let asked = Asked {
             username: "bob".into(),
@@ -249,7 +243,7 @@ mod tests {
             token: None,
             invite: None,
         };
-        let Ok(welcomed) = join(&bench.hub, (99, &anonymous()), &mut session, asked, &tx).await
+        let Ok(welcomed) = join(&bench.hub, (&mailbox, &anonymous()), &mut session, asked).await
         else {
             panic!("bob is welcome");
         };
@@ -275,7 +269,7 @@ mod tests {
     async fn taken_names_look_alikes_bad_rooms_and_second_joins_are_refused() {
         let bench = Bench::new(|_| {}).await;
         let (_alice, _queue) = bench.joined("alice").await;
-        let (tx, _rx) = mpsc::channel(8);
+        let (mailbox, _client) = connection(&bench.hub).await;
         let ask = |name: &str, room: &str| Asked {
             username: name.into(),
             email: "x@example.com".into(),
@@ -289,10 +283,9 @@ mod tests {
         let (taken, message) = code(
             join(
                 &bench.hub,
-                (7, &peer),
+                (&mailbox, &peer),
                 &mut session,
                 ask("ALICE", DEFAULT_ROOM),
-                &tx,
             )
             .await,
         );
@@ -302,10 +295,9 @@ mod tests {
         let (taken, message) = code(
             join(
                 &bench.hub,
-                (7, &peer),
+                (&mailbox, &peer),
                 &mut session,
                 ask("\u{430}lice", DEFAULT_ROOM),
-                &tx,
             )
             .await,
         );
@@ -314,10 +306,9 @@ mod tests {
         let (bad, _) = code(
             join(
                 &bench.hub,
-                (7, &peer),
+                (&mailbox, &peer),
                 &mut session,
                 ask("carol", "<b>x</b>"),
-                &tx,
             )
             .await,
         );
@@ -327,10 +318,9 @@ mod tests {
         assert!(
             join(
                 &bench.hub,
-                (7, &peer),
+                (&mailbox, &peer),
                 &mut session,
-                ask("carol", "dev"),
-                &tx
+                ask("carol", "dev")
             )
             .await
             .is_ok()
@@ -338,10 +328,9 @@ mod tests {
         let (again, _) = code(
             join(
                 &bench.hub,
-                (7, &peer),
+                (&mailbox, &peer),
                 &mut session,
                 ask("carol", "dev"),
-                &tx,
             )
             .await,
         );

@@ -1,16 +1,15 @@
 //! One WebSocket connection, from upgrade to cleanup.
 //!
 //! The socket is split. The reader (this task) parses client frames, enforces the limits and
-//! talks to the hub. The writer (a spawned task) owns the sending half and forwards two
-//! sources: this connection's own bounded queue (`welcome`, errors, pongs, close requests)
-//! and, after joining, the room's broadcast channel. Broadcasts arrive encoded once, as the
-//! bytes every recipient gets (`wire`); the writer hands whatever is ready to the kernel in
-//! one vectored write, as soon as the socket takes it, so a busy room costs one system call
-//! per batch, not per message, and a quiet room's frame goes out at once. (A fixed write rate,
-//! `socket-writes-per-sec`, can still be set; it is off by default.)
+//! talks to the hub. The sending half belongs to the connection's mailbox (`mailbox`): the
+//! room's frames go into it, encoded once for everyone (`wire`), and the room's flushers
+//! write them as soon as the socket takes them, several to a system call when several are
+//! waiting. The writer (a spawned task) puts in this connection's own frames from its bounded
+//! queue (`welcome`, errors, pongs, close requests) and pings, and writes whenever the socket
+//! was full for the flushers, waiting for it.
 //!
-//! A client that cannot keep up is cut off with close code 4000: either it fell a whole room
-//! queue behind (`Lagged`), or a batch could not be written within the write timeout.
+//! A client that cannot keep up is cut off with close code 4000: either it let a whole room
+//! queue pile up in its mailbox, or a write could not go on within the write timeout.
 //! Whichever half ends first ends the other; the leave notice is sent once, afterwards.
 //!
 //! Here: the reader, the dispatch of each frame and the sending of each command's [`Reply`].
@@ -31,7 +30,8 @@ mod writer;
 use super::hub::{Hub, JoinRefused};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
-use super::rooms::{Delivery, Feed, Outbound, crowded, encode};
+use super::mailbox::Mailbox;
+use super::rooms::{Outbound, encode};
 use super::storage::{Account, Draft, StoreError};
 use super::websocket::{Socket, SocketWriter};
 use super::wire;
@@ -112,16 +112,16 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     hub.metrics.connections_open.fetch_add(1, Relaxed);
     hub.metrics.connections_total.fetch_add(1, Relaxed);
-    let conn = hub.next_conn_id();
+    let mailbox = Mailbox::new(hub.next_conn_id(), sink);
     let (out, out_rx) = mpsc::channel(hub.config.direct_queue.max(4));
     let writer = tokio::spawn(writer::write_loop(
-        sink,
+        mailbox.clone(),
         out_rx,
         shutdown,
         hub.clone(),
         progress,
     ));
-    run(stream, out, writer, hub, conn, slot, peer)
+    run(stream, out, writer, hub, mailbox, slot, peer)
 }
 
 async fn run(
@@ -129,14 +129,14 @@ async fn run(
     out: mpsc::Sender<Outbound>,
     mut writer: tokio::task::JoinHandle<()>,
     hub: Arc<Hub>,
-    conn: u64,
+    mailbox: Arc<Mailbox>,
     slot: ConnectionSlot,
     peer: Peer,
 ) {
     let mut session = None;
     let reader_ended = {
         // Pinned in place: a future moved into `select!` can take its room twice.
-        let reader = read_loop(&mut stream, &out, &hub, (conn, &peer), &mut session);
+        let reader = read_loop(&mut stream, &out, &hub, (&mailbox, &peer), &mut session);
         let mut reader = std::pin::pin!(reader);
         tokio::select! {
             _ = &mut writer => false,
@@ -146,7 +146,7 @@ async fn run(
     // Leaving first also drops the room's handle on our queue, so the writer sees it close.
     if let Some(mut s) = session {
         s.stop_typing(&hub).await;
-        hub.leave(&s.room, &s.user, conn).await;
+        hub.leave(&s.room, &s.user, mailbox.id()).await;
     }
     if reader_ended {
         Box::pin(close_handshake(stream, out, writer)).await;
@@ -189,7 +189,7 @@ async fn read_loop(
     stream: &mut Socket,
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
-    (conn, peer): (u64, &Peer),
+    (mailbox, peer): (&Arc<Mailbox>, &Peer),
     session: &mut Option<Session>,
 ) {
     let config = &hub.config;
@@ -293,7 +293,7 @@ async fn read_loop(
         };
         // Boxed: handling a frame is brief next to waiting for one, and its state (store
         // calls, queue sends) would otherwise sit in every idle connection's reader.
-        let next = Box::pin(handle(frame, out, hub, (conn, peer), session, &mut pace)).await;
+        let next = Box::pin(handle(frame, out, hub, (mailbox, peer), session, &mut pace)).await;
         if let Next::Stop = next {
             return;
         }
@@ -321,7 +321,7 @@ async fn handle(
     frame: ClientFrame,
     out: &mpsc::Sender<Outbound>,
     hub: &Arc<Hub>,
-    (conn, peer): (u64, &Peer),
+    (mailbox, peer): (&Arc<Mailbox>, &Peer),
     session: &mut Option<Session>,
     pace: &mut Pace,
 ) -> Next {
@@ -354,7 +354,7 @@ async fn handle(
                 token,
                 invite,
             };
-            match join::join(hub, (conn, peer), session, asked, out).await {
+            match join::join(hub, (mailbox, peer), session, asked).await {
                 Ok(welcomed) => {
                     pace.strikes = 0;
                     return join::follow(out, hub, welcomed).await;
@@ -555,17 +555,21 @@ mod testing {
     use crate::protocol::ChatMessage;
     use crate::server::config::HubConfig;
     use crate::server::metrics::Metrics;
-    use crate::server::rooms::Audience;
 
     pub(super) struct Bench {
         pub(super) hub: Arc<Hub>,
         _dir: tempfile::TempDir,
     }
 
-    /// A joined connection's side of its room.
+    /// A joined connection, read from the client's end of a real socket.
     pub(super) struct Follower {
-        feed: Feed,
-        _queue: (mpsc::Sender<Outbound>, mpsc::Receiver<Outbound>),
+        client: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+        /// The server's side: its queue, reading half and shutdown signal, kept open.
+        _server: (
+            mpsc::Sender<Outbound>,
+            crate::server::listener::Tracked<tokio::net::tcp::OwnedReadHalf>,
+            watch::Sender<bool>,
+        ),
     }
 
     impl Bench {
@@ -592,7 +596,17 @@ mod testing {
 
         /// Joins the default room as `name` (email `name@example.com`) and follows it.
         pub(super) async fn joined(&self, name: &str) -> (Session, Follower) {
-            let (tx, mut rx) = mpsc::channel(64);
+            let (mailbox, (client, read, progress)) = connection(&self.hub).await;
+            let (tx, rx) = mpsc::channel(64);
+            let (stop, stopped) = watch::channel(false);
+            let hub = self.hub.clone();
+            tokio::spawn(writer::write_loop(
+                mailbox.clone(),
+                rx,
+                stopped,
+                hub,
+                progress,
+            ));
             let mut session = None;
             let asked = join::Asked {
                 username: name.into(),
@@ -602,9 +616,8 @@ mod testing {
                 token: None,
                 invite: None,
             };
-            let conn = self.hub.next_conn_id();
             let peer = anonymous();
-            let joined = join::join(&self.hub, (conn, &peer), &mut session, asked, &tx);
+            let joined = join::join(&self.hub, (&mailbox, &peer), &mut session, asked);
             let Ok(welcomed) = joined.await else {
                 panic!("{name} could not join");
             };
@@ -612,15 +625,17 @@ mod testing {
                 join::follow(&tx, &self.hub, welcomed).await,
                 Next::Continue
             ));
-            loop {
-                if let Some(Outbound::Subscribe(feed)) = rx.recv().await {
-                    let follower = Follower {
-                        feed: *feed,
-                        _queue: (tx, rx),
-                    };
-                    return (session.unwrap(), follower);
-                }
-            }
+            let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+                client,
+                tokio_tungstenite::tungstenite::protocol::Role::Client,
+                None,
+            )
+            .await;
+            let follower = Follower {
+                client,
+                _server: (tx, read, stop),
+            };
+            (session.unwrap(), follower)
         }
 
         /// Posts `text` (to `to`, privately) and expects it stored.
@@ -635,6 +650,28 @@ mod testing {
             let reply = post::post(&self.hub, session, &mut self.bucket(), asked).await;
             assert!(matches!(reply, Reply::Done), "{text:?} was not stored");
         }
+    }
+
+    /// A mailbox on the server's end of a real loopback connection; the client's end, and the
+    /// server's reading half and progress record.
+    pub(super) async fn connection(
+        hub: &Hub,
+    ) -> (
+        Arc<Mailbox>,
+        (
+            tokio::net::TcpStream,
+            crate::server::listener::Tracked<tokio::net::tcp::OwnedReadHalf>,
+            Progress,
+        ),
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let server = crate::server::listener::Tracked::new(accepted.unwrap().0);
+        let progress = server.progress();
+        let (read, write) = server.into_split();
+        let mailbox = Mailbox::new(hub.next_conn_id(), write);
+        (mailbox, (client.unwrap(), read, progress))
     }
 
     /// A connection that is not signed in, from this machine.
@@ -659,16 +696,11 @@ mod testing {
     }
 
     async fn next_message(follower: &mut Follower) -> ChatMessage {
-        let me = follower.feed.me.clone();
         loop {
-            let delivery = follower.feed.rx.recv().await.expect("the room closed");
-            let for_me = match &delivery.audience {
-                Audience::Everyone => true,
-                Audience::Pair(pair) => pair.0 == me || pair.1 == me,
-                Audience::AllBut(other) => **other != *me,
+            let Some(Ok(Message::Text(text))) = follower.client.next().await else {
+                panic!("the connection ended");
             };
-            let frame: ServerFrame = serde_json::from_str(delivery.frame.text_payload()).unwrap();
-            if let (true, ServerFrame::Message(message)) = (for_me, frame) {
+            if let Ok(ServerFrame::Message(message)) = serde_json::from_str(&text) {
                 return message;
             }
         }

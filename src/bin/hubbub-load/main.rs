@@ -15,20 +15,19 @@
 //! ```
 //!
 //! Latency is measured from the sender's clock to the receiver's, both in this process.
-//! Everything runs on one machine with the server: numbers include the generator's own CPU
-//! use, which is the same handicap for every server measured in one run.
+//! Everything runs on one machine with the server, so the generator is kept cheap per frame
+//! (`client`: a hand-written WebSocket client, no JSON parse of what it receives) and reports
+//! its own CPU beside the server's: a run where it needed more is marked SUSPECT.
+
+mod client;
 
 use clap::{Parser, ValueEnum};
-use futures::{SinkExt, StreamExt};
+use client::{Reader, Received, Writer};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
 enum Protocol {
@@ -187,21 +186,32 @@ fn frame(shared: &Shared, i: usize, text: String) -> String {
 /// a full JSON parse of every frame made the generator, on the same cores, slower than the
 /// servers it measured (and its backlog then showed as the servers' latency). The payload is
 /// plain ASCII, so it appears in the JSON as it was sent; only what follows it is ignored.
-fn received_text(protocol: Protocol, frame: &str) -> Option<&str> {
+fn received_text(protocol: Protocol, frame: &[u8]) -> Option<&[u8]> {
+    let find = |needle: &[u8]| frame.windows(needle.len()).position(|w| w == needle);
     let at = match protocol {
-        Protocol::Seed001 => return frame.starts_with("lg ").then_some(frame),
+        Protocol::Seed001 => return frame.starts_with(b"lg ").then_some(frame),
         // hubbub's message frames begin with their tag; other frames (welcome, joined) are
         // skipped, even when they quote a payload.
-        Protocol::Hubbub if !frame.starts_with(r#"{"type":"message""#) => return None,
-        Protocol::Hubbub => frame.find(r#""text":"lg "#)? + r#""text":""#.len(),
-        Protocol::Seed000 => frame.find(r#""message":"lg "#)? + r#""message":""#.len(),
+        Protocol::Hubbub if !frame.starts_with(br#"{"type":"message""#) => return None,
+        Protocol::Hubbub => find(br#""text":"lg "#)? + br#""text":""#.len(),
+        Protocol::Seed000 => find(br#""message":"lg "#)? + br#""message":""#.len(),
     };
     Some(&frame[at..])
 }
 
+/// The decimal number at the start of `bytes`, and what follows its end (a space).
+fn number(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let end = bytes.iter().position(|b| !b.is_ascii_digit())?;
+    let mut n = 0u64;
+    for b in &bytes[..end] {
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    (end > 0).then(|| (n, bytes.get(end + 1..).unwrap_or_default()))
+}
+
 /// Connects client `i`; a stalled one gets a tiny receive buffer, so that not reading
 /// backs up into the server quickly instead of into megabytes of kernel buffers.
-async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String> {
+async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<(Reader, Writer), String> {
     let urls = &shared.args.url;
     let url = &urls[i % urls.len()];
     let fail = |e: &dyn std::fmt::Display| format!("client {i}: connect {url}: {e}");
@@ -233,7 +243,6 @@ async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String>
     } else {
         TcpStream::connect(addr).await.map_err(|e| fail(&e))?
     };
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let name = format!("lg{i}");
     let known = shared
         .tokens
@@ -241,12 +250,11 @@ async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String>
         .unwrap_or_else(|e| e.into_inner())
         .get(&name)
         .cloned();
-    let mut request = url.as_str().into_client_request().map_err(|e| fail(&e))?;
+    let mut headers = Vec::new();
     if let (Some(token), Protocol::Hubbub) = (&known, shared.args.protocol) {
-        let bearer = format!("Bearer {token}").parse().map_err(|e| fail(&e))?;
-        request.headers_mut().insert("authorization", bearer);
+        headers.push(format!("Authorization: Bearer {token}"));
     }
-    let (mut ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream))
+    let (mut reader, writer) = client::handshake(stream, url, &headers)
         .await
         .map_err(|e| fail(&e))?;
     if shared.args.protocol == Protocol::Hubbub {
@@ -258,61 +266,58 @@ async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<Ws, String>
             "type": "join", "username": name,
             "email": format!("lg{i}@load.test"), "room": room,
         });
-        ws.send(Message::text(join.to_string()))
+        client::send_text(&writer, &join.to_string())
             .await
             .map_err(|e| e.to_string())?;
         loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => {
-                    // A new account's token, for the next run.
-                    let welcome: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-                    if let Some(token) = welcome["token"].as_str() {
-                        let mut tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
-                        tokens.insert(name.clone(), token.to_string());
-                    }
-                    break;
+            let text = match reader.next().await {
+                Ok(Some(Received::Text(t))) => String::from_utf8_lossy(t).into_owned(),
+                other => {
+                    let why = match other {
+                        Err(e) => e.to_string(),
+                        _ => "closed".into(),
+                    };
+                    return Err(format!("client {i}: no welcome: {why}"));
                 }
-                Some(Ok(Message::Text(t))) if t.contains("\"error\"") => {
-                    return Err(format!("client {i}: join refused: {t}"));
+            };
+            if text.contains("\"welcome\"") {
+                // A new account's token, for the next run.
+                let welcome: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                if let Some(token) = welcome["token"].as_str() {
+                    let mut tokens = shared.tokens.lock().unwrap_or_else(|e| e.into_inner());
+                    tokens.insert(name.clone(), token.to_string());
                 }
-                Some(Ok(_)) => continue,
-                other => return Err(format!("client {i}: no welcome: {other:?}")),
+                break;
+            }
+            if text.contains("\"error\"") {
+                return Err(format!("client {i}: join refused: {text}"));
             }
         }
     }
-    Ok(ws)
+    Ok((reader, writer))
 }
 
 /// Reads until the end, recording every load message's latency. Client `me` is also sender
 /// `me` when `me < senders`: its own echo releases its next message in closed-loop mode.
-async fn read_loop(shared: Arc<Shared>, me: usize, mut rx: futures::stream::SplitStream<Ws>) {
-    while let Some(message) = rx.next().await {
-        let Ok(Message::Text(t)) = message else {
-            if message.is_err() {
-                break;
-            }
+async fn read_loop(shared: Arc<Shared>, me: usize, mut reader: Reader) {
+    while let Ok(Some(Received::Text(frame))) = reader.next().await {
+        let Some(text) = received_text(shared.args.protocol, frame) else {
             continue;
         };
-        let Some(text) = received_text(shared.args.protocol, &t) else {
+        // "lg sender seq µs ...."
+        let Some((sender, rest)) = text.strip_prefix(b"lg ").and_then(number) else {
             continue;
         };
-        let mut parts = text.split(' ');
-        if parts.next() != Some("lg") {
-            continue;
-        }
-        let sender: usize = parts
-            .next()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(usize::MAX);
-        let _seq = parts.next();
-        let sent_us: u64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        let sent_us = number(rest)
+            .and_then(|(_seq, rest)| number(rest))
+            .map_or(0, |(us, _)| us);
         let now_us = shared.start.elapsed().as_micros() as u64;
         if shared.measuring.load(Relaxed) {
             shared.delivered.fetch_add(1, Relaxed);
             shared.latency.record(now_us.saturating_sub(sent_us));
         }
-        if sender == me
-            && let Some(n) = shared.echoes.get(sender)
+        if sender == me as u64
+            && let Some(n) = shared.echoes.get(me)
         {
             n.notify_one();
         }
@@ -320,13 +325,7 @@ async fn read_loop(shared: Arc<Shared>, me: usize, mut rx: futures::stream::Spli
     shared.disconnected.fetch_add(1, Relaxed);
 }
 
-async fn send_loop(
-    shared: Arc<Shared>,
-    sender: usize,
-    client: usize,
-    mut tx: futures::stream::SplitSink<Ws, Message>,
-    until: Instant,
-) {
+async fn send_loop(shared: Arc<Shared>, sender: usize, client: usize, tx: Writer, until: Instant) {
     let mut seq = 0u64;
     let mut ticker =
         tokio::time::interval(Duration::from_secs_f64(1.0 / shared.args.rate.max(0.001)));
@@ -350,8 +349,7 @@ async fn send_loop(
             ticker.tick().await;
         }
         let text = payload(&shared, sender, seq);
-        if tx
-            .send(Message::text(frame(&shared, client, text)))
+        if client::send_text(&tx, &frame(&shared, client, text))
             .await
             .is_err()
         {
@@ -436,14 +434,13 @@ async fn main() {
     let connect_started = Instant::now();
     let mut sinks = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
-        let ws = match connect(&shared, i, false).await {
+        let (rx, tx) = match connect(&shared, i, false).await {
             Ok(ws) => ws,
             Err(e) => {
                 eprintln!("{e}");
                 std::process::exit(1);
             }
         };
-        let (tx, rx) = ws.split();
         tokio::spawn(read_loop(shared.clone(), i, rx));
         sinks.push(tx);
     }
@@ -588,13 +585,9 @@ async fn main() {
         // A stalled client the server dropped has its buffered frames, then an end; one it
         // still holds is simply silent.
         let mut ended = 0;
-        for ws in &mut stalled {
+        for (reader, _writer) in &mut stalled {
             let finished = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Some(Ok(m)) = ws.next().await {
-                    if let Message::Close(_) = m {
-                        break;
-                    }
-                }
+                while let Ok(Some(Received::Text(_))) = reader.next().await {}
             })
             .await;
             ended += finished.is_ok() as usize;

@@ -1,0 +1,427 @@
+//! A connection's mailbox: the frames on their way to its socket, and who writes them.
+//!
+//! A room's fan-out puts a broadcast's frame (encoded once: `wire`) into the mailbox of each
+//! recipient, and a flusher, a short task per chunk of mailboxes spawned by the fan-out
+//! ([`flush_later`]), writes each one's frames with a single non-blocking vectored write. No
+//! task is woken per recipient: a message to a room of 10,000 costs a push per mailbox and a
+//! system call per socket, spread over the cores a chunk at a time.
+//!
+//! When a socket cannot take everything (a client reading slowly), its mailbox passes to the
+//! connection's own writer task, which waits for the socket and is the one that gives up on a
+//! stalled client (`connection::writer`). Frames that arrive while a write is under way wait
+//! here and go out together with the next write, so a busy connection's writes carry many
+//! frames each: batching by readiness, with no clock.
+//!
+//! One party at a time writes a socket ([`Owner`]), so frames go out whole and in the order
+//! they were put in. A reader that lets `room-queue` frames pile up is marked lagged, and its
+//! writer cuts it off (close code 4000): one stalled client never holds memory for long, nor
+//! slows anyone else.
+
+use super::metrics::Metrics;
+use super::websocket::SocketWriter;
+use super::wire::{self, Frame};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// Identifies one connection, so a stale connection cannot remove its replacement.
+pub type ConnId = u64;
+
+/// Mailboxes one flusher task writes: enough that a spawn is small next to the work, few
+/// enough that a big room's message is spread over every core.
+const FLUSH_CHUNK: usize = 128;
+
+/// Frames a flusher hands to one system call (Linux takes up to 1,024 slices).
+const SLICES: usize = 64;
+
+/// Who writes the socket now.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Owner {
+    /// Nobody: the next frame put in schedules a flusher.
+    Idle,
+    /// A flusher, without waiting: it hands over to the writer if the socket fills.
+    Flusher,
+    /// The connection's writer task, which may wait for the socket.
+    Writer,
+}
+
+struct State {
+    /// Frames to write, in order; the first may be partly written already (`sent` bytes).
+    queue: VecDeque<Frame>,
+    sent: usize,
+    /// Room frames that arrived before the connection follows its room (its `welcome` and
+    /// catch-up are still on their way): they join `queue` when it does.
+    held: VecDeque<Frame>,
+    following: bool,
+    owner: Owner,
+    /// Fell `room-queue` frames behind: no more frames; the writer cuts the connection off.
+    lagged: bool,
+    /// The socket failed (the peer is gone): nothing more is written.
+    broken: bool,
+    /// Saying goodbye: no more room frames.
+    closing: bool,
+    /// A close the rooms asked for (replaced, banned, signed out everywhere).
+    close: Option<(u16, &'static str)>,
+}
+
+/// What the writer must do about the connection, besides writing.
+pub enum Trouble {
+    /// Fell a whole room queue behind.
+    Lagged,
+    /// The socket failed.
+    Broken,
+    /// Asked to close with this code and reason.
+    Close(u16, &'static str),
+}
+
+pub struct Mailbox {
+    id: ConnId,
+    socket: SocketWriter,
+    state: Mutex<State>,
+    /// Wakes the connection's writer: the mailbox passed to it, or there is [`Trouble`].
+    pub wake: Notify,
+}
+
+impl Mailbox {
+    pub fn new(id: ConnId, socket: SocketWriter) -> Arc<Mailbox> {
+        Arc::new(Mailbox {
+            id,
+            socket,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                sent: 0,
+                held: VecDeque::new(),
+                following: false,
+                owner: Owner::Idle,
+                lagged: false,
+                broken: false,
+                closing: false,
+                close: None,
+            }),
+            wake: Notify::new(),
+        })
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    pub fn socket(&self) -> &SocketWriter {
+        &self.socket
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Puts a room frame in, unless `limit` frames are waiting already (then the connection
+    /// is lagged). True when nobody is writing the socket: the caller has it flushed
+    /// ([`flush_later`]).
+    pub fn put(&self, frame: &Frame, limit: usize) -> bool {
+        let mut s = self.lock();
+        if s.lagged || s.broken || s.closing {
+            return false;
+        }
+        if s.queue.len() + s.held.len() >= limit {
+            s.lagged = true;
+            s.held.clear();
+            // A frame already partly on the wire is finished before the close frame.
+            let keep = usize::from(s.sent > 0);
+            s.queue.truncate(keep);
+            drop(s);
+            self.wake.notify_one();
+            return false;
+        }
+        if !s.following {
+            s.held.push_back(frame.clone());
+            return false;
+        }
+        s.queue.push_back(frame.clone());
+        if s.owner == Owner::Idle {
+            s.owner = Owner::Flusher;
+            return true;
+        }
+        false
+    }
+
+    /// Puts one of the connection's own frames in (its `welcome`, a reply, a ping), for its
+    /// writer to write ([`Mailbox::take`]) or the flusher at work to take along.
+    pub fn put_own(&self, frame: Frame) {
+        self.lock().queue.push_back(frame);
+    }
+
+    /// The connection follows its room from now on: the room frames held meanwhile come next.
+    pub fn follow(&self) {
+        let mut s = self.lock();
+        s.following = true;
+        let held = std::mem::take(&mut s.held);
+        s.queue.extend(held);
+    }
+
+    /// Asks the writer to close the connection with `code`.
+    pub fn request_close(&self, code: u16, reason: &'static str) {
+        self.lock().close.get_or_insert((code, reason));
+        self.wake.notify_one();
+    }
+
+    /// What the writer must act on, if anything.
+    pub fn trouble(&self) -> Option<Trouble> {
+        let s = self.lock();
+        if s.broken {
+            Some(Trouble::Broken)
+        } else if s.lagged {
+            Some(Trouble::Lagged)
+        } else {
+            s.close.map(|(code, reason)| Trouble::Close(code, reason))
+        }
+    }
+
+    /// Writer side: takes the frames it should write now (up to `max`) and the bytes of the
+    /// first already written, unless a flusher is at work (it writes them) or there are none.
+    pub fn take(&self, batch: &mut Vec<Frame>, max: usize) -> Option<usize> {
+        let mut s = self.lock();
+        if s.owner == Owner::Flusher || s.broken {
+            return None;
+        }
+        if s.queue.is_empty() {
+            s.owner = Owner::Idle;
+            return None;
+        }
+        s.owner = Owner::Writer;
+        let n = s.queue.len().min(max);
+        batch.extend(s.queue.drain(..n));
+        Some(std::mem::take(&mut s.sent))
+    }
+
+    /// Writer side, saying goodbye: no more room frames (a lagged reader keeps only a frame
+    /// already partly written), and `close` goes last.
+    pub fn put_goodbye(&self, close: Frame) {
+        let mut s = self.lock();
+        s.closing = true;
+        if s.lagged {
+            let keep = usize::from(s.sent > 0);
+            s.queue.truncate(keep);
+        } else if s.following {
+            // Room frames already accepted from someone: delivered before the goodbye.
+        } else {
+            s.held.clear();
+        }
+        s.queue.push_back(close);
+    }
+
+    /// Whether everything put in is written (and no flusher is at work).
+    pub fn is_drained(&self) -> bool {
+        let s = self.lock();
+        s.broken || (s.queue.is_empty() && s.owner != Owner::Flusher)
+    }
+
+    /// Flusher side: writes what is queued, without waiting. Called only after [`put`] said
+    /// so, which made this flusher the owner.
+    ///
+    /// [`put`]: Mailbox::put
+    fn flush(&self, batch: &mut Vec<Frame>, metrics: &Metrics) {
+        loop {
+            let mut s = self.lock();
+            if s.broken || s.queue.is_empty() {
+                s.owner = Owner::Idle;
+                let tell = s.closing || s.close.is_some();
+                drop(s);
+                if tell {
+                    self.wake.notify_one();
+                }
+                return;
+            }
+            let sent = s.sent;
+            let n = s.queue.len().min(SLICES);
+            batch.extend(s.queue.drain(..n));
+            drop(s);
+            let result = wire::write_now(&self.socket, batch, sent);
+            let (done, partial) = match result {
+                Ok(written) => wire::advance(batch, sent, written),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => (0, sent),
+                Err(_) => {
+                    let mut s = self.lock();
+                    s.broken = true;
+                    s.queue.clear();
+                    s.owner = Owner::Idle;
+                    drop(s);
+                    batch.clear();
+                    self.wake.notify_one();
+                    return;
+                }
+            };
+            if done > 0 {
+                metrics.frames_out.fetch_add(done as u64, Relaxed);
+                metrics.socket_writes.fetch_add(1, Relaxed);
+            }
+            if done == batch.len() {
+                batch.clear();
+                continue;
+            }
+            // The socket is full: what is left goes back in front, and to the writer.
+            let mut s = self.lock();
+            for frame in batch.drain(done..).rev() {
+                s.queue.push_front(frame);
+            }
+            batch.clear();
+            s.sent = partial;
+            s.owner = Owner::Writer;
+            drop(s);
+            self.wake.notify_one();
+            return;
+        }
+    }
+}
+
+/// Has each of `mailboxes` (which [`Mailbox::put`] made theirs to flush) written, a chunk per
+/// task so that a big room's message is spread over the cores.
+pub fn flush_later(mailboxes: Vec<Arc<Mailbox>>, metrics: &Arc<Metrics>) {
+    if mailboxes.is_empty() {
+        return;
+    }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Outside a runtime (a unit test): at once.
+        return flush_each(&mailboxes, metrics);
+    };
+    let mut rest = mailboxes.into_iter();
+    loop {
+        let chunk: Vec<_> = rest.by_ref().take(FLUSH_CHUNK).collect();
+        if chunk.is_empty() {
+            return;
+        }
+        let metrics = metrics.clone();
+        runtime.spawn(async move { flush_each(&chunk, &metrics) });
+    }
+}
+
+fn flush_each(mailboxes: &[Arc<Mailbox>], metrics: &Metrics) {
+    let mut batch = Vec::new();
+    for mailbox in mailboxes {
+        mailbox.flush(&mut batch, metrics);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::listener::Tracked;
+    use futures::StreamExt;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::WebSocketStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+
+    /// A mailbox on the server's end of a real loopback connection, and the client's end. The
+    /// buffers are set small on both sides, so a client that does not read fills them soon
+    /// whatever the kernel's defaults.
+    async fn connected() -> (Arc<Mailbox>, WebSocketStream<TcpStream>, impl Sized) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let (client, accepted) = tokio::join!(
+            socket.connect(listener.local_addr().unwrap()),
+            listener.accept()
+        );
+        let server = accepted.unwrap().0;
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        let (read, write) = Tracked::new(server).into_split();
+        let client = WebSocketStream::from_raw_socket(client.unwrap(), Role::Client, None).await;
+        (Mailbox::new(1, write), client, read)
+    }
+
+    async fn texts(client: &mut WebSocketStream<TcpStream>, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        while got.len() < n {
+            match client.next().await {
+                Some(Ok(Message::Text(t))) => got.push(t.to_string()),
+                other => panic!("after {} frames: {other:?}", got.len()),
+            }
+        }
+        got
+    }
+
+    /// What a connection's writer does: writes whatever the mailbox passes to it.
+    fn writer(mailbox: Arc<Mailbox>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            loop {
+                while let Some(sent) = mailbox.take(&mut batch, 256) {
+                    wire::write_all(mailbox.socket(), &mut batch, sent)
+                        .await
+                        .unwrap();
+                }
+                mailbox.wake.notified().await;
+            }
+        })
+    }
+
+    fn put(mailbox: &Arc<Mailbox>, text: &str, limit: usize) {
+        if mailbox.put(&Frame::text(text), limit) {
+            flush_later(vec![mailbox.clone()], &Arc::default());
+        }
+    }
+
+    #[tokio::test]
+    async fn room_frames_wait_for_the_welcome_and_then_come_in_order() {
+        let (mailbox, mut client, _keep) = connected().await;
+        let writer = writer(mailbox.clone());
+        put(&mailbox, "room 1", 100); // before the connection follows: held
+        mailbox.put_own(Frame::text("welcome"));
+        mailbox.wake.notify_one();
+        assert_eq!(texts(&mut client, 1).await, ["welcome"]);
+        mailbox.follow();
+        mailbox.wake.notify_one();
+        put(&mailbox, "room 2", 100); // written by a flusher, or the writer if it is at work
+        put(&mailbox, "room 3", 100);
+        assert_eq!(texts(&mut client, 3).await, ["room 1", "room 2", "room 3"]);
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_full_socket_passes_to_the_writer_and_nothing_is_lost_or_reordered() {
+        let (mailbox, mut client, _keep) = connected().await;
+        let writer = writer(mailbox.clone());
+        mailbox.follow();
+        // Far more than the buffers hold, while the client reads nothing: the flushers find
+        // the socket full and hand over to the writer, which waits for it.
+        let n = 3_000;
+        let pad = "x".repeat(1_000);
+        for i in 0..n {
+            put(&mailbox, &format!("{i} {pad}"), n);
+            if i % 100 == 0 {
+                tokio::task::yield_now().await; // let the flushers at it
+            }
+        }
+        let got = texts(&mut client, n).await;
+        for (i, text) in got.iter().enumerate() {
+            assert!(
+                text.starts_with(&format!("{i} ")),
+                "frame {i}: {}",
+                &text[..10]
+            );
+        }
+        assert!(mailbox.trouble().is_none());
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_lets_a_room_queue_pile_up_is_cut_off() {
+        let (mailbox, _client, _keep) = connected().await;
+        mailbox.follow();
+        let pad = "x".repeat(1_000);
+        // Nobody reads, and no writer waits for the socket: frames pile up once it is full.
+        for i in 0..100_000 {
+            put(&mailbox, &format!("{i} {pad}"), 64);
+            tokio::task::yield_now().await; // let the flusher at it
+            if mailbox.trouble().is_some() {
+                break;
+            }
+        }
+        assert!(matches!(mailbox.trouble(), Some(Trouble::Lagged)));
+        // Nothing more is taken in.
+        assert!(!mailbox.put(&Frame::text("late"), 64));
+    }
+}
