@@ -43,7 +43,8 @@ pub struct HubConfig {
     pub typing_timeout_ms: u64,
     /// Frames that may wait for one reader (its socket full); one more disconnects it.
     pub room_queue: usize,
-    /// Frames waiting for one connection outside room broadcasts (welcome, errors, pongs).
+    /// Frames waiting for one connection beyond which its own replies (history pages,
+    /// errors) wait to be queued: a client that asks and does not read is held back.
     pub direct_queue: usize,
     /// A write that cannot complete within this time marks the client a slow consumer.
     pub write_timeout_ms: u64,

@@ -21,6 +21,7 @@ use super::metrics::Metrics;
 use super::websocket::SocketWriter;
 use super::wire::{self, Frame};
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -61,8 +62,13 @@ struct State {
     broken: bool,
     /// Saying goodbye: no more room frames.
     closing: bool,
-    /// A close the rooms asked for (replaced, banned, signed out everywhere).
+    /// A close asked for: by the reader (a protocol error, the client's own close) or the
+    /// rooms (replaced, banned, signed out everywhere). The first one asked is sent.
     close: Option<(u16, &'static str)>,
+    /// The reader is done: the writer writes what is waiting and ends.
+    finished: bool,
+    /// The writer has ended: nothing more will be written.
+    writer_gone: bool,
 }
 
 /// What the writer must do about the connection, besides writing.
@@ -73,21 +79,35 @@ pub enum Trouble {
     Broken,
     /// Asked to close with this code and reason.
     Close(u16, &'static str),
+    /// The reader is done (see [`Mailbox::finish`]).
+    Finished,
 }
 
 pub struct Mailbox {
     id: ConnId,
     socket: SocketWriter,
+    /// Frames waiting beyond which the connection's own frames wait to be put in
+    /// (`direct-queue`): a client asking for history and not reading it is held back.
+    own_limit: usize,
     state: Mutex<State>,
-    /// Wakes the connection's writer: the mailbox passed to it, or there is [`Trouble`].
+    /// Wakes the connection's writer: its own frames or the mailbox passed to it, or there is
+    /// [`Trouble`].
     pub wake: Notify,
+    /// Frames left the queue (written, or taken to be written), or the writer ended: wakes a
+    /// reader waiting to put in one of its own frames ([`Mailbox::send_own`]).
+    written: Notify,
+    /// Someone waits on `written` (set under the state lock): writes notify only then.
+    waiting: AtomicBool,
 }
 
 impl Mailbox {
-    pub fn new(id: ConnId, socket: SocketWriter) -> Arc<Mailbox> {
+    pub fn new(id: ConnId, socket: SocketWriter, own_limit: usize) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             id,
             socket,
+            own_limit: own_limit.max(1),
+            written: Notify::new(),
+            waiting: AtomicBool::new(false),
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 sent: 0,
@@ -98,6 +118,8 @@ impl Mailbox {
                 broken: false,
                 closing: false,
                 close: None,
+                finished: false,
+                writer_gone: false,
             }),
             wake: Notify::new(),
         })
@@ -145,18 +167,97 @@ impl Mailbox {
         false
     }
 
-    /// Puts one of the connection's own frames in (its `welcome`, a reply, a ping), for its
-    /// writer to write ([`Mailbox::take`]) or the flusher at work to take along.
+    /// Writer side: puts one of its own frames in (a ping), to write next.
     pub fn put_own(&self, frame: Frame) {
         self.lock().queue.push_back(frame);
     }
 
-    /// The connection follows its room from now on: the room frames held meanwhile come next.
+    /// Reader side: puts one of the connection's own frames in (its `welcome`, a reply), once
+    /// fewer than `direct-queue` frames are waiting, and has the writer write it (or the
+    /// flusher at work take it along). False if the connection's writer has ended.
+    pub async fn send_own(&self, frame: Frame) -> bool {
+        let mut frame = Some(frame);
+        self.when(|s| {
+            if s.queue.len() >= self.own_limit {
+                return false;
+            }
+            s.queue.extend(frame.take());
+            true
+        })
+        .await
+    }
+
+    /// Reader side: like [`Mailbox::send_own`], but dropped rather than waited for when
+    /// `direct-queue` frames are waiting (a pong: a client that does not read needs none).
+    pub fn try_send_own(&self, frame: Frame) {
+        let mut s = self.lock();
+        if s.queue.len() < self.own_limit && !s.writer_gone {
+            s.queue.push_back(frame);
+            drop(s);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Reader side: waits until the writer has taken everything put in so far (it is written,
+    /// or in the write under way), so that a long catch-up goes one page at a time. False if
+    /// the writer has ended.
+    pub async fn drained(&self) -> bool {
+        self.when(|s| s.queue.is_empty()).await
+    }
+
+    /// Waits until `ready` (called under the lock) says so, and wakes the writer. False if the
+    /// writer ended first.
+    async fn when(&self, mut ready: impl FnMut(&mut State) -> bool) -> bool {
+        loop {
+            // Interested before looking: a write finishing meanwhile is not missed.
+            let written = self.written.notified();
+            let mut written = std::pin::pin!(written);
+            written.as_mut().enable();
+            {
+                let mut s = self.lock();
+                if s.writer_gone || s.broken {
+                    return false;
+                }
+                if ready(&mut s) {
+                    drop(s);
+                    self.wake.notify_one();
+                    return true;
+                }
+                // Under the lock: frames taken after this look see it, and tell.
+                self.waiting.store(true, Relaxed);
+            }
+            written.await;
+        }
+    }
+
+    /// Reader side: the connection follows its room from now on; the room frames held
+    /// meanwhile come next.
     pub fn follow(&self) {
         let mut s = self.lock();
         s.following = true;
         let held = std::mem::take(&mut s.held);
         s.queue.extend(held);
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Reader side: the reader is done; the writer writes what is waiting, then ends.
+    pub fn finish(&self) {
+        self.lock().finished = true;
+        self.wake.notify_one();
+    }
+
+    /// Writer side: the writer has ended (whatever the reason).
+    pub fn writer_gone(&self) {
+        self.lock().writer_gone = true;
+        self.written.notify_waiters();
+    }
+
+    /// Writer side: frames were written.
+    pub fn wrote(&self) {
+        if self.waiting.swap(false, Relaxed) {
+            self.written.notify_waiters();
+        }
     }
 
     /// Asks the writer to close the connection with `code`.
@@ -172,8 +273,10 @@ impl Mailbox {
             Some(Trouble::Broken)
         } else if s.lagged {
             Some(Trouble::Lagged)
+        } else if let Some((code, reason)) = s.close {
+            Some(Trouble::Close(code, reason))
         } else {
-            s.close.map(|(code, reason)| Trouble::Close(code, reason))
+            s.finished.then_some(Trouble::Finished)
         }
     }
 
@@ -255,6 +358,7 @@ impl Mailbox {
                 metrics.frames_out.fetch_add(done as u64, Relaxed);
                 metrics.socket_writes.fetch_add(1, Relaxed);
             }
+            self.wrote();
             if done == batch.len() {
                 batch.clear();
                 continue;
@@ -329,7 +433,7 @@ mod tests {
             .unwrap();
         let (read, write) = Tracked::new(server).into_split();
         let client = WebSocketStream::from_raw_socket(client.unwrap(), Role::Client, None).await;
-        (Mailbox::new(1, write), client, read)
+        (Mailbox::new(1, write, 64), client, read)
     }
 
     async fn texts(client: &mut WebSocketStream<TcpStream>, n: usize) -> Vec<String> {

@@ -75,19 +75,6 @@ impl Delivery {
     }
 }
 
-/// What a connection's writer task is asked to do, in order.
-pub enum Outbound {
-    /// Send this frame.
-    Frame(Frame),
-    /// Start writing the room's frames (sent right after `welcome` and any catch-up).
-    Follow,
-    /// Send a close frame and stop.
-    Close(u16, &'static str),
-    /// Say when the writer has reached this point of the queue (everything before it is
-    /// written or in the batch being written): lets a long catch-up go one page at a time.
-    Reached(tokio::sync::oneshot::Sender<()>),
-}
-
 /// Serialises a frame once, for any number of recipients.
 pub fn encode(frame: &ServerFrame) -> Frame {
     Frame::json(frame)

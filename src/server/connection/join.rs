@@ -182,17 +182,13 @@ async fn identify(hub: &Hub, peer: &Peer, asked: &Asked) -> Result<Who, Reply> {
 /// Everything after `since` reaches the client, in order, with no gap before the live
 /// messages. One page at a time: the next is read only once the writer has taken the previous
 /// one, so a client that reads slowly never makes the server hold the whole history for it.
-pub(super) async fn follow(out: &mpsc::Sender<Outbound>, hub: &Hub, welcomed: Welcomed) -> Next {
+pub(super) async fn follow(out: &Mailbox, hub: &Hub, welcomed: Welcomed) -> Next {
     if let Next::Stop = send(out, &welcomed.welcome).await {
         return Next::Stop;
     }
     if let Some(mut catch_up) = welcomed.catch_up {
         loop {
-            let (reached, taken) = oneshot::channel();
-            if let Next::Stop = forward(out, Outbound::Reached(reached)).await {
-                return Next::Stop;
-            }
-            if taken.await.is_err() {
+            if !out.drained().await {
                 return Next::Stop;
             }
             let since = catch_up.last.unwrap_or(0);
@@ -213,7 +209,8 @@ pub(super) async fn follow(out: &mpsc::Sender<Outbound>, hub: &Hub, welcomed: We
             }
         }
     }
-    forward(out, Outbound::Follow).await
+    out.follow();
+    Next::Continue
 }
 
 #[cfg(test)]

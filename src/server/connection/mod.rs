@@ -31,7 +31,7 @@ use super::hub::{Hub, JoinRefused};
 use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
 use super::mailbox::Mailbox;
-use super::rooms::{Outbound, encode};
+use super::rooms::encode;
 use super::storage::{Account, Draft, StoreError};
 use super::websocket::{Socket, SocketWriter};
 use super::wire;
@@ -42,7 +42,7 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::{MissedTickBehavior, timeout};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -112,21 +112,18 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     hub.metrics.connections_open.fetch_add(1, Relaxed);
     hub.metrics.connections_total.fetch_add(1, Relaxed);
-    let mailbox = Mailbox::new(hub.next_conn_id(), sink);
-    let (out, out_rx) = mpsc::channel(hub.config.direct_queue.max(4));
+    let mailbox = Mailbox::new(hub.next_conn_id(), sink, hub.config.direct_queue);
     let writer = tokio::spawn(writer::write_loop(
         mailbox.clone(),
-        out_rx,
         shutdown,
         hub.clone(),
         progress,
     ));
-    run(stream, out, writer, hub, mailbox, slot, peer)
+    run(stream, writer, hub, mailbox, slot, peer)
 }
 
 async fn run(
     mut stream: Socket,
-    out: mpsc::Sender<Outbound>,
     mut writer: tokio::task::JoinHandle<()>,
     hub: Arc<Hub>,
     mailbox: Arc<Mailbox>,
@@ -136,7 +133,7 @@ async fn run(
     let mut session = None;
     let reader_ended = {
         // Pinned in place: a future moved into `select!` can take its room twice.
-        let reader = read_loop(&mut stream, &out, &hub, (&mailbox, &peer), &mut session);
+        let reader = read_loop(&mut stream, &mailbox, &hub, (&mailbox, &peer), &mut session);
         let mut reader = std::pin::pin!(reader);
         tokio::select! {
             _ = &mut writer => false,
@@ -149,7 +146,7 @@ async fn run(
         hub.leave(&s.room, &s.user, mailbox.id()).await;
     }
     if reader_ended {
-        Box::pin(close_handshake(stream, out, writer)).await;
+        Box::pin(close_handshake(stream, &mailbox, writer)).await;
     }
     hub.metrics.connections_open.fetch_sub(1, Relaxed);
     drop(slot);
@@ -159,10 +156,10 @@ async fn run(
 /// then waits briefly for the client's close reply.
 async fn close_handshake(
     mut stream: Socket,
-    out: mpsc::Sender<Outbound>,
+    mailbox: &Mailbox,
     mut writer: tokio::task::JoinHandle<()>,
 ) {
-    drop(out);
+    mailbox.finish();
     if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         writer.abort();
     }
@@ -187,7 +184,7 @@ enum Next {
 
 async fn read_loop(
     stream: &mut Socket,
-    out: &mpsc::Sender<Outbound>,
+    out: &Mailbox,
     hub: &Arc<Hub>,
     (mailbox, peer): (&Arc<Mailbox>, &Peer),
     session: &mut Option<Session>,
@@ -213,19 +210,14 @@ async fn read_loop(
         };
         let message = match next {
             Err(_) => {
-                let _ = out
-                    .send(Outbound::Close(
-                        close::IDLE_TIMEOUT,
-                        "no heartbeat received",
-                    ))
-                    .await;
+                out.request_close(close::IDLE_TIMEOUT, "no heartbeat received");
                 return;
             }
             Ok(None) => return,
             // Tungstenite's own (larger) cap: the frame could not even be read.
             Ok(Some(Err(e))) => {
                 if is_too_big(e) {
-                    too_big(out).await;
+                    too_big(out);
                 }
                 return;
             }
@@ -234,11 +226,11 @@ async fn read_loop(
         hub.metrics.frames_in.fetch_add(1, Relaxed);
         let parsed = match message {
             Message::Text(text) if text.len() > config.max_frame_bytes => {
-                too_big(out).await;
+                too_big(out);
                 return;
             }
             Message::Binary(data) if data.len() > config.max_frame_bytes => {
-                too_big(out).await;
+                too_big(out);
                 return;
             }
             Message::Text(text) => serde_json::from_str::<ClientFrame>(&text)
@@ -255,14 +247,13 @@ async fn read_loop(
                 } else {
                     1000
                 };
-                // Waited for (briefly): a full queue must not cost the client its reply.
-                let _ = timeout(CLOSE_TIMEOUT, out.send(Outbound::Close(code, ""))).await;
+                out.request_close(code, "");
                 return;
             }
             Message::Ping(payload) => {
-                // Answered through the writer; if its queue is full, the client is not
+                // Answered through the writer; if its mailbox is full, the client is not
                 // reading and a pong would not help.
-                let _ = out.try_send(Outbound::Frame(wire::Frame::pong(&payload)));
+                out.try_send_own(wire::Frame::pong(&payload));
                 continue;
             }
             // Pongs only prove liveness. Raw frames are never produced when reading.
@@ -319,7 +310,7 @@ pub(super) enum Reply {
 /// Acts on one well-formed client frame.
 async fn handle(
     frame: ClientFrame,
-    out: &mpsc::Sender<Outbound>,
+    out: &Mailbox,
     hub: &Arc<Hub>,
     (mailbox, peer): (&Arc<Mailbox>, &Peer),
     session: &mut Option<Session>,
@@ -434,7 +425,7 @@ async fn joined(frame: ClientFrame, hub: &Arc<Hub>, s: &mut Session, pace: &mut 
 
 /// Sends a command's reply.
 async fn answer(
-    out: &mpsc::Sender<Outbound>,
+    out: &Mailbox,
     hub: &Hub,
     pace: &mut Pace,
     reply: Reply,
@@ -463,7 +454,7 @@ fn not_joined() -> Invalid {
 
 /// Answers a bad or refused frame and counts it; too many in a row close the connection.
 async fn strike(
-    out: &mpsc::Sender<Outbound>,
+    out: &Mailbox,
     hub: &Hub,
     strikes: &mut u32,
     invalid: Invalid,
@@ -483,24 +474,20 @@ async fn strike(
         } else {
             (close::PROTOCOL_ABUSE, "too many invalid or refused frames")
         };
-        let _ = out.send(Outbound::Close(close_code, reason)).await;
+        out.request_close(close_code, reason);
         return Next::Stop;
     }
     send_error(out, code, &invalid.message, client_id).await
 }
 
-async fn unavailable(
-    out: &mpsc::Sender<Outbound>,
-    error: StoreError,
-    client_id: Option<String>,
-) -> Next {
+async fn unavailable(out: &Mailbox, error: StoreError, client_id: Option<String>) -> Next {
     tracing::error!("{error}");
     let message = "the server could not store or read messages right now; nothing was sent";
     send_error(out, ErrorCode::Unavailable, message, client_id).await
 }
 
 async fn send_error(
-    out: &mpsc::Sender<Outbound>,
+    out: &Mailbox,
     code: ErrorCode,
     message: &str,
     client_id: Option<String>,
@@ -513,14 +500,10 @@ async fn send_error(
     send(out, &frame).await
 }
 
-async fn send(out: &mpsc::Sender<Outbound>, frame: &ServerFrame) -> Next {
-    forward(out, Outbound::Frame(encode(frame))).await
-}
-
-async fn forward(out: &mpsc::Sender<Outbound>, item: Outbound) -> Next {
-    match out.send(item).await {
-        Ok(()) => Next::Continue,
-        Err(_) => Next::Stop, // the writer has ended
+async fn send(out: &Mailbox, frame: &ServerFrame) -> Next {
+    match out.send_own(encode(frame)).await {
+        true => Next::Continue,
+        false => Next::Stop, // the writer has ended
     }
 }
 
@@ -533,13 +516,8 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Closes with 1009: the frame is over `max-frame-bytes`.
-async fn too_big(out: &mpsc::Sender<Outbound>) {
-    let _ = out
-        .send(Outbound::Close(
-            close::TOO_BIG,
-            "frame exceeds the size limit",
-        ))
-        .await;
+fn too_big(out: &Mailbox) {
+    out.request_close(close::TOO_BIG, "frame exceeds the size limit");
 }
 
 /// Whether a read error is tungstenite refusing an oversized frame or message.
@@ -548,7 +526,7 @@ fn is_too_big(error: WsError) -> bool {
 }
 
 /// A hub of its own for testing commands without a socket: real storage (a SQLite file in a
-/// temporary directory), real rooms; the connection's queue is a plain channel.
+/// temporary directory), real rooms, a real socket.
 #[cfg(test)]
 mod testing {
     use super::*;
@@ -564,9 +542,8 @@ mod testing {
     /// A joined connection, read from the client's end of a real socket.
     pub(super) struct Follower {
         client: tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
-        /// The server's side: its queue, reading half and shutdown signal, kept open.
+        /// The server's side: its reading half and shutdown signal, kept open.
         _server: (
-            mpsc::Sender<Outbound>,
             crate::server::listener::Tracked<tokio::net::tcp::OwnedReadHalf>,
             watch::Sender<bool>,
         ),
@@ -597,16 +574,9 @@ mod testing {
         /// Joins the default room as `name` (email `name@example.com`) and follows it.
         pub(super) async fn joined(&self, name: &str) -> (Session, Follower) {
             let (mailbox, (client, read, progress)) = connection(&self.hub).await;
-            let (tx, rx) = mpsc::channel(64);
             let (stop, stopped) = watch::channel(false);
             let hub = self.hub.clone();
-            tokio::spawn(writer::write_loop(
-                mailbox.clone(),
-                rx,
-                stopped,
-                hub,
-                progress,
-            ));
+            tokio::spawn(writer::write_loop(mailbox.clone(), stopped, hub, progress));
             let mut session = None;
             let asked = join::Asked {
                 username: name.into(),
@@ -622,7 +592,7 @@ mod testing {
                 panic!("{name} could not join");
             };
             assert!(matches!(
-                join::follow(&tx, &self.hub, welcomed).await,
+                join::follow(&mailbox, &self.hub, welcomed).await,
                 Next::Continue
             ));
             let client = tokio_tungstenite::WebSocketStream::from_raw_socket(
@@ -633,7 +603,7 @@ mod testing {
             .await;
             let follower = Follower {
                 client,
-                _server: (tx, read, stop),
+                _server: (read, stop),
             };
             (session.unwrap(), follower)
         }
@@ -670,7 +640,7 @@ mod testing {
         let server = crate::server::listener::Tracked::new(accepted.unwrap().0);
         let progress = server.progress();
         let (read, write) = server.into_split();
-        let mailbox = Mailbox::new(hub.next_conn_id(), write);
+        let mailbox = Mailbox::new(hub.next_conn_id(), write, hub.config.direct_queue);
         (mailbox, (client.unwrap(), read, progress))
     }
 
