@@ -655,3 +655,199 @@ fn welcome_payload(raw: &[u8]) -> Option<Vec<u8>> {
         f = &f[at + len..];
     }
 }
+
+/// A browser-like client that negotiates permessage-deflate, by hand: tungstenite has no
+/// permessage-deflate.
+mod deflating {
+    use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub struct Raw {
+        stream: TcpStream,
+        buf: Vec<u8>,
+    }
+
+    /// Deflates `data` as a browser does: raw, sync-flushed, the `00 00 ff ff` tail removed.
+    pub fn deflate(data: &[u8]) -> Vec<u8> {
+        let mut c = Compress::new(Compression::default(), false);
+        let mut out = Vec::with_capacity(data.len() + 1024);
+        c.compress_vec(data, &mut out, FlushCompress::Sync).unwrap();
+        assert_eq!(c.total_in() as usize, data.len());
+        assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+        out.truncate(out.len() - 4);
+        out
+    }
+
+    fn inflate(data: &[u8]) -> Vec<u8> {
+        let mut d = Decompress::new(false);
+        let mut input = data.to_vec();
+        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+        let mut out = Vec::with_capacity(1 << 20);
+        d.decompress_vec(&input, &mut out, FlushDecompress::Sync)
+            .unwrap();
+        out
+    }
+
+    impl Raw {
+        /// Upgrades with a permessage-deflate offer; the response's head, lowercased.
+        pub async fn connect(addr: std::net::SocketAddr) -> (Raw, String) {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request = format!(
+                "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut buf = Vec::new();
+            let end = loop {
+                let mut chunk = [0u8; 1024];
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed during the upgrade");
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            buf.drain(..end);
+            (Raw { stream, buf }, head)
+        }
+
+        /// Sends a text message, compressed or not.
+        pub async fn send(&mut self, text: &str, compressed: bool) {
+            let payload = if compressed {
+                deflate(text.as_bytes())
+            } else {
+                text.as_bytes().to_vec()
+            };
+            let mut frame = vec![0x81 | if compressed { 0x40 } else { 0 }];
+            match payload.len() {
+                n @ 0..=125 => frame.push(0x80 | n as u8),
+                n @ 126..=0xFFFF => {
+                    frame.push(0x80 | 126);
+                    frame.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+                n => {
+                    frame.push(0x80 | 127);
+                    frame.extend_from_slice(&(n as u64).to_be_bytes());
+                }
+            }
+            let mask = [9, 8, 7, 6];
+            frame.extend_from_slice(&mask);
+            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            self.stream.write_all(&frame).await.unwrap();
+        }
+
+        /// The next frame: (compressed, opcode, payload inflated).
+        pub async fn recv(&mut self) -> (bool, u8, Vec<u8>) {
+            loop {
+                if self.buf.len() >= 2 {
+                    let (b0, b1) = (self.buf[0], self.buf[1]);
+                    assert_eq!(b1 & 0x80, 0, "a server frame is never masked");
+                    let (header, len) = match b1 & 0x7F {
+                        126 if self.buf.len() >= 4 => {
+                            (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize)
+                        }
+                        127 if self.buf.len() >= 10 => (
+                            10,
+                            u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize,
+                        ),
+                        126 | 127 => (usize::MAX, 0),
+                        n => (2, n as usize),
+                    };
+                    if header != usize::MAX && self.buf.len() >= header + len {
+                        let payload: Vec<u8> = self.buf[header..header + len].to_vec();
+                        self.buf.drain(..header + len);
+                        let compressed = b0 & 0x40 != 0;
+                        let payload = if compressed {
+                            inflate(&payload)
+                        } else {
+                            payload
+                        };
+                        return (compressed, b0 & 0x0F, payload);
+                    }
+                }
+                let mut chunk = [0u8; 4096];
+                let n = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    self.stream.read(&mut chunk),
+                )
+                .await
+                .expect("a frame within 5 s")
+                .unwrap();
+                assert!(n > 0, "the server closed the connection");
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+
+        /// The next text frame of type `kind`, as JSON, and whether it came compressed.
+        pub async fn recv_type(&mut self, kind: &str) -> (bool, serde_json::Value) {
+            loop {
+                let (compressed, opcode, payload) = self.recv().await;
+                if opcode != 1 {
+                    continue;
+                }
+                let value: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+                if value["type"] == kind {
+                    return (compressed, value);
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn large_frames_go_compressed_to_clients_that_offer_permessage_deflate() {
+    use deflating::Raw;
+    let server = TestServer::start().await;
+    let mut plain = server.joined("plain").await;
+    let long = "a long message, the kind that is worth compressing; ".repeat(12);
+    plain.say(&long).await;
+    plain.recv_message().await;
+
+    let (mut raw, head) = Raw::connect(server.addr).await;
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains(
+            "sec-websocket-extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover"
+        ),
+        "{head}"
+    );
+    // Its own frames compressed, as a browser's are: the join is understood.
+    let join = json!({"type": "join", "username": "zip", "email": "zip@example.com"});
+    raw.send(&join.to_string(), true).await;
+    let (compressed, welcome) = raw.recv_type("welcome").await;
+    assert!(compressed, "the welcome, with its history, is large");
+    assert_eq!(welcome["history"][0]["text"], long.as_str());
+
+    // A long message from it: compressed once for it, plain for the client that did not
+    // negotiate (tungstenite would refuse a compressed frame: it reads it as it is).
+    let reply = format!("{long} (a reply with ünïcödé ✓)");
+    raw.send(&json!({"type": "message", "text": reply}).to_string(), true)
+        .await;
+    assert_eq!(plain.recv_message().await.text, reply);
+    let (compressed, echo) = raw.recv_type("message").await;
+    assert!(compressed);
+    assert_eq!(echo["text"], reply.as_str());
+    // Small frames stay plain, and plain frames from the client are fine too.
+    raw.send(&json!({"type": "message", "text": "hi"}).to_string(), false)
+        .await;
+    let (compressed, echo) = raw.recv_type("message").await;
+    assert!(!compressed);
+    assert_eq!(echo["text"], "hi");
+    assert_eq!(plain.recv_message().await.text, "hi");
+
+    // A message that inflates far beyond the frame limit: refused with 1009, not inflated.
+    let bomb = format!(r#"{{"type":"message","text":"{}"}}"#, "a".repeat(4 << 20));
+    raw.send(&bomb, true).await;
+    loop {
+        let (_, opcode, payload) = raw.recv().await;
+        if opcode == 8 {
+            assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1009);
+            break;
+        }
+    }
+    plain.assert_alive().await;
+}

@@ -48,6 +48,9 @@ pub struct HubConfig {
     pub direct_queue: usize,
     /// A write that cannot complete within this time marks the client a slow consumer.
     pub write_timeout_ms: u64,
+    /// Compress large frames (permessage-deflate) for clients that offer it, as browsers do:
+    /// each broadcast is compressed once for all of them.
+    pub permessage_deflate: bool,
     /// No longer has an effect (a value other than 0 is accepted, with a warning, so older
     /// configuration files still load): a connection's frames go out as soon as its socket
     /// takes them, and a busy connection's writes carry many frames each by themselves.
@@ -147,6 +150,7 @@ impl Default for HubConfig {
             room_queue: 1_024,
             direct_queue: 64,
             write_timeout_ms: 5_000,
+            permessage_deflate: true,
             socket_writes_per_sec: 0.0,
             socket_write_burst: 10.0,
             rate_per_sec: 5.0,

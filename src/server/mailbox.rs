@@ -86,6 +86,8 @@ pub enum Trouble {
 pub struct Mailbox {
     id: ConnId,
     socket: SocketWriter,
+    /// The client negotiated permessage-deflate: large frames go compressed.
+    deflate: bool,
     /// Frames waiting beyond which the connection's own frames wait to be put in
     /// (`direct-queue`): a client asking for history and not reading it is held back.
     own_limit: usize,
@@ -101,10 +103,11 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
-    pub fn new(id: ConnId, socket: SocketWriter, own_limit: usize) -> Arc<Mailbox> {
+    pub fn new(id: ConnId, socket: SocketWriter, own_limit: usize, deflate: bool) -> Arc<Mailbox> {
         Arc::new(Mailbox {
             id,
             socket,
+            deflate,
             own_limit: own_limit.max(1),
             written: Notify::new(),
             waiting: AtomicBool::new(false),
@@ -137,10 +140,14 @@ impl Mailbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Puts a room frame in, unless `limit` frames are waiting already (then the connection
-    /// is lagged). True when nobody is writing the socket: the caller has it flushed
-    /// ([`flush_later`]).
-    pub fn put(&self, frame: &Frame, limit: usize) -> bool {
+    /// Puts a room frame in (`deflated`, its compressed copy, if this connection takes it),
+    /// unless `limit` frames are waiting already (then the connection is lagged). True when
+    /// nobody is writing the socket: the caller has it flushed ([`flush_later`]).
+    pub fn put(&self, frame: &Frame, deflated: Option<&Frame>, limit: usize) -> bool {
+        let frame = match deflated {
+            Some(deflated) if self.deflate => deflated,
+            _ => frame,
+        };
         let mut s = self.lock();
         if s.lagged || s.broken || s.closing {
             return false;
@@ -176,6 +183,10 @@ impl Mailbox {
     /// fewer than `direct-queue` frames are waiting, and has the writer write it (or the
     /// flusher at work take it along). False if the connection's writer has ended.
     pub async fn send_own(&self, frame: Frame) -> bool {
+        let frame = match self.deflate.then(|| frame.deflated()).flatten() {
+            Some(deflated) => deflated,
+            None => frame,
+        };
         let mut frame = Some(frame);
         self.when(|s| {
             if s.queue.len() >= self.own_limit {
@@ -433,7 +444,7 @@ mod tests {
             .unwrap();
         let (read, write) = Tracked::new(server).into_split();
         let client = WebSocketStream::from_raw_socket(client.unwrap(), Role::Client, None).await;
-        (Mailbox::new(1, write, 64), client, read)
+        (Mailbox::new(1, write, 64, false), client, read)
     }
 
     async fn texts(client: &mut WebSocketStream<TcpStream>, n: usize) -> Vec<String> {
@@ -463,7 +474,7 @@ mod tests {
     }
 
     fn put(mailbox: &Arc<Mailbox>, text: &str, limit: usize) {
-        if mailbox.put(&Frame::text(text), limit) {
+        if mailbox.put(&Frame::text(text), None, limit) {
             flush_later(vec![mailbox.clone()], &Arc::default());
         }
     }
@@ -526,6 +537,6 @@ mod tests {
         }
         assert!(matches!(mailbox.trouble(), Some(Trouble::Lagged)));
         // Nothing more is taken in.
-        assert!(!mailbox.put(&Frame::text("late"), 64));
+        assert!(!mailbox.put(&Frame::text("late"), None, 64));
     }
 }

@@ -20,6 +20,7 @@ pub mod assets;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod deflate;
 pub mod files;
 pub mod headers;
 pub mod hub;
@@ -295,6 +296,7 @@ async fn upgrade(
     let peer = connection::Peer {
         ip: client,
         signed_in,
+        deflate: false,
     };
     let hub = state.hub.clone();
     // The connection enforces `max_frame_bytes` itself, after reading the whole frame, so it
@@ -307,9 +309,16 @@ async fn upgrade(
         .max_frame_size(Some(max))
         .max_message_size(Some(max));
     let send_buffer = hub.config.socket_send_buffer;
-    ws.accept(config, send_buffer, move |socket, writer, progress| {
-        connection::serve(socket, writer, progress, hub, slot, state.shutdown, peer)
-    })
+    let deflate = hub.config.permessage_deflate;
+    ws.accept(
+        config,
+        send_buffer,
+        deflate,
+        move |socket, writer, progress, deflate| {
+            let peer = connection::Peer { deflate, ..peer };
+            connection::serve(socket, writer, progress, hub, slot, state.shutdown, peer)
+        },
+    )
 }
 
 /// Cross-site request forgery defence for the server functions (sign-up, sign-in, sign-out,

@@ -35,6 +35,9 @@ pub type Frame = super::wire::Frame;
 #[derive(Clone)]
 pub struct Delivery {
     pub frame: Frame,
+    /// The same, compressed once for the connections that negotiated permessage-deflate
+    /// (large frames only).
+    pub deflated: Option<Frame>,
     pub audience: Audience,
 }
 
@@ -50,19 +53,23 @@ pub enum Audience {
 }
 
 impl Delivery {
-    fn public(frame: Frame) -> Self {
+    /// Compresses `frame` once if it is large (before any lock is taken).
+    pub fn new(frame: Frame, audience: Audience) -> Self {
         Delivery {
+            deflated: frame.deflated(),
             frame,
-            audience: Audience::Everyone,
+            audience,
         }
+    }
+
+    fn public(frame: Frame) -> Self {
+        Delivery::new(frame, Audience::Everyone)
     }
 
     /// For everyone in the room except the user whose name key is `except`.
     pub fn all_but(frame: Frame, except: Option<String>) -> Self {
-        Delivery {
-            frame,
-            audience: except.map_or(Audience::Everyone, |e| Audience::AllBut(e.into())),
-        }
+        let audience = except.map_or(Audience::Everyone, |e| Audience::AllBut(e.into()));
+        Delivery::new(frame, audience)
     }
 
     /// Whether the user whose name key is `key` may see this.
@@ -123,7 +130,7 @@ impl Room {
             }
             for mailbox in &member.conns {
                 recipients += 1;
-                if mailbox.put(&delivery.frame, room_queue) {
+                if mailbox.put(&delivery.frame, delivery.deflated.as_ref(), room_queue) {
                     to_flush.push(mailbox.clone());
                 }
             }
@@ -304,10 +311,7 @@ impl Rooms {
                 name_key(&to.username),
             )))
         });
-        let delivery = Delivery {
-            frame: encode(&ServerFrame::Message(message.clone())),
-            audience,
-        };
+        let delivery = Delivery::new(encode(&ServerFrame::Message(message.clone())), audience);
         let mut rooms = self.lock();
         if let Some(r) = rooms.get_mut(room)
             && message.id > r.watermark

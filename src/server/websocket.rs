@@ -10,6 +10,7 @@
 //! Tungstenite would answer a client's ping and close by itself, through the stream it
 //! reads; here its writes go nowhere ([`ReadSide`]) and the reader asks the writer to answer.
 
+use super::deflate::{self, Inflater};
 use super::listener::{Io, Progress, Tracked};
 use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -33,8 +34,13 @@ pub type SocketWriter = Tracked<OwnedWriteHalf>;
 
 /// The reading half as tungstenite sees it: whatever tungstenite writes by itself (the
 /// answer to a ping, the reply to a close) is dropped, because the writer owns the socket's
-/// sending side; the reader answers those frames through the writer instead.
-pub struct ReadSide(Tracked<OwnedReadHalf>);
+/// sending side; the reader answers those frames through the writer instead. With
+/// permessage-deflate, compressed messages are inflated on the way ([`Inflater`]).
+pub struct ReadSide {
+    socket: Tracked<OwnedReadHalf>,
+    /// With permessage-deflate: the inflater, and the largest frame tungstenite accepts.
+    inflate: Option<(Box<Inflater>, usize)>,
+}
 
 impl AsyncRead for ReadSide {
     fn poll_read(
@@ -42,7 +48,32 @@ impl AsyncRead for ReadSide {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        let this = &mut *self;
+        let Some((inflater, max)) = &mut this.inflate else {
+            return Pin::new(&mut this.socket).poll_read(cx, buf);
+        };
+        loop {
+            let ready = inflater.ready();
+            if !ready.is_empty() {
+                let n = ready.len().min(buf.remaining());
+                buf.put_slice(&ready[..n]);
+                inflater.consume(n);
+                return Poll::Ready(Ok(()));
+            }
+            // More from the socket, into the inflater's input.
+            let input = inflater.spare();
+            let start = input.len();
+            input.resize(input.capacity(), 0);
+            let mut read = ReadBuf::new(&mut input[start..]);
+            let polled = Pin::new(&mut this.socket).poll_read(cx, &mut read);
+            let got = read.filled().len();
+            input.truncate(start + got);
+            match polled {
+                Poll::Ready(Ok(())) if got == 0 => return Poll::Ready(Ok(())), // closed
+                Poll::Ready(Ok(())) => inflater.process(*max),
+                other => return other,
+            }
+        }
     }
 }
 
@@ -70,6 +101,8 @@ pub struct Upgrade {
     pub headers: HeaderMap,
     key: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// The answer to the client's permessage-deflate offer, if it made one this server takes.
+    deflate: Option<HeaderValue>,
 }
 
 impl Upgrade {
@@ -113,6 +146,7 @@ impl Upgrade {
         };
         let headers = std::mem::take(request.headers_mut());
         Ok(Upgrade {
+            deflate: deflate::negotiate(&headers),
             headers,
             key,
             on_upgrade,
@@ -121,13 +155,24 @@ impl Upgrade {
 
     /// Answers 101 and runs `serve` on the socket once hyper hands the connection over.
     /// `send_buffer` (bytes, 0 for the kernel's default) caps the socket's `SO_SNDBUF`.
-    pub fn accept<F, Fut>(self, config: WebSocketConfig, send_buffer: usize, serve: F) -> Response
+    /// permessage-deflate is taken up if the client offered it and `deflate` allows it;
+    /// `serve` is told whether it was.
+    pub fn accept<F, Fut>(
+        self,
+        config: WebSocketConfig,
+        send_buffer: usize,
+        deflate: bool,
+        serve: F,
+    ) -> Response
     where
-        F: FnOnce(Socket, SocketWriter, Progress) -> Fut + Send + 'static,
+        F: FnOnce(Socket, SocketWriter, Progress, bool) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
         let on_upgrade = self.on_upgrade;
+        let extension = self.deflate.filter(|_| deflate);
+        let compressed = extension.is_some();
+        let max_frame = config.max_frame_size.unwrap_or(usize::MAX);
         tokio::spawn(async move {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,
@@ -151,24 +196,35 @@ impl Upgrade {
             }
             let progress = tcp.progress();
             let (read, write) = tcp.into_split();
-            // Bytes the client sent right behind its request (its first frame) are not lost.
-            let socket = WebSocketStream::from_partially_read(
-                ReadSide(read),
-                parts.read_buf.to_vec(),
-                Role::Server,
-                Some(config),
-            )
-            .await;
+            // Bytes the client sent right behind its request (its first frame) are not lost;
+            // with permessage-deflate they go through the inflater like the rest.
+            let mut early = parts.read_buf.to_vec();
+            let inflate = compressed.then(|| {
+                let mut inflater = Box::<Inflater>::default();
+                inflater.spare().append(&mut early);
+                inflater.process(max_frame);
+                (inflater, max_frame)
+            });
+            let read = ReadSide {
+                socket: read,
+                inflate,
+            };
+            let socket =
+                WebSocketStream::from_partially_read(read, early, Role::Server, Some(config)).await;
             // A task of its own rather than `.await` here: this task's state (the pending
             // upgrade, the socket while it is built) is freed now instead of sitting beside
             // the connection's for its whole life.
-            tokio::spawn(serve(socket, write, progress));
+            tokio::spawn(serve(socket, write, progress, compressed));
         });
-        Response::builder()
+        let mut response = Response::builder()
             .status(StatusCode::SWITCHING_PROTOCOLS)
             .header(header::CONNECTION, "upgrade")
             .header(header::UPGRADE, "websocket")
-            .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+            .header(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if let Some(extension) = extension {
+            response = response.header(header::SEC_WEBSOCKET_EXTENSIONS, extension);
+        }
+        response
             .body(axum::body::Body::empty())
             .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
     }

@@ -16,6 +16,8 @@ use serde::Serialize;
 use std::io::IoSlice;
 
 const FIN: u8 = 0x80;
+/// Set on a message's first frame when it is compressed (permessage-deflate).
+const RSV1: u8 = 0x40;
 const TEXT: u8 = 0x1;
 const CLOSE: u8 = 0x8;
 const PING: u8 = 0x9;
@@ -42,6 +44,17 @@ impl Frame {
             buf.truncate(MAX_HEADER);
         }
         Self::in_place(TEXT, buf)
+    }
+
+    /// This text frame compressed (permessage-deflate), if its payload is large enough for
+    /// that to pay and it gets shorter. Made once per broadcast, shared like the plain frame.
+    pub fn deflated(&self) -> Option<Frame> {
+        let payload = self.payload();
+        if payload.len() < crate::server::deflate::MIN_BYTES || self.bytes[0] != FIN | TEXT {
+            return None;
+        }
+        let buf = crate::server::deflate::compress(payload, MAX_HEADER)?;
+        Some(Self::in_place(RSV1 | TEXT, buf))
     }
 
     /// A text frame holding `text` as it is.

@@ -32,8 +32,16 @@ pub enum Received<'a> {
     Close,
 }
 
+/// Bytes read from all sockets, all clients together (what crossed the wire).
+pub static WIRE_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A received frame's header: fin, compressed (RSV1), opcode, payload offset and length.
+type Header = (bool, bool, u8, usize, usize);
+
 pub struct Reader {
     socket: OwnedReadHalf,
+    /// A compressed message (permessage-deflate), inflated.
+    inflated: Vec<u8>,
     writer: Writer,
     buf: Vec<u8>,
     /// Unread bytes are `buf[start..end]`.
@@ -97,6 +105,7 @@ pub async fn handshake(
     let writer = Arc::new(tokio::sync::Mutex::new(write));
     let reader = Reader {
         socket,
+        inflated: Vec::new(),
         writer: writer.clone(),
         buf,
         start: head_end,
@@ -139,7 +148,7 @@ impl Reader {
             self.consumed_partial = false;
         }
         loop {
-            let Some((fin, opcode, at, len)) = self.header()? else {
+            let Some((fin, compressed, opcode, at, len)) = self.header()? else {
                 self.fill().await?;
                 continue;
             };
@@ -158,15 +167,18 @@ impl Reader {
                     }
                 }
                 1 | 2 if !fin => self.partial.extend_from_slice(&self.buf[at..at + len]),
+                1 | 2 if compressed => {
+                    inflate(&self.buf[at..at + len], &mut self.inflated)?;
+                    return Ok(Some(Received::Text(&self.inflated)));
+                }
                 1 | 2 => return Ok(Some(Received::Text(&self.buf[at..at + len]))),
                 _ => {} // pong, or a continuation of nothing
             }
         }
     }
 
-    /// The complete frame at `start`, if all of it is buffered: (fin, opcode, payload
-    /// offset, payload length).
-    fn header(&self) -> io::Result<Option<(bool, u8, usize, usize)>> {
+    /// The complete frame at `start`, if all of it is buffered.
+    fn header(&self) -> io::Result<Option<Header>> {
         let b = &self.buf[self.start..self.end];
         if b.len() < 2 {
             return Ok(None);
@@ -186,8 +198,10 @@ impl Reader {
         if b.len() < header + len {
             return Ok(None);
         }
+        let (fin, compressed) = (b[0] & 0x80 != 0, b[0] & 0x40 != 0);
         Ok(Some((
-            b[0] & 0x80 != 0,
+            fin,
+            compressed,
             b[0] & 0x0F,
             self.start + header,
             len,
@@ -209,7 +223,27 @@ impl Reader {
         if n == 0 {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
+        WIRE_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         self.end += n;
         Ok(())
+    }
+}
+
+/// A permessage-deflate message's payload, inflated into `out` (RFC 7692 §7.2.2: the
+/// `00 00 ff ff` the sender removed is put back).
+fn inflate(payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let mut inflater = flate2::Decompress::new(false);
+    let mut input = payload.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    out.clear();
+    loop {
+        out.reserve(payload.len() * 4 + 256);
+        let consumed = inflater.total_in() as usize;
+        inflater
+            .decompress_vec(&input[consumed..], out, flate2::FlushDecompress::Sync)
+            .map_err(io::Error::other)?;
+        if inflater.total_in() as usize == input.len() && out.len() < out.capacity() {
+            return Ok(());
+        }
     }
 }

@@ -75,6 +75,13 @@ struct Args {
     /// i mod rooms): many small rooms, e.g. `--clients 20000 --rooms 10000` for rooms of two.
     #[arg(long, default_value_t = 1)]
     rooms: usize,
+    /// Offer permessage-deflate (as browsers do), and report the bytes read per delivery.
+    #[arg(long)]
+    deflate: bool,
+    /// Pad messages with words (a fixed pseudo-random sequence) instead of dots, so that
+    /// compression sees something like chat text.
+    #[arg(long)]
+    words: bool,
     /// The server's pid, to report its RSS per connection and CPU per delivery. Repeat it for
     /// several nodes (`--pid 11 --pid 12`): their RSS and CPU are added up.
     #[arg(long)]
@@ -163,6 +170,39 @@ fn read_tokens(path: &std::path::Path) -> std::collections::HashMap<String, Stri
 fn payload(shared: &Shared, sender: usize, seq: u64) -> String {
     let us = shared.start.elapsed().as_micros();
     let mut text = format!("lg {sender} {seq} {us} ");
+    let header = text.len();
+    if shared.args.words {
+        const WORDS: [&str; 16] = [
+            "the",
+            "deploy",
+            "is",
+            "green",
+            "again",
+            "after",
+            "we",
+            "rolled",
+            "back",
+            "that",
+            "migration",
+            "so",
+            "please",
+            "retry",
+            "your",
+            "branch",
+        ];
+        let mut state = seq
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(sender as u64 | 1);
+        while text.len() < shared.args.size {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push_str(WORDS[(state >> 60) as usize]);
+            text.push(' ');
+        }
+        text.truncate(shared.args.size.max(header));
+        return text;
+    }
     while text.len() < shared.args.size {
         text.push('.');
     }
@@ -253,6 +293,9 @@ async fn connect(shared: &Shared, i: usize, stalled: bool) -> Result<(Reader, Wr
     let mut headers = Vec::new();
     if let (Some(token), Protocol::Hubbub) = (&known, shared.args.protocol) {
         headers.push(format!("Authorization: Bearer {token}"));
+    }
+    if shared.args.deflate {
+        headers.push("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits".into());
     }
     let (mut reader, writer) = client::handshake(stream, url, &headers)
         .await
@@ -469,6 +512,7 @@ async fn main() {
     let own_connected = proc_stats(std::process::id());
 
     shared.measuring.store(true, Relaxed);
+    let wire_start = client::WIRE_BYTES.load(Relaxed);
     let window_start = Instant::now();
     let until = window_start + Duration::from_secs_f64(args.seconds);
     for (sender, tx) in sinks.drain(..senders).enumerate() {
@@ -513,6 +557,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let window = args.seconds;
+    let wire = client::WIRE_BYTES.load(Relaxed) - wire_start;
     let delivered = shared.delivered.load(Relaxed);
     let sent = shared.sent.load(Relaxed);
     let dropped_readers = shared.disconnected.load(Relaxed);
@@ -544,7 +589,16 @@ async fn main() {
     println!(
         "  sent={sent} (in window {sent_in_window}) delivered={delivered} lost={lost} readers_disconnected={dropped_readers}"
     );
-    println!("  deliveries/s={:.0}", delivered as f64 / window);
+    println!(
+        "  deliveries/s={:.0} wire_bytes_per_delivery={:.0}{}",
+        delivered as f64 / window,
+        wire as f64 / delivered.max(1) as f64,
+        if args.deflate {
+            " (permessage-deflate offered)"
+        } else {
+            ""
+        }
+    );
     println!(
         "  latency_ms p50={:.2} p99={:.2} p999={:.2} max={:.2}",
         ms(h.percentile(0.50)),

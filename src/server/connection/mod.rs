@@ -72,6 +72,8 @@ pub struct Peer {
     pub ip: std::net::IpAddr,
     /// The account of the session cookie or API token the upgrade carried.
     pub signed_in: Option<Account>,
+    /// Its upgrade negotiated permessage-deflate (`deflate`): large frames go compressed.
+    pub deflate: bool,
 }
 
 /// Who this connection is, once joined.
@@ -112,7 +114,12 @@ pub fn serve(
 ) -> impl Future<Output = ()> + Send + 'static {
     hub.metrics.connections_open.fetch_add(1, Relaxed);
     hub.metrics.connections_total.fetch_add(1, Relaxed);
-    let mailbox = Mailbox::new(hub.next_conn_id(), sink, hub.config.direct_queue);
+    let mailbox = Mailbox::new(
+        hub.next_conn_id(),
+        sink,
+        hub.config.direct_queue,
+        peer.deflate,
+    );
     let writer = tokio::spawn(writer::write_loop(
         mailbox.clone(),
         shutdown,
@@ -640,7 +647,7 @@ mod testing {
         let server = crate::server::listener::Tracked::new(accepted.unwrap().0);
         let progress = server.progress();
         let (read, write) = server.into_split();
-        let mailbox = Mailbox::new(hub.next_conn_id(), write, hub.config.direct_queue);
+        let mailbox = Mailbox::new(hub.next_conn_id(), write, hub.config.direct_queue, false);
         (mailbox, (client.unwrap(), read, progress))
     }
 
@@ -649,6 +656,7 @@ mod testing {
         Peer {
             ip: std::net::Ipv4Addr::LOCALHOST.into(),
             signed_in: None,
+            deflate: false,
         }
     }
 

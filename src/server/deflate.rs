@@ -1,0 +1,398 @@
+//! permessage-deflate (RFC 7692): compressed WebSocket messages, with browsers that offer it.
+//!
+//! Negotiated with `server_no_context_takeover` and `client_no_context_takeover`: every message
+//! is compressed on its own, so a broadcast is compressed **once** and the same bytes go to
+//! every connection that negotiated it (the others get the plain frame), and no connection
+//! keeps a compressor or a 32 KiB window between messages. Frames under [`MIN_BYTES`] stay
+//! plain: a typing notice gains nothing.
+//!
+//! tungstenite, which reads the client's frames, has no permessage-deflate and refuses a frame
+//! with RSV1 set; [`Inflater`] sits between the socket and tungstenite and turns each
+//! compressed message into the plain frame tungstenite expects, inflating it at most to the
+//! frame limit (a message that inflates beyond it reaches tungstenite as an oversized frame,
+//! which the connection answers with close 1009, as any other).
+
+use axum::http::{HeaderMap, HeaderValue, header};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+/// Payloads shorter than this are sent plain.
+pub const MIN_BYTES: usize = 256;
+
+/// The extension as accepted.
+const ACCEPTED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+
+/// The `Sec-WebSocket-Extensions` answer, if the client offers permessage-deflate with
+/// parameters this server can honour (RFC 7692 §7.1). An offer that limits the server's window
+/// below the 32 KiB this compressor uses (`server_max_window_bits` < 15) is passed over.
+pub fn negotiate(headers: &HeaderMap) -> Option<HeaderValue> {
+    let offers = headers
+        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','));
+    for offer in offers {
+        let mut parts = offer.split(';').map(str::trim);
+        if !parts
+            .next()
+            .is_some_and(|name| name.eq_ignore_ascii_case("permessage-deflate"))
+        {
+            continue;
+        }
+        let acceptable = parts.all(|param| {
+            let (name, value) = match param.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (param, None),
+            };
+            match name.to_ascii_lowercase().as_str() {
+                "server_no_context_takeover" | "client_no_context_takeover" => value.is_none(),
+                // Any window for the client's messages: they are inflated with the largest.
+                "client_max_window_bits" => {
+                    value.is_none_or(|v| v.parse::<u8>().is_ok_and(|b| (8..=15).contains(&b)))
+                }
+                "server_max_window_bits" => value == Some("15"),
+                _ => false,
+            }
+        });
+        if acceptable {
+            return Some(HeaderValue::from_static(ACCEPTED));
+        }
+    }
+    None
+}
+
+/// `payload` compressed as one message (the final empty block's `00 00 ff ff` removed, RFC
+/// 7692 §7.2.1), if that makes it shorter; written behind `room` bytes left for a header.
+pub fn compress(payload: &[u8], room: usize) -> Option<Vec<u8>> {
+    let mut deflate = Compress::new(Compression::fast(), false);
+    let mut out = Vec::with_capacity(room + payload.len() / 2 + 64);
+    out.resize(room, 0);
+    loop {
+        let consumed = deflate.total_in() as usize;
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity());
+        }
+        deflate
+            .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
+            .ok()?;
+        if deflate.total_in() as usize == payload.len() && out.capacity() > out.len() {
+            break;
+        }
+    }
+    if !out.ends_with(&[0, 0, 0xff, 0xff]) {
+        return None;
+    }
+    out.truncate(out.len() - 4);
+    (out.len() - room < payload.len()).then_some(out)
+}
+
+/// A compressed message's payload inflated, or `None` if it is not valid deflate data or
+/// would inflate beyond `max` bytes.
+pub fn inflate(compressed: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut inflate = Decompress::new(false);
+    let mut input = Vec::with_capacity(compressed.len() + 4);
+    input.extend_from_slice(compressed);
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    // Never more room than `max + 1`: output beyond `max` shows as a full `max + 1`.
+    let mut out = Vec::with_capacity((compressed.len() * 4).clamp(256, max + 1));
+    loop {
+        let consumed = inflate.total_in() as usize;
+        let status = inflate
+            .decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync)
+            .ok()?;
+        if out.len() > max {
+            return None;
+        }
+        let all_in = inflate.total_in() as usize == input.len();
+        if status == Status::StreamEnd || (all_in && out.len() < out.capacity()) {
+            return Some(out);
+        }
+        if out.len() == out.capacity() {
+            let grow = out.capacity().min(max + 1 - out.len());
+            out.reserve_exact(grow);
+        } else if inflate.total_in() as usize == consumed {
+            return None; // no progress: not deflate data
+        }
+    }
+}
+
+/// The client-to-server frames of a connection that negotiated permessage-deflate, on their
+/// way from the socket to tungstenite: plain frames pass through as they are; a compressed
+/// message (RSV1 on its first frame) is gathered, inflated, and handed on as one plain frame.
+#[derive(Default)]
+pub struct Inflater {
+    /// Read from the socket, not yet looked at: `input[pos..]`.
+    input: Vec<u8>,
+    pos: usize,
+    /// Ready for tungstenite: `output[out_pos..]`.
+    output: Vec<u8>,
+    out_pos: usize,
+    /// Payload bytes of a plain frame still to pass through.
+    passing: u64,
+    /// The compressed message being gathered: its opcode and its payload so far (unmasked).
+    message: Option<(u8, Vec<u8>)>,
+    /// A message was too big: nothing more is read.
+    refused: bool,
+}
+
+impl Inflater {
+    /// Bytes ready for tungstenite, if any.
+    pub fn ready(&self) -> &[u8] {
+        &self.output[self.out_pos..]
+    }
+
+    /// `n` ready bytes were handed on.
+    pub fn consume(&mut self, n: usize) {
+        self.out_pos += n;
+        if self.out_pos == self.output.len() {
+            self.output.clear();
+            self.out_pos = 0;
+            // A large message's buffers are not kept for the connection's life.
+            if self.output.capacity() > 4096 {
+                self.output = Vec::new();
+            }
+        }
+    }
+
+    /// Where to read more from the socket into (at least 512 bytes).
+    pub fn spare(&mut self) -> &mut Vec<u8> {
+        if self.pos > 0 {
+            self.input.drain(..self.pos);
+            self.pos = 0;
+            if self.input.is_empty() && self.input.capacity() > 4096 {
+                self.input = Vec::new();
+            }
+        }
+        self.input.reserve(512);
+        &mut self.input
+    }
+
+    /// Turns what has been read into what tungstenite reads, as far as it goes. `max`: the
+    /// largest frame tungstenite accepts.
+    pub fn process(&mut self, max: usize) {
+        while !self.refused && self.step(max) {}
+    }
+
+    /// One step; false when more input is needed.
+    fn step(&mut self, max: usize) -> bool {
+        let available = &self.input[self.pos..];
+        if self.passing > 0 {
+            let n = (available.len() as u64).min(self.passing) as usize;
+            if n == 0 {
+                return false;
+            }
+            self.output.extend_from_slice(&available[..n]);
+            self.pos += n;
+            self.passing -= n as u64;
+            return true;
+        }
+        let Some((header, len)) = parse_header(available) else {
+            return false;
+        };
+        let (b0, b1) = (available[0], available[1]);
+        let (fin, rsv1, opcode, masked) =
+            (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x0F, b1 & 0x80 != 0);
+        let starts_compressed = rsv1 && (opcode == 1 || opcode == 2) && self.message.is_none();
+        let continues = opcode == 0 && !rsv1 && self.message.is_some();
+        if !(starts_compressed || continues) || !masked {
+            // Plain (or not ours to judge: tungstenite refuses what is wrong).
+            self.output.extend_from_slice(&available[..header]);
+            self.pos += header;
+            self.passing = len;
+            return true;
+        }
+        let gathered = self.message.as_ref().map_or(0, |(_, m)| m.len() as u64);
+        if len + gathered > max as u64 {
+            return self.refuse(opcode, max);
+        }
+        let len = len as usize;
+        if available.len() < header + len {
+            return false;
+        }
+        let mask = [
+            available[header - 4],
+            available[header - 3],
+            available[header - 2],
+            available[header - 1],
+        ];
+        let payload = &available[header..header + len];
+        let (kind, message) = self.message.get_or_insert_with(|| (opcode, Vec::new()));
+        let kind = *kind;
+        message.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.pos += header + len;
+        if !fin {
+            return true;
+        }
+        let (_, compressed) = self.message.take().unwrap_or_default();
+        match inflate(&compressed, max) {
+            Some(plain) => {
+                push_frame(&mut self.output, kind, &plain);
+                true
+            }
+            None => self.refuse(kind, max),
+        }
+    }
+
+    /// Hands tungstenite a header announcing a frame over its limit, which it refuses (and
+    /// the connection closes with 1009); nothing more is read.
+    fn refuse(&mut self, opcode: u8, max: usize) -> bool {
+        let opcode = if opcode == 0 { 1 } else { opcode };
+        self.output.push(0x80 | opcode);
+        self.output.push(0x80 | 127);
+        self.output
+            .extend_from_slice(&(max as u64 + 1).to_be_bytes());
+        self.output.extend_from_slice(&[0; 4]);
+        self.refused = true;
+        false
+    }
+}
+
+/// A complete client frame header at the start of `bytes`: its length and the payload's.
+fn parse_header(bytes: &[u8]) -> Option<(usize, u64)> {
+    if bytes.len() < 2 {
+        return None;
+    }
+    let mask = if bytes[1] & 0x80 != 0 { 4 } else { 0 };
+    let (ext, len) = match bytes[1] & 0x7F {
+        126 => (
+            2,
+            u64::from(u16::from_be_bytes(bytes.get(2..4)?.try_into().ok()?)),
+        ),
+        127 => (8, u64::from_be_bytes(bytes.get(2..10)?.try_into().ok()?)),
+        n => (0, u64::from(n)),
+    };
+    let header = 2 + ext + mask;
+    (bytes.len() >= header).then_some((header, len))
+}
+
+/// A final, masked (with a zero key: masking changes nothing) client frame.
+fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    out.push(0x80 | opcode);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(value: &str) -> Option<HeaderValue> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::SEC_WEBSOCKET_EXTENSIONS, value.parse().unwrap());
+        negotiate(&headers)
+    }
+
+    #[test]
+    fn what_browsers_offer_is_accepted_and_what_cannot_be_honoured_is_not() {
+        // Chromium's and Firefox's offers.
+        assert!(offer("permessage-deflate; client_max_window_bits").is_some());
+        assert!(offer("permessage-deflate").is_some());
+        assert!(
+            offer("x-webkit-deflate-frame, permessage-deflate; client_max_window_bits=10")
+                .is_some()
+        );
+        assert!(offer("permessage-deflate; server_no_context_takeover").is_some());
+        // A smaller window for our side than this compressor uses; unknown parameters.
+        assert!(offer("permessage-deflate; server_max_window_bits=10").is_none());
+        assert!(offer("permessage-deflate; client_max_window_bits=99").is_none());
+        assert!(offer("permessage-deflate; mystery").is_none());
+        assert!(offer("x-webkit-deflate-frame").is_none());
+        assert!(negotiate(&HeaderMap::new()).is_none());
+    }
+
+    #[test]
+    fn messages_survive_the_round_trip_and_bombs_are_refused() {
+        let text = "chat is mostly words, and words repeat: words, words, words. ".repeat(40);
+        let packed = compress(text.as_bytes(), 0).unwrap();
+        assert!(packed.len() < text.len() / 4, "{} bytes", packed.len());
+        assert_eq!(inflate(&packed, 1 << 20).unwrap(), text.as_bytes());
+        // A message that inflates far beyond the limit is refused, not inflated.
+        let bomb = compress(&vec![b'a'; 1 << 20], 0).unwrap();
+        assert!(bomb.len() < 16 * 1024, "{} bytes", bomb.len());
+        assert!(inflate(&bomb, 64 * 1024).is_none());
+        assert!(inflate(b"\xff\xfe not deflate", 1024).is_none());
+        // Nothing to gain: no compressed copy.
+        assert!(compress(b"hi", 0).is_none());
+    }
+
+    /// A masked client frame, compressed (RSV1) or not, cut into `parts` fragments.
+    fn client_frames(opcode: u8, payload: &[u8], rsv1: bool, parts: usize) -> Vec<u8> {
+        let mask = [1, 2, 3, 4];
+        let chunk = payload.len().div_ceil(parts).max(1);
+        let mut out = Vec::new();
+        let pieces: Vec<&[u8]> = payload.chunks(chunk).collect();
+        for (i, piece) in pieces.iter().enumerate() {
+            let first = i == 0;
+            let last = i == pieces.len() - 1;
+            let mut b0 = if first { opcode } else { 0 };
+            if last {
+                b0 |= 0x80;
+            }
+            if rsv1 && first {
+                b0 |= 0x40;
+            }
+            out.push(b0);
+            match piece.len() {
+                n @ 0..=125 => out.push(0x80 | n as u8),
+                n => {
+                    out.push(0x80 | 126);
+                    out.extend_from_slice(&(n as u16).to_be_bytes());
+                }
+            }
+            out.extend_from_slice(&mask);
+            out.extend(piece.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        }
+        out
+    }
+
+    /// Feeds `bytes` to an inflater a few at a time, as a socket might, and reads out what
+    /// tungstenite would get.
+    fn through(bytes: &[u8], max: usize) -> Vec<u8> {
+        let mut inflater = Inflater::default();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(7) {
+            inflater.spare().extend_from_slice(piece);
+            inflater.process(max);
+            out.extend_from_slice(inflater.ready());
+            let n = inflater.ready().len();
+            inflater.consume(n);
+        }
+        out
+    }
+
+    #[test]
+    fn compressed_messages_reach_tungstenite_as_plain_frames_and_the_rest_passes_through() {
+        let text = r#"{"type":"message","text":"hello hello hello hello hello"}"#;
+        let packed = compress(text.as_bytes(), 0).unwrap();
+        let mut input = client_frames(1, &packed, true, 3); // fragmented, compressed
+        input.extend(client_frames(9, b"ping", false, 1)); // a control frame
+        input.extend(client_frames(1, b"plain", false, 1));
+        let mut expected = Vec::new();
+        push_frame(&mut expected, 1, text.as_bytes());
+        expected.extend(client_frames(9, b"ping", false, 1));
+        expected.extend(client_frames(1, b"plain", false, 1));
+        assert_eq!(through(&input, 1 << 16), expected);
+
+        // A bomb: tungstenite is shown a frame over its limit, and nothing after it.
+        let bomb = compress(&vec![b'a'; 1 << 20], 0).unwrap();
+        let mut input = client_frames(1, &bomb, true, 1);
+        input.extend(client_frames(1, b"after", false, 1));
+        let out = through(&input, 1 << 16);
+        assert_eq!(out.len(), 14);
+        assert_eq!(out[1], 0x80 | 127);
+        assert_eq!(
+            u64::from_be_bytes(out[2..10].try_into().unwrap()),
+            (1 << 16) + 1
+        );
+    }
+}
