@@ -187,3 +187,36 @@ test("works on a phone-sized screen", async ({ browser }) => {
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   expect(overflow).toBeLessThanOrEqual(0);
 });
+
+test("the browser and the server compress long messages both ways, and they read the same", async ({
+  browser,
+}) => {
+  // Chromium offers permessage-deflate; what the server answered shows in the DevTools
+  // protocol's view of the handshake.
+  const context = await browser.newContext();
+  const alice = await context.newPage();
+  const cdp = await context.newCDPSession(alice);
+  await cdp.send("Network.enable");
+  const extensions: string[] = [];
+  cdp.on("Network.webSocketHandshakeResponseReceived", (e) => {
+    for (const [name, value] of Object.entries(e.response.headers)) {
+      if (name.toLowerCase() === "sec-websocket-extensions") extensions.push(String(value));
+    }
+  });
+  await alice.goto(server.url);
+  await join(alice, "zipper");
+  const bob = await openChat(browser, server.url);
+  await join(bob, "unzipper");
+  expect(extensions.join(", ")).toContain("permessage-deflate");
+
+  // Long enough to travel compressed (256 bytes and more) from alice's browser to the server
+  // and from the server to both browsers.
+  const long = "Ünïcödé ✓ the deploy is green again after we rolled back that migration. "
+    .repeat(12)
+    .trim();
+  await say(alice, long);
+  await expect(messages(bob).getByText(long)).toBeVisible();
+  await expect(messages(alice).getByText(long)).toBeVisible();
+  await say(bob, "short and plain");
+  await expect(messages(alice).getByText("short and plain")).toBeVisible();
+});
