@@ -13,13 +13,16 @@
 //! which the connection answers with close 1009, as any other).
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Compress, Compression, FlushCompress};
 
 /// Payloads shorter than this are sent plain.
 pub const MIN_BYTES: usize = 256;
 
 /// The extension as accepted.
 const ACCEPTED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+/// The same, for an offer that named the server's window (which must then be answered).
+const ACCEPTED_15: &str = "permessage-deflate; server_no_context_takeover; \
+                           client_no_context_takeover; server_max_window_bits=15";
 
 /// The `Sec-WebSocket-Extensions` answer, if the client offers permessage-deflate with
 /// parameters this server can honour (RFC 7692 §7.1). An offer that limits the server's window
@@ -38,6 +41,7 @@ pub fn negotiate(headers: &HeaderMap) -> Option<HeaderValue> {
         {
             continue;
         }
+        let mut window = false;
         let acceptable = parts.all(|param| {
             let (name, value) = match param.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
@@ -49,12 +53,19 @@ pub fn negotiate(headers: &HeaderMap) -> Option<HeaderValue> {
                 "client_max_window_bits" => {
                     value.is_none_or(|v| v.parse::<u8>().is_ok_and(|b| (8..=15).contains(&b)))
                 }
-                "server_max_window_bits" => value == Some("15"),
+                "server_max_window_bits" => {
+                    window = true;
+                    value == Some("15")
+                }
                 _ => false,
             }
         });
         if acceptable {
-            return Some(HeaderValue::from_static(ACCEPTED));
+            return Some(HeaderValue::from_static(if window {
+                ACCEPTED_15
+            } else {
+                ACCEPTED
+            }));
         }
     }
     None
@@ -88,31 +99,16 @@ pub fn compress(payload: &[u8], room: usize) -> Option<Vec<u8>> {
 /// A compressed message's payload inflated, or `None` if it is not valid deflate data or
 /// would inflate beyond `max` bytes.
 pub fn inflate(compressed: &[u8], max: usize) -> Option<Vec<u8>> {
-    let mut inflate = Decompress::new(false);
-    let mut input = Vec::with_capacity(compressed.len() + 4);
-    input.extend_from_slice(compressed);
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    // Never more room than `max + 1`: output beyond `max` shows as a full `max + 1`.
-    let mut out = Vec::with_capacity((compressed.len() * 4).clamp(256, max + 1));
-    loop {
-        let consumed = inflate.total_in() as usize;
-        let status = inflate
-            .decompress_vec(&input[consumed..], &mut out, FlushDecompress::Sync)
-            .ok()?;
-        if out.len() > max {
-            return None;
-        }
-        let all_in = inflate.total_in() as usize == input.len();
-        if status == Status::StreamEnd || (all_in && out.len() < out.capacity()) {
-            return Some(out);
-        }
-        if out.len() == out.capacity() {
-            let grow = out.capacity().min(max + 1 - out.len());
-            out.reserve_exact(grow);
-        } else if inflate.total_in() as usize == consumed {
-            return None; // no progress: not deflate data
-        }
-    }
+    use std::io::Read;
+    // The sync flush's empty block the sender removed, then an empty final block, so that
+    // the stream ends where the message does.
+    let tail: &[u8] = &[0, 0, 0xff, 0xff, 1, 0, 0, 0xff, 0xff];
+    let mut out = Vec::new();
+    flate2::read::DeflateDecoder::new(compressed.chain(tail))
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() <= max).then_some(out)
 }
 
 /// The client-to-server frames of a connection that negotiated permessage-deflate, on their
@@ -153,23 +149,25 @@ impl Inflater {
         }
     }
 
-    /// Where to read more from the socket into (at least 512 bytes).
+    /// Where to read more from the socket into (at least 512 bytes free), the bytes read so
+    /// far first. Capacity beyond what a pending frame needs is given back.
     pub fn spare(&mut self) -> &mut Vec<u8> {
         if self.pos > 0 {
             self.input.drain(..self.pos);
             self.pos = 0;
-            if self.input.is_empty() && self.input.capacity() > 4096 {
-                self.input = Vec::new();
-            }
+        }
+        if self.input.capacity() > 4096 && self.input.capacity() > self.input.len() * 4 {
+            self.input.shrink_to(self.input.len().max(512));
         }
         self.input.reserve(512);
         &mut self.input
     }
 
-    /// Turns what has been read into what tungstenite reads, as far as it goes. `max`: the
+    /// Turns what has been read into what tungstenite reads, until a frame's worth waits for
+    /// it (so a burst of small bombs cannot make one read inflate without bound). `max`: the
     /// largest frame tungstenite accepts.
     pub fn process(&mut self, max: usize) {
-        while !self.refused && self.step(max) {}
+        while !self.refused && self.output.len() - self.out_pos < max && self.step(max) {}
     }
 
     /// One step; false when more input is needed.
@@ -191,8 +189,18 @@ impl Inflater {
         let (b0, b1) = (available[0], available[1]);
         let (fin, rsv1, opcode, masked) =
             (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x0F, b1 & 0x80 != 0);
-        let starts_compressed = rsv1 && (opcode == 1 || opcode == 2) && self.message.is_none();
-        let continues = opcode == 0 && !rsv1 && self.message.is_some();
+        let data = opcode == 1 || opcode == 2;
+        if data && self.message.is_some() {
+            // A new message inside a fragmented one (RFC 6455 §5.4): an opcode tungstenite
+            // refuses, and the connection fails.
+            self.output.extend_from_slice(&[0x83, 0x80, 0, 0, 0, 0]);
+            self.refused = true;
+            return false;
+        }
+        // RSV2 and RSV3 mean nothing here: such frames go to tungstenite, which refuses them.
+        let other_bits = b0 & 0x30 != 0;
+        let starts_compressed = rsv1 && data && !other_bits;
+        let continues = opcode == 0 && !rsv1 && !other_bits && self.message.is_some();
         if !(starts_compressed || continues) || !masked {
             // Plain (or not ours to judge: tungstenite refuses what is wrong).
             self.output.extend_from_slice(&available[..header]);
@@ -200,8 +208,9 @@ impl Inflater {
             self.passing = len;
             return true;
         }
+        // `gathered` is at most `max`: compared first, `len` cannot overflow the sum.
         let gathered = self.message.as_ref().map_or(0, |(_, m)| m.len() as u64);
-        if len + gathered > max as u64 {
+        if len > max as u64 || len + gathered > max as u64 {
             return self.refuse(opcode, max);
         }
         let len = len as usize;
@@ -302,6 +311,13 @@ mod tests {
                 .is_some()
         );
         assert!(offer("permessage-deflate; server_no_context_takeover").is_some());
+        let named = offer("permessage-deflate; server_max_window_bits=15").unwrap();
+        assert!(
+            named
+                .to_str()
+                .unwrap()
+                .ends_with("server_max_window_bits=15")
+        );
         // A smaller window for our side than this compressor uses; unknown parameters.
         assert!(offer("permessage-deflate; server_max_window_bits=10").is_none());
         assert!(offer("permessage-deflate; client_max_window_bits=99").is_none());
@@ -394,5 +410,44 @@ mod tests {
             u64::from_be_bytes(out[2..10].try_into().unwrap()),
             (1 << 16) + 1
         );
+
+        // A continuation declaring 2^64 - 1 bytes after a compressed first fragment: refused,
+        // no overflow.
+        let mut input = vec![0x41, 0x81, 1, 2, 3, 4, 0x55];
+        input.extend_from_slice(&[0x80, 0xFF]);
+        input.extend_from_slice(&[0xFF; 8]);
+        input.extend_from_slice(&[1, 2, 3, 4]);
+        let out = through(&input, 1 << 16);
+        assert_eq!(&out[..2], &[0x81, 0x80 | 127]);
+
+        // A new message inside a fragmented compressed one: an opcode tungstenite refuses.
+        let text = "hello hello hello hello hello hello hello hello".as_bytes();
+        let packed = compress(text, 0).unwrap();
+        let mut input = client_frames(1, &packed, true, 2);
+        input.truncate(2 + 4 + packed.len().div_ceil(2)); // the first fragment
+        input.extend(client_frames(1, b"plain", false, 1));
+        assert_eq!(through(&input, 1 << 16), [0x83, 0x80, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn one_read_inflates_no_more_than_a_frame_ahead_of_tungstenite() {
+        // Ten small messages that each inflate to 40 KiB, arriving in one read.
+        let big = compress(&vec![b'x'; 40 * 1024], 0).unwrap();
+        let mut inflater = Inflater::default();
+        for _ in 0..10 {
+            inflater.spare().extend(client_frames(1, &big, true, 1));
+        }
+        inflater.process(1 << 16);
+        let held = inflater.ready().len();
+        assert!(held < 2 * (40 * 1024 + 14), "{held} bytes inflated at once");
+        // The rest comes as tungstenite takes what is ready.
+        let mut total = 0;
+        while !inflater.ready().is_empty() {
+            let n = inflater.ready().len();
+            total += n;
+            inflater.consume(n);
+            inflater.process(1 << 16);
+        }
+        assert_eq!(total, 10 * (40 * 1024 + 8));
     }
 }

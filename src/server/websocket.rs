@@ -60,10 +60,15 @@ impl AsyncRead for ReadSide {
                 inflater.consume(n);
                 return Poll::Ready(Ok(()));
             }
-            // More from the socket, into the inflater's input.
+            // Frames already read but held back (a frame's worth was waiting) come first.
+            inflater.process(*max);
+            if !inflater.ready().is_empty() {
+                continue;
+            }
+            // More from the socket, into the inflater's input (at most 8 KiB at a time).
             let input = inflater.spare();
             let start = input.len();
-            input.resize(input.capacity(), 0);
+            input.resize(start + (input.capacity() - start).min(8192), 0);
             let mut read = ReadBuf::new(&mut input[start..]);
             let polled = Pin::new(&mut this.socket).poll_read(cx, &mut read);
             let got = read.filled().len();
@@ -172,7 +177,7 @@ impl Upgrade {
         let on_upgrade = self.on_upgrade;
         let extension = self.deflate.filter(|_| deflate);
         let compressed = extension.is_some();
-        let max_frame = config.max_frame_size.unwrap_or(usize::MAX);
+        let max_frame = config.max_frame_size.unwrap_or(64 << 20);
         tokio::spawn(async move {
             let upgraded = match on_upgrade.await {
                 Ok(upgraded) => upgraded,
