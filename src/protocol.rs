@@ -25,6 +25,8 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// A frame was larger than the configured limit (standard "message too big").
     pub const TOO_BIG: u16 = 1009;
+    /// The server failed handling this connection (standard "internal error").
+    pub const INTERNAL_ERROR: u16 = 1011;
     /// The client did not read its frames fast enough; its queue overflowed.
     pub const SLOW_CONSUMER: u16 = 4000;
     /// The client kept sending after being told it was rate limited.

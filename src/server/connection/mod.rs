@@ -38,7 +38,7 @@ use super::wire;
 use crate::protocol::{
     self, ClientFrame, DEFAULT_ROOM, ErrorCode, Invalid, ServerFrame, User, close,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -139,12 +139,22 @@ async fn run(
 ) {
     let mut session = None;
     let reader_ended = {
-        // Pinned in place: a future moved into `select!` can take its room twice.
+        // A bug that panics while handling one client's frame must not leave that client in
+        // its room for good (and its socket open): the panic is caught here, and the
+        // connection is cleaned up like any other.
         let reader = read_loop(&mut stream, &mailbox, &hub, (&mailbox, &peer), &mut session);
+        let reader = std::panic::AssertUnwindSafe(reader).catch_unwind();
+        // Pinned in place: a future moved into `select!` can take its room twice.
         let mut reader = std::pin::pin!(reader);
         tokio::select! {
             _ = &mut writer => false,
-            () = &mut reader => true,
+            read = &mut reader => {
+                if read.is_err() {
+                    tracing::error!("a connection's reader panicked; the connection is closed");
+                    mailbox.request_close(close::INTERNAL_ERROR, "server error");
+                }
+                true
+            }
         }
     };
     // Leaving first also drops the room's handle on our queue, so the writer sees it close.
