@@ -721,21 +721,9 @@ mod deflating {
             } else {
                 text.as_bytes().to_vec()
             };
-            let mut frame = vec![0x81 | if compressed { 0x40 } else { 0 }];
-            match payload.len() {
-                n @ 0..=125 => frame.push(0x80 | n as u8),
-                n @ 126..=0xFFFF => {
-                    frame.push(0x80 | 126);
-                    frame.extend_from_slice(&(n as u16).to_be_bytes());
-                }
-                n => {
-                    frame.push(0x80 | 127);
-                    frame.extend_from_slice(&(n as u64).to_be_bytes());
-                }
-            }
-            let mask = [9, 8, 7, 6];
-            frame.extend_from_slice(&mask);
-            frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            let first = 0x81 | if compressed { 0x40 } else { 0 };
+            let mut frame = Vec::new();
+            hubbub::server::wire::push_client_frame(&mut frame, first, &payload, [9, 8, 7, 6]);
             self.stream.write_all(&frame).await.unwrap();
         }
 

@@ -275,20 +275,7 @@ fn parse_header(bytes: &[u8]) -> Option<(usize, u64)> {
 
 /// A final, masked (with a zero key: masking changes nothing) client frame.
 fn push_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
-    out.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => out.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&[0; 4]);
-    out.extend_from_slice(payload);
+    super::wire::push_client_frame(out, 0x80 | opcode, payload, [0; 4]);
 }
 
 #[cfg(test)]
@@ -357,16 +344,7 @@ mod tests {
             if rsv1 && first {
                 b0 |= 0x40;
             }
-            out.push(b0);
-            match piece.len() {
-                n @ 0..=125 => out.push(0x80 | n as u8),
-                n => {
-                    out.push(0x80 | 126);
-                    out.extend_from_slice(&(n as u16).to_be_bytes());
-                }
-            }
-            out.extend_from_slice(&mask);
-            out.extend(piece.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            crate::server::wire::push_client_frame(&mut out, b0, piece, mask);
         }
         out
     }

@@ -142,6 +142,26 @@ impl Frame {
     }
 }
 
+/// Appends a client-to-server frame (RFC 6455 §5.2): `first` is its first byte (FIN, RSV1,
+/// opcode), its payload masked with `mask`. What test clients and the load generator send,
+/// and what the permessage-deflate inflater hands tungstenite (with a zero mask).
+pub fn push_client_frame(out: &mut Vec<u8>, first: u8, payload: &[u8], mask: [u8; 4]) {
+    out.push(first);
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=0xFFFF => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&mask);
+    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+}
+
 /// A socket frames are written to without waiting, by whichever task's turn it is
 /// (`mailbox`): the connection's TCP socket, or a test's stand-in.
 pub trait Sink {

@@ -119,20 +119,7 @@ pub async fn handshake(
 /// Writes one masked client frame.
 pub async fn send(writer: &Writer, opcode: u8, payload: &[u8]) -> io::Result<()> {
     let mut frame = Vec::with_capacity(payload.len() + 14);
-    frame.push(0x80 | opcode);
-    match payload.len() {
-        n @ 0..=125 => frame.push(0x80 | n as u8),
-        n @ 126..=0xFFFF => {
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&MASK);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
+    hubbub::server::wire::push_client_frame(&mut frame, 0x80 | opcode, payload, MASK);
     writer.lock().await.write_all(&frame).await
 }
 
