@@ -13,7 +13,7 @@
 //! which the connection answers with close 1009, as any other).
 
 use axum::http::{HeaderMap, HeaderValue, header};
-use flate2::{Compress, Compression, FlushCompress};
+use flate2::Compression;
 
 /// Payloads shorter than this are sent plain.
 pub const MIN_BYTES: usize = 256;
@@ -74,21 +74,12 @@ pub fn negotiate(headers: &HeaderMap) -> Option<HeaderValue> {
 /// `payload` compressed as one message (the final empty block's `00 00 ff ff` removed, RFC
 /// 7692 §7.2.1), if that makes it shorter; written behind `room` bytes left for a header.
 pub fn compress(payload: &[u8], room: usize) -> Option<Vec<u8>> {
-    let mut deflate = Compress::new(Compression::fast(), false);
-    let mut out = Vec::with_capacity(room + payload.len() / 2 + 64);
-    out.resize(room, 0);
-    loop {
-        let consumed = deflate.total_in() as usize;
-        if out.capacity() - out.len() < 64 {
-            out.reserve(out.capacity());
-        }
-        deflate
-            .compress_vec(&payload[consumed..], &mut out, FlushCompress::Sync)
-            .ok()?;
-        if deflate.total_in() as usize == payload.len() && out.capacity() > out.len() {
-            break;
-        }
-    }
+    use std::io::Write;
+    let mut deflate = flate2::write::DeflateEncoder::new(vec![0; room], Compression::fast());
+    deflate.write_all(payload).ok()?;
+    // A sync flush, not `finish`: the message ends with an empty block, no final one.
+    deflate.flush().ok()?;
+    let mut out = std::mem::take(deflate.get_mut());
     if !out.ends_with(&[0, 0, 0xff, 0xff]) {
         return None;
     }
@@ -114,8 +105,9 @@ pub fn inflate(compressed: &[u8], max: usize) -> Option<Vec<u8>> {
 /// The client-to-server frames of a connection that negotiated permessage-deflate, on their
 /// way from the socket to tungstenite: plain frames pass through as they are; a compressed
 /// message (RSV1 on its first frame) is gathered, inflated, and handed on as one plain frame.
-#[derive(Default)]
 pub struct Inflater {
+    /// The largest frame tungstenite accepts: no message inflates beyond it.
+    max: usize,
     /// Read from the socket, not yet looked at: `input[pos..]`.
     input: Vec<u8>,
     pos: usize,
@@ -131,6 +123,19 @@ pub struct Inflater {
 }
 
 impl Inflater {
+    pub fn new(max: usize) -> Inflater {
+        Inflater {
+            max,
+            input: Vec::new(),
+            pos: 0,
+            output: Vec::new(),
+            out_pos: 0,
+            passing: 0,
+            message: None,
+            refused: false,
+        }
+    }
+
     /// Bytes ready for tungstenite, if any.
     pub fn ready(&self) -> &[u8] {
         &self.output[self.out_pos..]
@@ -164,14 +169,14 @@ impl Inflater {
     }
 
     /// Turns what has been read into what tungstenite reads, until a frame's worth waits for
-    /// it (so a burst of small bombs cannot make one read inflate without bound). `max`: the
-    /// largest frame tungstenite accepts.
-    pub fn process(&mut self, max: usize) {
-        while !self.refused && self.output.len() - self.out_pos < max && self.step(max) {}
+    /// it (so a burst of small bombs cannot make one read inflate without bound).
+    pub fn process(&mut self) {
+        while !self.refused && self.output.len() - self.out_pos < self.max && self.step() {}
     }
 
     /// One step; false when more input is needed.
-    fn step(&mut self, max: usize) -> bool {
+    fn step(&mut self) -> bool {
+        let max = self.max;
         let available = &self.input[self.pos..];
         if self.passing > 0 {
             let n = (available.len() as u64).min(self.passing) as usize;
@@ -211,18 +216,13 @@ impl Inflater {
         // `gathered` is at most `max`: compared first, `len` cannot overflow the sum.
         let gathered = self.message.as_ref().map_or(0, |(_, m)| m.len() as u64);
         if len > max as u64 || len + gathered > max as u64 {
-            return self.refuse(opcode, max);
+            return self.refuse(opcode);
         }
         let len = len as usize;
         if available.len() < header + len {
             return false;
         }
-        let mask = [
-            available[header - 4],
-            available[header - 3],
-            available[header - 2],
-            available[header - 1],
-        ];
+        let mask: [u8; 4] = available[header - 4..header].try_into().unwrap_or_default();
         let payload = &available[header..header + len];
         let (kind, message) = self.message.get_or_insert_with(|| (opcode, Vec::new()));
         let kind = *kind;
@@ -237,13 +237,14 @@ impl Inflater {
                 push_frame(&mut self.output, kind, &plain);
                 true
             }
-            None => self.refuse(kind, max),
+            None => self.refuse(kind),
         }
     }
 
     /// Hands tungstenite a header announcing a frame over its limit, which it refuses (and
     /// the connection closes with 1009); nothing more is read.
-    fn refuse(&mut self, opcode: u8, max: usize) -> bool {
+    fn refuse(&mut self, opcode: u8) -> bool {
+        let max = self.max;
         let opcode = if opcode == 0 { 1 } else { opcode };
         self.output.push(0x80 | opcode);
         self.output.push(0x80 | 127);
@@ -352,11 +353,11 @@ mod tests {
     /// Feeds `bytes` to an inflater a few at a time, as a socket might, and reads out what
     /// tungstenite would get.
     fn through(bytes: &[u8], max: usize) -> Vec<u8> {
-        let mut inflater = Inflater::default();
+        let mut inflater = Inflater::new(max);
         let mut out = Vec::new();
         for piece in bytes.chunks(7) {
             inflater.spare().extend_from_slice(piece);
-            inflater.process(max);
+            inflater.process();
             out.extend_from_slice(inflater.ready());
             let n = inflater.ready().len();
             inflater.consume(n);
@@ -411,11 +412,11 @@ mod tests {
     fn one_read_inflates_no_more_than_a_frame_ahead_of_tungstenite() {
         // Ten small messages that each inflate to 40 KiB, arriving in one read.
         let big = compress(&vec![b'x'; 40 * 1024], 0).unwrap();
-        let mut inflater = Inflater::default();
+        let mut inflater = Inflater::new(1 << 16);
         for _ in 0..10 {
             inflater.spare().extend(client_frames(1, &big, true, 1));
         }
-        inflater.process(1 << 16);
+        inflater.process();
         let held = inflater.ready().len();
         assert!(held < 2 * (40 * 1024 + 14), "{held} bytes inflated at once");
         // The rest comes as tungstenite takes what is ready.
@@ -424,7 +425,7 @@ mod tests {
             let n = inflater.ready().len();
             total += n;
             inflater.consume(n);
-            inflater.process(1 << 16);
+            inflater.process();
         }
         assert_eq!(total, 10 * (40 * 1024 + 8));
     }

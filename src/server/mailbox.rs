@@ -71,6 +71,15 @@ struct State {
     writer_gone: bool,
 }
 
+impl State {
+    /// Drops the waiting frames but one already partly on the wire, which must be finished
+    /// before anything else (a close frame) can follow it.
+    fn keep_only_partial(&mut self) {
+        let keep = usize::from(self.sent > 0);
+        self.queue.truncate(keep);
+    }
+}
+
 /// What the writer must do about the connection, besides writing.
 pub enum Trouble {
     /// Fell a whole room queue behind.
@@ -132,6 +141,11 @@ impl Mailbox {
         self.id
     }
 
+    /// Whether the client negotiated permessage-deflate.
+    pub fn deflates(&self) -> bool {
+        self.deflate
+    }
+
     pub fn socket(&self) -> &SocketWriter {
         &self.socket
     }
@@ -155,9 +169,7 @@ impl Mailbox {
         if s.queue.len() + s.held.len() >= limit {
             s.lagged = true;
             s.held.clear();
-            // A frame already partly on the wire is finished before the close frame.
-            let keep = usize::from(s.sent > 0);
-            s.queue.truncate(keep);
+            s.keep_only_partial();
             drop(s);
             self.wake.notify_one();
             return false;
@@ -264,8 +276,13 @@ impl Mailbox {
         self.written.notify_waiters();
     }
 
-    /// Writer side: frames were written.
-    pub fn wrote(&self) {
+    /// After a write that finished `frames` frames: counts it, and tells a reader waiting
+    /// for room.
+    pub fn wrote(&self, frames: usize, metrics: &Metrics) {
+        if frames > 0 {
+            metrics.frames_out.fetch_add(frames as u64, Relaxed);
+            metrics.socket_writes.fetch_add(1, Relaxed);
+        }
         if self.waiting.swap(false, Relaxed) {
             self.written.notify_waiters();
         }
@@ -314,13 +331,11 @@ impl Mailbox {
         let mut s = self.lock();
         s.closing = true;
         if s.lagged {
-            let keep = usize::from(s.sent > 0);
-            s.queue.truncate(keep);
-        } else if s.following {
-            // Room frames already accepted from someone: delivered before the goodbye.
-        } else {
-            s.held.clear();
+            s.keep_only_partial();
         }
+        // Room frames already accepted from someone are delivered before the goodbye; those
+        // held for a connection that never followed its room are not.
+        s.held.clear();
         s.queue.push_back(close);
     }
 
@@ -365,11 +380,7 @@ impl Mailbox {
                     return;
                 }
             };
-            if done > 0 {
-                metrics.frames_out.fetch_add(done as u64, Relaxed);
-                metrics.socket_writes.fetch_add(1, Relaxed);
-            }
-            self.wrote();
+            self.wrote(done, metrics);
             if done == batch.len() {
                 batch.clear();
                 continue;

@@ -36,7 +36,7 @@ pub type Frame = super::wire::Frame;
 pub struct Delivery {
     pub frame: Frame,
     /// The same, compressed once for the connections that negotiated permessage-deflate
-    /// (large frames only).
+    /// (large frames only, and only while such a connection is here: [`Rooms::compressed`]).
     pub deflated: Option<Frame>,
     pub audience: Audience,
 }
@@ -53,15 +53,16 @@ pub enum Audience {
 }
 
 impl Delivery {
-    /// Compresses `frame` once if it is large (before any lock is taken).
     pub fn new(frame: Frame, audience: Audience) -> Self {
         Delivery {
-            deflated: frame.deflated(),
             frame,
+            deflated: None,
             audience,
         }
     }
 
+    /// A join, leave or typing notice: never compressed, being always under
+    /// [`crate::server::deflate::MIN_BYTES`] (a name of at most 32 characters and a hash).
     fn public(frame: Frame) -> Self {
         Delivery::new(frame, Audience::Everyone)
     }
@@ -173,6 +174,9 @@ pub struct Rooms {
     watermark: AtomicU64,
     room_queue: usize,
     presence_limit: usize,
+    /// Connections here that negotiated permessage-deflate: while there are none, nothing is
+    /// compressed.
+    deflating: std::sync::atomic::AtomicUsize,
     /// In cluster mode, join, leave and typing notices come from Redis (every node's users
     /// must see them), so local changes do not announce themselves; and a room exists here
     /// only between [`Rooms::open`] and [`Rooms::close_if_empty`], while it is subscribed.
@@ -186,6 +190,7 @@ impl Rooms {
             rooms: Mutex::new(HashMap::new()),
             watermark: AtomicU64::new(watermark),
             room_queue: config.room_queue.max(1),
+            deflating: Default::default(),
             presence_limit: config.presence_limit,
             clustered: config.redis_url.is_some(),
             metrics,
@@ -271,6 +276,7 @@ impl Rooms {
     /// Sends a notice that arrived from the cluster to this node's users in `room`. Typing
     /// notices are skipped in rooms above the presence limit, as in single-node mode.
     pub fn deliver_event(&self, room: &str, delivery: Delivery) {
+        let delivery = self.compressed(delivery);
         let mut rooms = self.lock();
         if let Some(r) = rooms.get_mut(room)
             && r.members.len() <= self.presence_limit
@@ -297,6 +303,15 @@ impl Rooms {
         }
     }
 
+    /// `delivery` with its compressed copy, if a connection here may take it. Called before
+    /// the lock is taken: compressing a large frame takes tens of microseconds.
+    fn compressed(&self, mut delivery: Delivery) -> Delivery {
+        if self.deflating.load(Ordering::Relaxed) > 0 {
+            delivery.deflated = delivery.frame.deflated();
+        }
+        delivery
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Room>> {
         self.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -312,6 +327,7 @@ impl Rooms {
             )))
         });
         let delivery = Delivery::new(encode(&ServerFrame::Message(message.clone())), audience);
+        let delivery = self.compressed(delivery);
         let mut rooms = self.lock();
         if let Some(r) = rooms.get_mut(room)
             && message.id > r.watermark
@@ -338,6 +354,7 @@ impl Rooms {
     ) -> Result<Joined, LocalRefusal> {
         let key = name_key(&user.username);
         let conn = mailbox.id();
+        let deflates = mailbox.deflates();
         // Serialised before taking the lock every room and delivery shares.
         let joined = encode(&ServerFrame::Joined { user: user.clone() });
         let mut rooms = self.lock();
@@ -361,6 +378,9 @@ impl Rooms {
                 };
                 r.members.insert(key.clone(), member);
             }
+        }
+        if deflates {
+            self.deflating.fetch_add(1, Ordering::Relaxed);
         }
         // Sorted case-insensitively, as people read a list of names.
         let mut members: Vec<(String, &Member)> = r
@@ -451,7 +471,13 @@ impl Rooms {
         let mut rooms = self.lock();
         let r = rooms.get_mut(room)?;
         let member = r.members.get_mut(&key).filter(|m| m.user == *user)?;
-        member.conns.retain(|m| m.id() != conn);
+        member.conns.retain(|m| {
+            let leaving = m.id() == conn;
+            if leaving && m.deflates() {
+                self.deflating.fetch_sub(1, Ordering::Relaxed);
+            }
+            !leaving
+        });
         let mut gone = None;
         if member.conns.is_empty() {
             gone = Some(member.claim);

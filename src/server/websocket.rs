@@ -38,8 +38,8 @@ pub type SocketWriter = Tracked<OwnedWriteHalf>;
 /// permessage-deflate, compressed messages are inflated on the way ([`Inflater`]).
 pub struct ReadSide {
     socket: Tracked<OwnedReadHalf>,
-    /// With permessage-deflate: the inflater, and the largest frame tungstenite accepts.
-    inflate: Option<(Box<Inflater>, usize)>,
+    /// With permessage-deflate: the inflater.
+    inflate: Option<Box<Inflater>>,
 }
 
 impl AsyncRead for ReadSide {
@@ -49,7 +49,7 @@ impl AsyncRead for ReadSide {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
-        let Some((inflater, max)) = &mut this.inflate else {
+        let Some(inflater) = &mut this.inflate else {
             return Pin::new(&mut this.socket).poll_read(cx, buf);
         };
         loop {
@@ -61,7 +61,7 @@ impl AsyncRead for ReadSide {
                 return Poll::Ready(Ok(()));
             }
             // Frames already read but held back (a frame's worth was waiting) come first.
-            inflater.process(*max);
+            inflater.process();
             if !inflater.ready().is_empty() {
                 continue;
             }
@@ -75,7 +75,7 @@ impl AsyncRead for ReadSide {
             input.truncate(start + got);
             match polled {
                 Poll::Ready(Ok(())) if got == 0 => return Poll::Ready(Ok(())), // closed
-                Poll::Ready(Ok(())) => inflater.process(*max),
+                Poll::Ready(Ok(())) => inflater.process(),
                 other => return other,
             }
         }
@@ -205,10 +205,10 @@ impl Upgrade {
             // with permessage-deflate they go through the inflater like the rest.
             let mut early = parts.read_buf.to_vec();
             let inflate = compressed.then(|| {
-                let mut inflater = Box::<Inflater>::default();
+                let mut inflater = Box::new(Inflater::new(max_frame));
                 inflater.spare().append(&mut early);
-                inflater.process(max_frame);
-                (inflater, max_frame)
+                inflater.process();
+                inflater
             });
             let read = ReadSide {
                 socket: read,

@@ -137,6 +137,7 @@ impl Frame {
     }
 
     /// A text frame's text ("" if it is not UTF-8, which frames built here always are).
+    #[cfg(test)]
     pub fn text_payload(&self) -> &str {
         std::str::from_utf8(self.payload()).unwrap_or_default()
     }

@@ -155,7 +155,11 @@ impl Reader {
                 }
                 1 | 2 if !fin => self.partial.extend_from_slice(&self.buf[at..at + len]),
                 1 | 2 if compressed => {
-                    inflate(&self.buf[at..at + len], &mut self.inflated)?;
+                    let payload = &self.buf[at..at + len];
+                    self.inflated = hubbub::server::deflate::inflate(payload, 64 << 20)
+                        .ok_or_else(|| {
+                            io::Error::other("a compressed frame that does not inflate")
+                        })?;
                     return Ok(Some(Received::Text(&self.inflated)));
                 }
                 1 | 2 => return Ok(Some(Received::Text(&self.buf[at..at + len]))),
@@ -213,24 +217,5 @@ impl Reader {
         WIRE_BYTES.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         self.end += n;
         Ok(())
-    }
-}
-
-/// A permessage-deflate message's payload, inflated into `out` (RFC 7692 §7.2.2: the
-/// `00 00 ff ff` the sender removed is put back).
-fn inflate(payload: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-    let mut inflater = flate2::Decompress::new(false);
-    let mut input = payload.to_vec();
-    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    out.clear();
-    loop {
-        out.reserve(payload.len() * 4 + 256);
-        let consumed = inflater.total_in() as usize;
-        inflater
-            .decompress_vec(&input[consumed..], out, flate2::FlushDecompress::Sync)
-            .map_err(io::Error::other)?;
-        if inflater.total_in() as usize == input.len() && out.len() < out.capacity() {
-            return Ok(());
-        }
     }
 }

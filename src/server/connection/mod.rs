@@ -142,7 +142,7 @@ async fn run(
         // A bug that panics while handling one client's frame must not leave that client in
         // its room for good (and its socket open): the panic is caught here, and the
         // connection is cleaned up like any other.
-        let reader = read_loop(&mut stream, &mailbox, &hub, (&mailbox, &peer), &mut session);
+        let reader = read_loop(&mut stream, &hub, (&mailbox, &peer), &mut session);
         let reader = std::panic::AssertUnwindSafe(reader).catch_unwind();
         // Pinned in place: a future moved into `select!` can take its room twice.
         let mut reader = std::pin::pin!(reader);
@@ -201,11 +201,11 @@ enum Next {
 
 async fn read_loop(
     stream: &mut Socket,
-    out: &Mailbox,
     hub: &Arc<Hub>,
     (mailbox, peer): (&Arc<Mailbox>, &Peer),
     session: &mut Option<Session>,
 ) {
+    let out: &Mailbox = mailbox;
     let config = &hub.config;
     let idle = Duration::from_millis(config.idle_timeout_ms);
     let mut pace = Pace {
@@ -301,7 +301,7 @@ async fn read_loop(
         };
         // Boxed: handling a frame is brief next to waiting for one, and its state (store
         // calls, queue sends) would otherwise sit in every idle connection's reader.
-        let next = Box::pin(handle(frame, out, hub, (mailbox, peer), session, &mut pace)).await;
+        let next = Box::pin(handle(frame, hub, (mailbox, peer), session, &mut pace)).await;
         if let Next::Stop = next {
             return;
         }
@@ -327,12 +327,12 @@ pub(super) enum Reply {
 /// Acts on one well-formed client frame.
 async fn handle(
     frame: ClientFrame,
-    out: &Mailbox,
     hub: &Arc<Hub>,
     (mailbox, peer): (&Arc<Mailbox>, &Peer),
     session: &mut Option<Session>,
     pace: &mut Pace,
 ) -> Next {
+    let out: &Mailbox = mailbox;
     let is_message = matches!(frame, ClientFrame::Message { .. });
     if !is_message && !pace.requests.try_take(Instant::now()) {
         hub.metrics.rate_limited_frames.fetch_add(1, Relaxed);

@@ -102,7 +102,7 @@ async fn write_waiting(
 ) -> bool {
     let mut batch = Vec::new();
     while let Some(sent) = mailbox.take(&mut batch, MAX_BATCH) {
-        let n = batch.len() as u64;
+        let n = batch.len();
         let write = wire::write_all(mailbox.socket(), &mut batch, sent);
         let mut write = std::pin::pin!(write);
         // Almost every write completes at once (the socket has room): only a write that has
@@ -122,11 +122,7 @@ async fn write_waiting(
             }
         };
         match written {
-            Ok(Ok(())) => {
-                metrics.frames_out.fetch_add(n, Relaxed);
-                metrics.socket_writes.fetch_add(1, Relaxed);
-                mailbox.wrote();
-            }
+            Ok(Ok(())) => mailbox.wrote(n, metrics),
             Ok(Err(_)) => return false,
             Err(()) => {
                 // The client is not reading: its socket buffer is full. A close frame could
