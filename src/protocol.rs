@@ -27,6 +27,9 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     /// The server failed handling this connection (standard "internal error").
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The server could not do something the connection needs right now (reading the history
+    /// it missed): reconnect a little later (standard "try again later").
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The client did not read its frames fast enough; its queue overflowed.
     pub const SLOW_CONSUMER: u16 = 4000;
     /// The client kept sending after being told it was rate limited.

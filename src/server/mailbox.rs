@@ -60,7 +60,7 @@ struct State {
     lagged: bool,
     /// The socket failed (the peer is gone): nothing more is written.
     broken: bool,
-    /// Saying goodbye: no more room frames.
+    /// Saying goodbye: the close frame is queued, and nothing more goes in after it.
     closing: bool,
     /// A close asked for: by the reader (a protocol error, the client's own close) or the
     /// rooms (replaced, banned, signed out everywhere). The first one asked is sent.
@@ -186,14 +186,19 @@ impl Mailbox {
         false
     }
 
-    /// Writer side: puts one of its own frames in (a ping), to write next.
+    /// Writer side: puts one of its own frames in (a ping), to write next; nothing once the
+    /// goodbye is queued (the close frame is the last one a connection sends).
     pub fn put_own(&self, frame: Frame) {
-        self.lock().queue.push_back(frame);
+        let mut s = self.lock();
+        if !s.closing {
+            s.queue.push_back(frame);
+        }
     }
 
     /// Reader side: puts one of the connection's own frames in (its `welcome`, a reply), once
     /// fewer than `direct-queue` frames are waiting, and has the writer write it (or the
-    /// flusher at work take it along). False if the connection's writer has ended.
+    /// flusher at work take it along). False if the connection's writer has ended or is
+    /// saying goodbye: the reader then stops.
     pub async fn send_own(&self, frame: Frame) -> bool {
         let frame = match self.deflate.then(|| frame.deflated()).flatten() {
             Some(deflated) => deflated,
@@ -214,7 +219,7 @@ impl Mailbox {
     /// `direct-queue` frames are waiting (a pong: a client that does not read needs none).
     pub fn try_send_own(&self, frame: Frame) {
         let mut s = self.lock();
-        if s.queue.len() < self.own_limit && !s.writer_gone {
+        if s.queue.len() < self.own_limit && !(s.writer_gone || s.broken || s.closing) {
             s.queue.push_back(frame);
             drop(s);
             self.wake.notify_one();
@@ -229,7 +234,8 @@ impl Mailbox {
     }
 
     /// Waits until `ready` (called under the lock) says so, and wakes the writer. False if the
-    /// writer ended first.
+    /// writer ended first, or is saying goodbye: nothing may follow a close frame (RFC 6455,
+    /// 5.5.1), and a client would fail the connection and miss the close code.
     async fn when(&self, mut ready: impl FnMut(&mut State) -> bool) -> bool {
         loop {
             // Interested before looking: a write finishing meanwhile is not missed.
@@ -238,7 +244,7 @@ impl Mailbox {
             written.as_mut().enable();
             {
                 let mut s = self.lock();
-                if s.writer_gone || s.broken {
+                if s.writer_gone || s.broken || s.closing {
                     return false;
                 }
                 if ready(&mut s) {
@@ -262,6 +268,14 @@ impl Mailbox {
         s.queue.extend(held);
         drop(s);
         self.wake.notify_one();
+    }
+
+    /// Reader side: the connection left its room without following it (its join failed after
+    /// the room took it in): frames held for it are dropped, and a later join starts afresh.
+    pub fn unfollow(&self) {
+        let mut s = self.lock();
+        s.following = false;
+        s.held.clear();
     }
 
     /// Reader side: the reader is done; the writer writes what is waiting, then ends.
@@ -354,7 +368,8 @@ impl Mailbox {
             let mut s = self.lock();
             if s.broken || s.queue.is_empty() {
                 s.owner = Owner::Idle;
-                let tell = s.closing || s.close.is_some();
+                // A writer waiting to end (closing, or the reader done) waits for this.
+                let tell = s.closing || s.close.is_some() || s.finished;
                 drop(s);
                 if tell {
                     self.wake.notify_one();
@@ -530,6 +545,50 @@ mod tests {
             );
         }
         assert!(mailbox.trouble().is_none());
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn nothing_goes_after_the_close_frame() {
+        // A kick while the reader is still answering: the writer queued its goodbye, then
+        // the reader tries to send a reply and a pong. Neither may follow the close frame (a
+        // client would fail the connection and never see why it was closed).
+        let (mailbox, mut client, _keep) = connected().await;
+        mailbox.follow();
+        mailbox.put_goodbye(Frame::close(4006, "removed"));
+        assert!(!mailbox.send_own(Frame::text("late reply")).await);
+        mailbox.try_send_own(Frame::text("late pong"));
+        mailbox.put_own(Frame::ping());
+        assert!(!mailbox.put(&Frame::text("room"), None, 64));
+        let writer = writer(mailbox.clone());
+        mailbox.wake.notify_one();
+        match client.next().await {
+            Some(Ok(Message::Close(Some(close)))) => assert_eq!(u16::from(close.code), 4006),
+            other => panic!("{other:?}"),
+        }
+        // Nothing after it: the stream ends, or waits (the server has not dropped the socket).
+        let after = tokio::time::timeout(std::time::Duration::from_millis(300), client.next());
+        match after.await {
+            Err(_) | Ok(None) => {}
+            Ok(Some(other)) => panic!("after the close frame: {other:?}"),
+        }
+        writer.abort();
+    }
+
+    #[tokio::test]
+    async fn frames_held_for_a_join_that_failed_are_not_delivered_after_the_next_one() {
+        let (mailbox, mut client, _keep) = connected().await;
+        let writer = writer(mailbox.clone());
+        put(&mailbox, "from the room the failed join was in", 100); // held: not following
+        mailbox.unfollow(); // the join failed and the room let go of the connection
+        mailbox.put_own(Frame::text("welcome"));
+        mailbox.follow(); // the next join
+        put(&mailbox, "from the new room", 100);
+        mailbox.wake.notify_one();
+        assert_eq!(
+            texts(&mut client, 2).await,
+            ["welcome", "from the new room"]
+        );
         writer.abort();
     }
 

@@ -5,6 +5,10 @@ use crate::server::accounts;
 use crate::server::mailbox::Mailbox;
 use crate::server::storage::SecretKind;
 
+/// Whose private messages a join reads before its account exists: nobody's (no sender or
+/// recipient key has this form; accounts' keys are `account:<id>`).
+const NEW_ACCOUNT: &str = "new-account";
+
 /// What a `join` frame asked for.
 pub(super) struct Asked {
     pub(super) username: String,
@@ -75,12 +79,31 @@ pub(super) async fn join(
         }
         Err(JoinRefused::Unavailable(e)) => return Err(Reply::Unavailable(e, None)),
     };
+    // The history is read before a new account is created: an account is for good, and its
+    // token reaches the client only in the welcome, so a read failing after the sign-up
+    // would leave the name taken by an account nobody can sign in to. An account that does
+    // not exist yet has no private messages: it sees the public ones.
+    let viewer = match &who {
+        Who::Account(account) => account.key(),
+        Who::New(_) => NEW_ACCOUNT.to_string(),
+    };
+    let history = match hub
+        .welcome_history(&room, &viewer, asked.since, joined.watermark)
+        .await
+    {
+        Ok(history) => history,
+        Err(e) => {
+            // Not joined after all: the client may try again on this connection.
+            leave(hub, &room, &user, mailbox).await;
+            return Err(Reply::Unavailable(e, None));
+        }
+    };
     let (account, token) = match who {
         Who::Account(account) => (account, None),
         Who::New(new) => match hub.accounts.complete_sign_up(new, SecretKind::Join).await {
             Ok((account, token)) => (account, Some(token)),
             Err(refused) => {
-                hub.leave(&room, &user, mailbox.id()).await;
+                leave(hub, &room, &user, mailbox).await;
                 return Err(refusal(refused));
             }
         },
@@ -89,17 +112,13 @@ pub(super) async fn join(
     *session = Some(Session {
         room: room.clone(),
         user: user.clone(),
-        sender_key: sender_key.clone(),
+        sender_key,
         typing_until: None,
         admin: account.admin,
     });
-    let history = hub
-        .welcome_history(&room, &sender_key, asked.since, joined.watermark)
-        .await
-        .map_err(|e| Reply::Unavailable(e, None))?;
     let catch_up = history.more_after.then(|| CatchUp {
         room: room.clone(),
-        viewer: sender_key,
+        viewer,
         last: history.messages.last().map(|m| m.id),
         watermark: joined.watermark,
     });
@@ -116,6 +135,13 @@ pub(super) async fn join(
         admin: account.admin,
     };
     Ok(Welcomed { welcome, catch_up })
+}
+
+/// Undoes a join the room had taken in: the connection leaves it, and the room's frames held
+/// for it meanwhile are dropped (a later join must not get them after its own welcome).
+async fn leave(hub: &Hub, room: &str, user: &User, mailbox: &Mailbox) {
+    hub.leave(room, user, mailbox.id()).await;
+    mailbox.unfollow();
 }
 
 /// Whose join this is.
@@ -197,7 +223,13 @@ pub(super) async fn follow(out: &Mailbox, hub: &Hub, welcomed: Welcomed) -> Next
                 .await;
             let (messages, more) = match page {
                 Ok(found) => found,
-                Err(e) => return unavailable(out, e, None).await,
+                Err(e) => {
+                    // The client has part of what it missed and cannot follow the room with a
+                    // gap: it is told, and reconnects (its `since` resumes where this ended).
+                    let _ = unavailable(out, e, None).await;
+                    out.request_close(close::TRY_AGAIN_LATER, "could not read the history");
+                    return Next::Stop;
+                }
             };
             catch_up.last = messages.last().map(|m| m.id).or(catch_up.last);
             let more = more && !messages.is_empty();
@@ -260,6 +292,42 @@ mod tests {
         assert_eq!(history.len(), 1);
         assert!(!catching_up);
         assert_eq!(session.unwrap().room, DEFAULT_ROOM);
+    }
+
+    #[tokio::test]
+    async fn a_join_whose_history_cannot_be_read_leaves_the_room_and_may_be_tried_again() {
+        let bench = Bench::new(|_| {}).await;
+        // The history cannot be read (the table is gone; a database failing otherwise is no
+        // different to the join).
+        let db = rusqlite::Connection::open(&bench.hub.config.database).unwrap();
+        db.execute_batch("DROP TABLE messages_fts; DROP TABLE messages;")
+            .unwrap();
+        let (mailbox, _client) = connection(&bench.hub).await;
+        let mut session = None;
+        let peer = anonymous();
+        let ask = || Asked {
+            username: "bob".into(),
+            email: "bob@example.com".into(),
+            room: None,
+            since: None,
+            token: None,
+            invite: None,
+        };
+        for attempt in 0..2 {
+            let reply = join(&bench.hub, (&mailbox, &peer), &mut session, ask()).await;
+            assert!(
+                matches!(reply, Err(Reply::Unavailable(..))),
+                "attempt {attempt}: not `unavailable`"
+            );
+            assert!(session.is_none(), "not joined");
+            assert!(
+                bench.hub.member(DEFAULT_ROOM, "bob").await.is_none(),
+                "bob is not left online in a room he never got the welcome of"
+            );
+            // Nor is the name taken by an account whose token never reached anyone.
+            let account = bench.hub.accounts.key_of("bob").await.unwrap();
+            assert!(account.is_none(), "no account was created");
+        }
     }
 
     #[tokio::test]

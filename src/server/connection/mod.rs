@@ -164,6 +164,11 @@ async fn run(
     }
     if reader_ended {
         Box::pin(close_handshake(stream, &mailbox, writer)).await;
+    } else {
+        // The writer ended first: it sent a close frame (kicked, banned, shut down, too
+        // slow), or the peer is gone. Still read until the client's answer, for the reason
+        // below.
+        Box::pin(await_close(stream)).await;
     }
     hub.metrics.connections_open.fetch_sub(1, Relaxed);
     drop(slot);
@@ -172,7 +177,7 @@ async fn run(
 /// After the reader ended: lets the writer send what is queued (an error, a close frame),
 /// then waits briefly for the client's close reply.
 async fn close_handshake(
-    mut stream: Socket,
+    stream: Socket,
     mailbox: &Mailbox,
     mut writer: tokio::task::JoinHandle<()>,
 ) {
@@ -180,9 +185,13 @@ async fn close_handshake(
     if timeout(CLOSE_TIMEOUT, &mut writer).await.is_err() {
         writer.abort();
     }
-    // Discard what the client still sends until its close: dropping the socket with unread
-    // data would make the kernel answer with a reset, and the client could lose our close
-    // frame and its reason.
+    await_close(stream).await;
+}
+
+/// Discards what the client still sends until its close (for [`CLOSE_TIMEOUT`] at most):
+/// dropping the socket with unread data would make the kernel answer with a reset, and the
+/// client could lose our close frame and its reason.
+async fn await_close(mut stream: Socket) {
     let _ = timeout(CLOSE_TIMEOUT, async {
         while let Some(Ok(message)) = stream.next().await {
             if let Message::Close(_) = message {

@@ -76,8 +76,11 @@ pub(super) async fn write_loop(
             Box::pin(goodbye(&mailbox, code, reason)).await;
             return;
         }
-        if finished {
-            return; // what was waiting is written (or a flusher is finishing it)
+        // The reader is done: end once everything waiting is written. A flusher still at work
+        // may yet find the socket full and pass the rest here, so wait for it rather than
+        // leave frames behind (it wakes this task when it is done).
+        if finished && mailbox.is_drained() {
+            return;
         }
     }
 }
@@ -170,6 +173,51 @@ fn slow_consumer(metrics: &crate::server::metrics::Metrics) -> (u16, &'static st
 mod tests {
     use super::super::testing::*;
     use super::*;
+
+    #[tokio::test]
+    async fn a_client_that_stopped_sending_still_gets_every_frame_accepted_for_it() {
+        // The reader is done (the client half-closed: it sends nothing more, and reads on)
+        // while a flusher is writing a backlog the socket cannot take at once. The writer
+        // must not end before the flusher passes it the rest.
+        let bench = Bench::new(|_| {}).await;
+        let (mailbox, (client, _read, progress)) = connection(&bench.hub).await;
+        // Small buffers, whatever the kernel's defaults: the backlog cannot fit in them.
+        socket2::SockRef::from(mailbox.socket().get_ref().as_ref())
+            .set_send_buffer_size(16 * 1024)
+            .unwrap();
+        socket2::SockRef::from(&client)
+            .set_recv_buffer_size(4096)
+            .unwrap();
+        let (_stop, stopped) = watch::channel(false);
+        let hub = bench.hub.clone();
+        let writer = tokio::spawn(write_loop(mailbox.clone(), stopped, hub, progress));
+        mailbox.follow();
+        let (n, pad) = (500, "x".repeat(1_000));
+        for i in 0..n {
+            let frame = Frame::text(&format!("{i} {pad}"));
+            if mailbox.put(&frame, None, n) {
+                crate::server::mailbox::flush_later(vec![mailbox.clone()], &bench.hub.metrics);
+            }
+        }
+        mailbox.finish();
+        let mut client = tokio_tungstenite::WebSocketStream::from_raw_socket(
+            client,
+            tokio_tungstenite::tungstenite::protocol::Role::Client,
+            None,
+        )
+        .await;
+        for i in 0..n {
+            let next = timeout(Duration::from_secs(5), client.next()).await;
+            let Ok(Some(Ok(Message::Text(text)))) = next else {
+                panic!("frame {i} never came: {next:?}");
+            };
+            assert!(text.starts_with(&format!("{i} ")), "frame {i}");
+        }
+        timeout(Duration::from_secs(5), writer)
+            .await
+            .expect("the writer ends once everything is written")
+            .unwrap();
+    }
 
     #[tokio::test]
     async fn an_idle_writer_holds_little() {
