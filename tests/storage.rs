@@ -190,6 +190,13 @@ async fn a_resend_is_stored_once_per_sender_and_room(location: Location) {
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(again.message, first.message);
+    // Found again by who sent it, where, under which client_id (the answer to a resend that
+    // would be refused now); nobody else's, nowhere else.
+    let found = store.resent("a", &key("alice"), "c-1").await.unwrap();
+    assert_eq!(found, Some(first.message.clone()));
+    assert_eq!(store.resent("a", &key("bob"), "c-1").await.unwrap(), None);
+    assert_eq!(store.resent("b", &key("alice"), "c-1").await.unwrap(), None);
+    assert_eq!(store.resent("a", &key("alice"), "c-2").await.unwrap(), None);
     // Another room, or another sender: another message.
     assert!(
         !store

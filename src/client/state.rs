@@ -272,6 +272,24 @@ impl Chat {
         self.entries.update(|e| e.push(Entry::Notice { key, text }));
     }
 
+    /// Takes out of the outbox what the server has stored: this user's messages among
+    /// `messages`, matched by `client_id` (a failed resend of one included).
+    fn settle_outbox(&self, messages: &[ChatMessage]) {
+        let Some(me) = self.me.get_untracked() else {
+            return;
+        };
+        let stored: Vec<&str> = messages
+            .iter()
+            .filter(|m| m.from == me)
+            .filter_map(|m| m.client_id.as_deref())
+            .collect();
+        if stored.is_empty() || self.outbox.with_untracked(|o| o.is_empty()) {
+            return;
+        }
+        self.outbox
+            .update(|o| o.retain(|p| !stored.contains(&p.client_id.as_str())));
+    }
+
     /// Applies one frame from the server. Returns a join refusal, if this frame is one.
     pub fn apply(&self, frame: ServerFrame) -> Option<(Field, String)> {
         match frame {
@@ -286,6 +304,9 @@ impl Chat {
             } => {
                 let first_join = self.me.get_untracked().is_none();
                 self.me.set(Some(you));
+                // Sent before the connection dropped, stored, but the answer never came: the
+                // history has it, so it is not sent again.
+                self.settle_outbox(&history);
                 self.admin.set(admin);
                 self.online.set(online);
                 self.online_count.set(online_count);
@@ -303,18 +324,14 @@ impl Chat {
             ServerFrame::Message(message) => {
                 self.synced(message.id);
                 self.set_typing(&message.from.username, false);
-                let mine = self
-                    .me
-                    .with_untracked(|me| me.as_ref() == Some(&message.from));
-                if let (true, Some(id)) = (mine, message.client_id.as_deref()) {
-                    self.outbox.update(|o| o.retain(|p| p.client_id != id));
-                }
+                self.settle_outbox(std::slice::from_ref(&message));
                 self.merge_messages(vec![message]);
             }
             ServerFrame::CatchUp { messages, .. } => {
                 if let Some(last) = messages.last() {
                     self.synced(last.id);
                 }
+                self.settle_outbox(&messages);
                 self.merge_messages(messages);
             }
             ServerFrame::History { messages, has_more } => {
@@ -612,5 +629,62 @@ mod tests {
             hits: vec![],
         });
         assert_eq!(chat.search.get_untracked(), Some(("x".to_string(), vec![])));
+    }
+
+    #[test]
+    fn what_the_history_shows_stored_leaves_the_outbox() {
+        // Two messages were sent just before the connection dropped; the first was stored
+        // (its answer was lost), the second was not. After reconnecting, the welcome's
+        // history (or a catch-up page) has the first: only the second is sent again.
+        let owner = Owner::new();
+        owner.set();
+        let chat = Chat::new("general".into());
+        let me = msg(1).from;
+        let pending = |id: &str| Pending {
+            client_id: id.into(),
+            text: id.into(),
+            to: None,
+            reply: None,
+            file: None,
+            failed: None,
+        };
+        chat.outbox
+            .set(vec![pending("c-1"), pending("c-2"), pending("c-3")]);
+        let mine = |id: u64, client_id: &str| ChatMessage {
+            client_id: Some(client_id.into()),
+            ..msg(id)
+        };
+        let someone_else = ChatMessage {
+            from: User {
+                username: "b".into(),
+                avatar: "y".into(),
+            },
+            ..mine(2, "c-2") // another sender's client_id names another message
+        };
+        chat.apply(ServerFrame::Welcome {
+            you: me.clone(),
+            room: "general".into(),
+            online: vec![me],
+            online_count: 1,
+            history: vec![mine(1, "c-1"), someone_else],
+            has_more: false,
+            catching_up: true,
+            heartbeat_ms: 20_000,
+            admin: false,
+            token: None,
+        });
+        let left = |chat: &Chat| -> Vec<String> {
+            chat.outbox
+                .get_untracked()
+                .into_iter()
+                .map(|p| p.client_id)
+                .collect()
+        };
+        assert_eq!(left(&chat), ["c-2", "c-3"]);
+        chat.apply(ServerFrame::CatchUp {
+            messages: vec![mine(3, "c-3")],
+            more: false,
+        });
+        assert_eq!(left(&chat), ["c-2"]);
     }
 }

@@ -305,6 +305,16 @@ impl Hub {
         }
     }
 
+    /// The message `sender_key` already stored in `room` under `client_id`, if any.
+    pub async fn resent(
+        &self,
+        room: &str,
+        sender_key: &str,
+        client_id: &str,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        self.storage.resent(room, sender_key, client_id).await
+    }
+
     /// Message `id` of `room`, with its owners' keys.
     pub async fn entry(&self, room: &str, id: u64) -> Result<Option<Entry>, StoreError> {
         self.storage.entry(room, id).await

@@ -39,8 +39,31 @@ pub(super) fn too_fast() -> Reply {
 
 /// Stores the message; the room's broadcast delivers it to everyone, the sender included
 /// (that is its acknowledgement). A resend of one already stored is answered to the sender
-/// alone.
+/// alone, even when the resend itself would now be refused: a client that lost the answer
+/// sends it again after reconnecting, when its file is attached already, its recipient may
+/// have left, or the resends of a whole outbox go over the rate. (Looked up only on a
+/// refusal, so the path of every message stays one write; refusals are bounded by strikes.)
 pub(super) async fn post(
+    hub: &Arc<Hub>,
+    session: &Session,
+    bucket: &mut TokenBucket,
+    asked: Asked,
+) -> Reply {
+    let reply = check_and_store(hub, session, bucket, asked).await;
+    let Reply::Refused(invalid, Some(client_id)) = reply else {
+        return reply;
+    };
+    if protocol::validate_client_id(&client_id).is_ok()
+        && let Ok(Some(stored)) = hub
+            .resent(&session.room, &session.sender_key, &client_id)
+            .await
+    {
+        return Reply::Frame(ServerFrame::Message(stored));
+    }
+    Reply::Refused(invalid, Some(client_id))
+}
+
+async fn check_and_store(
     hub: &Arc<Hub>,
     session: &Session,
     bucket: &mut TokenBucket,
@@ -289,12 +312,66 @@ mod tests {
         assert!(nothing_more(&mut queue).await, "nothing was stored or sent");
 
         let mut empty = TokenBucket::new(1.0, 1.0);
+        let numbered = |text: &str, id: &str| Asked {
+            client_id: Some(id.into()),
+            ..ask(text, None)
+        };
         assert!(matches!(
-            post(&bench.hub, &alice, &mut empty, ask("one", None)).await,
+            post(&bench.hub, &alice, &mut empty, numbered("one", "id-8")).await,
             Reply::Done
         ));
-        let reply = post(&bench.hub, &alice, &mut empty, ask("two", None)).await;
+        let reply = post(&bench.hub, &alice, &mut empty, numbered("two", "id-9")).await;
         assert_eq!(refused(reply).0, ErrorCode::RateLimited);
+    }
+
+    #[tokio::test]
+    async fn a_resend_of_a_stored_message_is_answered_even_where_it_would_now_be_refused() {
+        // Alice's private message to Bob is stored, but her connection drops before the
+        // answer. Meanwhile Bob leaves; after reconnecting her outbox sends it again, in a
+        // burst over the rate. It was sent: she gets it back, not "nobody to send it to".
+        let bench = Bench::new(|_| {}).await;
+        let (alice, mut alice_feed) = bench.joined("alice").await;
+        let (bob, _bob_feed) = bench.joined("bob").await;
+        let psst = || Asked {
+            text: "psst <b>bob</b>".into(),
+            client_id: Some("p-1".into()),
+            to: Some("bob".into()),
+            reply_to: None,
+            file: None,
+        };
+        let mut bucket = bench.bucket();
+        assert!(matches!(
+            post(&bench.hub, &alice, &mut bucket, psst()).await,
+            Reply::Done
+        ));
+        let stored = delivered(&mut alice_feed).await;
+        let (_, _, conn) = bench
+            .hub
+            .rooms
+            .local_members()
+            .into_iter()
+            .find(|(_, user, _)| user.username == "bob")
+            .unwrap();
+        bench.hub.leave(&bob.room, &bob.user, conn).await;
+        let mut empty = TokenBucket::new(0.0, 0.0);
+        for _ in 0..2 {
+            let Reply::Frame(ServerFrame::Message(again)) =
+                post(&bench.hub, &alice, &mut empty, psst()).await
+            else {
+                panic!("the resend is answered with the stored message");
+            };
+            assert_eq!(again, stored);
+        }
+        // A new message refused for the same reasons is still refused.
+        let new = Asked {
+            client_id: Some("p-2".into()),
+            ..psst()
+        };
+        let reply = post(&bench.hub, &alice, &mut bucket, new).await;
+        assert_eq!(
+            refused(reply),
+            (ErrorCode::RecipientNotOnline, Some("p-2".into()))
+        );
     }
 
     #[tokio::test]

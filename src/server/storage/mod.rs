@@ -467,6 +467,51 @@ impl Storage {
         }
     }
 
+    /// The message `sender_key` already stored in `room` under `client_id`, if any: a resend
+    /// is answered with it even when the resend itself would now be refused (its file is
+    /// attached already, its recipient left, the sender is over the rate).
+    pub async fn resent(
+        &self,
+        room: &str,
+        sender_key: &str,
+        client_id: &str,
+    ) -> Result<Option<ChatMessage>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM messages WHERE sender_key = $1 AND room = $2 AND client_id = $3"
+        );
+        let (sender_key, room, client_id) = (
+            sender_key.to_string(),
+            room.to_string(),
+            client_id.to_string(),
+        );
+        let doing = "looking for a resent message";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                sqlite::with(&db.reader, doing, move |conn| {
+                    conn.query_row(
+                        &sql,
+                        rusqlite::params![sender_key, room, client_id],
+                        sqlite::read_row,
+                    )
+                    .map(Some)
+                    .or_else(|e| match e {
+                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                        e => Err(e),
+                    })
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(postgres::unreachable)?;
+                let row = client
+                    .query_opt(&sql, &[&sender_key, &room, &client_id])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(row.map(|row| postgres::read_row(&row)))
+            }
+        }
+    }
+
     /// Up to `limit` messages of `room` visible to `viewer` with `id < before` (or the newest,
     /// without `before`) and `id <= upto`, oldest first, and whether older ones exist.
     pub async fn page(
