@@ -535,3 +535,70 @@ async fn a_backup_taken_under_load_holds_every_message_acknowledged_before_it() 
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     server.kill9().await;
 }
+
+/// The ids a joining client gets, in order: its welcome's history, its catch-up pages, then
+/// live messages, until it has `n`.
+async fn ids_after_join(client: &mut Client, welcome: ServerFrame, n: usize) -> Vec<u64> {
+    let ServerFrame::Welcome { history, .. } = welcome else {
+        panic!("not welcomed: {welcome:?}");
+    };
+    let mut ids: Vec<u64> = history.iter().map(|m| m.id).collect();
+    while ids.len() < n {
+        match client.recv().await {
+            ServerFrame::CatchUp { messages, .. } => ids.extend(messages.iter().map(|m| m.id)),
+            ServerFrame::Message(m) => ids.push(m.id),
+            _ => {} // joins, leaves, typing
+        }
+    }
+    ids
+}
+
+#[tokio::test]
+async fn resuming_while_others_post_gets_every_message_once_in_order() {
+    // Two people post without a pause while others come back with `since` after missing
+    // more than `resume-limit` messages: each one's welcome, catch-up pages and live
+    // messages must be exactly what someone there all along received after its `since`.
+    let server = TestServer::with(|c| c.resume_limit = 4).await;
+    let mut watcher = server.joined("watcher").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut talkers = Vec::new();
+    for name in ["ana", "bo"] {
+        let mut talker = server.joined(name).await;
+        let stop = stop.clone();
+        talkers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                talker.say(&format!("{name} {n} ✨ <b>x</b>")).await;
+                talker.recv_message().await;
+                n += 1;
+            }
+        }));
+    }
+    let mut seen: Vec<u64> = Vec::new();
+    for round in 0..8 {
+        // Somewhere the watcher has passed: the newcomer missed at least 10 messages.
+        while seen.len() < 12 * (round + 1) {
+            seen.push(watcher.recv_message().await.id);
+        }
+        let since = seen[seen.len() - 11];
+        let mut back = server.client().await;
+        let name = format!("back{round}");
+        let welcome = back
+            .join_as(&name, &format!("{name}@example.com"), Some(since))
+            .await;
+        let got = ids_after_join(&mut back, welcome, 30).await;
+        let from = seen.iter().position(|&id| id == since).unwrap() + 1;
+        while seen.len() < from + got.len() {
+            seen.push(watcher.recv_message().await.id);
+        }
+        assert_eq!(
+            got,
+            seen[from..from + got.len()],
+            "round {round}: after {since}, not what the watcher got"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for talker in talkers {
+        talker.await.unwrap();
+    }
+}
