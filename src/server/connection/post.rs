@@ -58,9 +58,43 @@ pub(super) async fn post(
             .resent(&session.room, &session.sender_key, &client_id)
             .await
     {
-        return Reply::Frame(ServerFrame::Message(stored));
+        return answer_stored(hub, &session.room, stored, Some(client_id), HANDED_ON_WAIT).await;
     }
     Reply::Refused(invalid, Some(client_id))
+}
+
+/// How long the answer to a resend waits for this node's room to catch up with it.
+const HANDED_ON_WAIT: Duration = Duration::from_secs(3);
+
+/// Answers a resend, to its sender alone, with the message stored for it before. Once this
+/// node's room has handed on everything up to that message: the client takes each message it
+/// gets as "everything up to here" (its `since`), so an answer ahead of earlier messages (in a
+/// cluster, those another node stored whose publication has not reached this one yet) would
+/// let it skip them after its next reconnection. On one node the room always has it already.
+/// If the room does not catch up within `wait`, the resend is refused as `unavailable` (the
+/// client keeps it, and sends it again later).
+async fn answer_stored(
+    hub: &Hub,
+    room: &str,
+    stored: protocol::ChatMessage,
+    client_id: Option<String>,
+    wait: Duration,
+) -> Reply {
+    let deadline = Instant::now() + wait;
+    while hub.rooms.watermark_of(room).is_some_and(|w| w < stored.id) {
+        if Instant::now() >= deadline {
+            let behind = StoreError::Unreachable {
+                service: "Redis",
+                reason: format!(
+                    "this node has not yet received the messages before {}",
+                    stored.id
+                ),
+            };
+            return Reply::Unavailable(behind, client_id);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Reply::Frame(ServerFrame::Message(stored))
 }
 
 async fn check_and_store(
@@ -153,7 +187,10 @@ async fn check_and_store(
     match hub.post(draft).await {
         // A repeat of a message already stored: it was broadcast the first time; tell only
         // the sender, so its outbox can mark it delivered.
-        Ok(appended) if appended.duplicate => Reply::Frame(ServerFrame::Message(appended.message)),
+        Ok(appended) if appended.duplicate => {
+            let room = &session.room;
+            answer_stored(hub, room, appended.message, client_id, HANDED_ON_WAIT).await
+        }
         Ok(appended) => {
             hub.metrics.observe_broadcast(received.elapsed());
             // A card for its first link follows, when the page has been fetched.
@@ -251,6 +288,7 @@ async fn recipient(
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use crate::protocol::ChatMessage;
 
     fn refused(reply: Reply) -> (ErrorCode, Option<String>) {
         match reply {
@@ -285,6 +323,39 @@ mod tests {
         };
         assert_eq!(again, first);
         assert!(nothing_more(&mut bob_queue).await, "not broadcast twice");
+    }
+
+    #[tokio::test]
+    async fn a_resend_is_answered_only_once_the_room_has_handed_on_everything_before_it() {
+        let bench = Bench::new(|_| {}).await;
+        let (alice, mut feed) = bench.joined("alice").await;
+        bench.say(&alice, "stored", None).await;
+        let stored = delivered(&mut feed).await;
+        let room = &alice.room;
+        // The room has it: answered at once.
+        let now = answer_stored(&bench.hub, room, stored.clone(), None, Duration::ZERO).await;
+        assert!(matches!(now, Reply::Frame(ServerFrame::Message(m)) if m == stored));
+        // Stored, but not yet handed on here (a cluster node behind another's publications):
+        // answered once the room gets there, not ahead of the messages before it...
+        let next = ChatMessage {
+            id: stored.id + 1,
+            ..stored.clone()
+        };
+        let waiting = answer_stored(&bench.hub, room, next.clone(), None, Duration::from_secs(5));
+        let catching_up = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            bench.say(&alice, "the room gets there", None).await;
+        };
+        let (answer, ()) = tokio::join!(waiting, catching_up);
+        assert!(matches!(answer, Reply::Frame(ServerFrame::Message(m)) if m == next));
+        // ...and refused as unavailable (kept for later) if it does not get there in time.
+        let far = ChatMessage {
+            id: stored.id + 100,
+            ..stored
+        };
+        let wait = Duration::from_millis(50);
+        let late = answer_stored(&bench.hub, room, far, Some("c-9".into()), wait).await;
+        assert!(matches!(late, Reply::Unavailable(_, Some(id)) if id == "c-9"));
     }
 
     #[tokio::test]
