@@ -124,7 +124,8 @@ fn ChatPage() -> impl IntoView {
         <Title text=title formatter=Formatter::from(escape_title) />
         <div class="app">
             <header class="topbar">
-                <a class="brand" href="/">"hubbub"</a>
+                // A full load, like the room links: the chat's state belongs to its page.
+                <a class="brand" href="/" rel="external">"hubbub"</a>
                 <span class="room-name">"#" {move || chat.room.get()}</span>
                 <StatusBar />
                 <Show when=move || chat.me.get().is_some()>

@@ -51,6 +51,11 @@ pub fn notifications_undecided() -> bool {
     imp::notifications_undecided()
 }
 
+/// Whether this browser has desktop notifications at all (false on the server).
+pub fn has_notifications() -> bool {
+    imp::has_notifications()
+}
+
 /// Asks the browser's notification question, and waits for the answer.
 pub async fn ask_for_notifications() {
     imp::ask_for_notifications().await
@@ -146,11 +151,21 @@ mod imp {
         leptos::prelude::set_interval(f, period);
     }
 
+    // In-app browsers and some mobile ones have no `Notification`: touching it there throws
+    // (a JavaScript exception through the WASM stops the app).
+    pub fn has_notifications() -> bool {
+        js_sys::Reflect::has(&js_sys::global(), &"Notification".into()).unwrap_or(false)
+    }
+
     pub fn notifications_undecided() -> bool {
-        web_sys::Notification::permission() == web_sys::NotificationPermission::Default
+        has_notifications()
+            && web_sys::Notification::permission() == web_sys::NotificationPermission::Default
     }
 
     pub async fn ask_for_notifications() {
+        if !has_notifications() {
+            return;
+        }
         if let Ok(promise) = web_sys::Notification::request_permission() {
             let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
         }
@@ -349,6 +364,10 @@ mod imp {
     }
 
     pub fn every(_: std::time::Duration, _: impl Fn() + 'static) {}
+
+    pub fn has_notifications() -> bool {
+        false
+    }
 
     pub fn notifications_undecided() -> bool {
         false

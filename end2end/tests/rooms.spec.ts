@@ -138,3 +138,27 @@ test("mentions and private messages raise a desktop notification once allowed", 
     { title: "ivan (private)", body: "just you" },
   ]);
 });
+
+test("the logo goes back to #general, and the chat still works there", async ({ browser }) => {
+  const [dana] = await people(browser, server.url, "dana");
+  const errors: string[] = [];
+  dana.on("pageerror", (e) => errors.push(e.message));
+  await dana.getByLabel("Open or create a room").fill("cafe");
+  await dana.getByRole("button", { name: "Open" }).click();
+  await expect(dana).toHaveURL(/\/r\/cafe$/);
+  await expect(dana.getByRole("status")).toHaveText("Connected");
+  const gus = await openChat(browser, `${server.url}/r/cafe`);
+  await join(gus, "gus");
+
+  await dana.getByRole("link", { name: "hubbub", exact: true }).click();
+  await expect(dana).toHaveURL(`${server.url}/`);
+  await expect(dana.getByRole("status")).toHaveText("Connected");
+  // Frames from the room left behind must not reach what the page drew for it.
+  await say(gus, "still in the cafe");
+  await say(dana, "back in general");
+  await expect(messages(dana).getByText("back in general")).toBeVisible();
+  await expect(messages(dana).getByText("still in the cafe")).toHaveCount(0);
+  await say(dana, "and still working");
+  await expect(messages(dana).getByText("and still working")).toBeVisible();
+  expect(errors).toEqual([]);
+});

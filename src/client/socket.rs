@@ -2,7 +2,7 @@
 //! resuming from the last id received, and (re)sending the outbox after every `welcome`.
 
 use super::{Chat, Entry, Identity, Pending, Status};
-use crate::protocol::{ClientFrame, ServerFrame, close};
+use crate::protocol::{ClientFrame, ErrorCode, ServerFrame, close};
 use futures::channel::mpsc::{UnboundedReceiver, unbounded};
 use futures::{FutureExt, SinkExt, StreamExt, select};
 use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
@@ -29,6 +29,10 @@ pub enum Command {
 
 const FIRST_RETRY_MS: f64 = 500.0;
 const MAX_RETRY_MS: f64 = 20_000.0;
+/// A connection that stayed joined this long was healthy: the next loss starts the backoff
+/// over. One that ends sooner (a server that closes right after the join, again and again)
+/// lets it grow.
+const HEALTHY_MS: f64 = 30_000.0;
 /// Heartbeat used until the server says otherwise in `welcome`.
 const DEFAULT_HEARTBEAT_MS: u32 = 20_000;
 
@@ -102,7 +106,9 @@ fn attention(chat: Chat, message: &crate::protocol::ChatMessage) {
     if !(private || crate::text::mentions(&message.text, &me.username)) {
         return;
     }
-    if web_sys::Notification::permission() == web_sys::NotificationPermission::Granted {
+    if crate::browser::has_notifications()
+        && web_sys::Notification::permission() == web_sys::NotificationPermission::Granted
+    {
         let title = if private {
             format!("{} (private)", message.from.username)
         } else {
@@ -186,13 +192,15 @@ async fn run(chat: Chat, identity: Identity, mut commands: UnboundedReceiver<Com
             wait_for_online(&mut commands).await;
             chat.status.set(Status::Connecting);
         }
+        let started = js_sys::Date::now();
         let ended = match WebSocket::open(&ws_url()) {
             Ok(ws) => session(chat, ws, &identity, &mut commands).await,
             Err(_) => Ended::Lost { welcomed: false },
         };
         match ended {
             Ended::Lost { welcomed } => {
-                attempt = if welcomed { 1 } else { attempt + 1 };
+                let healthy = welcomed && js_sys::Date::now() - started >= HEALTHY_MS;
+                attempt = if healthy { 1 } else { attempt + 1 };
             }
             Ended::Stop(reason) => {
                 chat.status.set(Status::Stopped(reason));
@@ -280,10 +288,28 @@ async fn session(
                         welcomed = true;
                         sent.clear();
                     }
+                    // An error before the welcome answers the join: it was not taken.
+                    let join_error = match &frame {
+                        ServerFrame::Error { code, client_id: None, .. } if !welcomed => {
+                            Some(matches!(code, ErrorCode::Unavailable | ErrorCode::RateLimited))
+                        }
+                        _ => None,
+                    };
                     if let Some(refusal) = chat.apply(frame) {
                         chat.join_error.set(Some(refusal));
                         chat.me.set(None);
                         return Ended::Refused;
+                    }
+                    match join_error {
+                        // The server could not take it now: again, after the backoff.
+                        Some(true) => return Ended::Lost { welcomed: false },
+                        // Refused for good (the name is taken now, the session ended): back
+                        // to the join form, with the reason in the alert.
+                        Some(false) => {
+                            chat.me.set(None);
+                            return Ended::Refused;
+                        }
+                        None => {}
                     }
                     if welcomed && flush(chat, &mut tx, &mut sent).await.is_err() {
                         return Ended::Lost { welcomed };

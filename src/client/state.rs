@@ -37,6 +37,14 @@ pub enum Entry {
 }
 
 impl Entry {
+    /// Which entry this is, whatever changed in it since (unlike [`Entry::key`]).
+    pub fn identity(&self) -> String {
+        match self {
+            Entry::Message(m) => format!("m{}", m.id),
+            Entry::Notice { key, .. } => format!("n{key}"),
+        }
+    }
+
     /// A key for keyed rendering, which changes whenever the message does: a message that
     /// was deleted, edited or reacted to is drawn again.
     pub fn key(&self) -> String {
@@ -303,6 +311,9 @@ impl Chat {
                 ..
             } => {
                 let first_join = self.me.get_untracked().is_none();
+                // Nothing came over a socket before: the welcome's history is the newest page
+                // in full, not what was missed since a `since`.
+                let fresh = self.synced_to().is_none();
                 self.me.set(Some(you));
                 // Sent before the connection dropped, stored, but the answer never came: the
                 // history has it, so it is not sent again.
@@ -316,7 +327,25 @@ impl Chat {
                 if first_join || self.first_id().is_none() {
                     self.has_more.set(has_more);
                 }
-                self.merge_messages(history);
+                if fresh {
+                    // The page's own history (public messages, as they were when the server
+                    // drew the page) gives way to the welcome's: since then messages may have
+                    // been deleted or edited, more than a page may have come, and this user's
+                    // private messages were not in it.
+                    self.entries.update(|entries| {
+                        entries.retain(|e| !matches!(e, Entry::Message(_)));
+                        for m in history {
+                            insert_message(entries, m);
+                        }
+                    });
+                } else {
+                    self.merge_messages(history);
+                }
+                // Whatever was under way on the connection before is over: a page of older
+                // messages or a search it asked for, and who was typing then.
+                self.loading_older.set(false);
+                self.searching.set(false);
+                self.typing.set(Vec::new());
                 self.join_error.set(None);
                 self.alert.set(None);
                 self.status.set(Status::Online);
@@ -629,6 +658,70 @@ mod tests {
             hits: vec![],
         });
         assert_eq!(chat.search.get_untracked(), Some(("x".to_string(), vec![])));
+    }
+
+    fn welcome(you: User, history: Vec<ChatMessage>) -> ServerFrame {
+        ServerFrame::Welcome {
+            you: you.clone(),
+            room: "general".into(),
+            online: vec![you],
+            online_count: 1,
+            history,
+            has_more: false,
+            catching_up: false,
+            heartbeat_ms: 20_000,
+            admin: false,
+            token: None,
+        }
+    }
+
+    #[test]
+    fn a_first_welcome_replaces_the_page_history_and_later_ones_add_to_it() {
+        let owner = Owner::new();
+        owner.set();
+        let chat = Chat::new("general".into());
+        // The page as the server drew it: since then, 1 was deleted and 2 edited.
+        chat.merge_messages(vec![msg(1), msg(2)]);
+        chat.loading_older.set(true);
+        chat.searching.set(true);
+        chat.typing.set(vec!["b".into()]);
+        let edited = ChatMessage {
+            text: "two, edited".into(),
+            edited: Some(5),
+            ..msg(2)
+        };
+        let me = msg(1).from;
+        chat.apply(welcome(me.clone(), vec![edited, msg(3)]));
+        let shown = |chat: &Chat| -> Vec<(String, String)> {
+            chat.entries.with_untracked(|e| {
+                e.iter()
+                    .filter_map(|e| match e {
+                        Entry::Message(m) => Some((e.identity(), m.text.clone())),
+                        Entry::Notice { .. } => None,
+                    })
+                    .collect()
+            })
+        };
+        let expected = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            shown(&chat),
+            expected(&[("m2", "two, edited"), ("m3", "3")])
+        );
+        // What was under way on an earlier connection is over.
+        assert!(!chat.loading_older.get_untracked());
+        assert!(!chat.searching.get_untracked());
+        assert!(chat.typing.get_untracked().is_empty());
+        // After a reconnection (with `since`), the welcome brings what was missed: added.
+        chat.apply(welcome(me, vec![msg(4)]));
+        assert_eq!(
+            shown(&chat),
+            expected(&[("m2", "two, edited"), ("m3", "3"), ("m4", "4")])
+        );
     }
 
     #[test]

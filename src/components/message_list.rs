@@ -37,12 +37,20 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
     let hydrated = super::hydrated();
 
     // After every change to the list: stick to the bottom, count unseen messages, or keep the
-    // view steady when older messages were added above.
+    // view steady when older messages were added above. Entries by identity, not by render
+    // key: a reaction, an edit or a link preview on the last message is not a new one (and
+    // must neither pull a reader who scrolled up to the bottom nor count as unseen); notices
+    // ("bob joined") are not messages to catch up on.
     let shape = Memo::new(move |_| {
-        let (first, last, len) = chat
-            .entries
-            .with(|e| (e.first().map(Entry::key), e.last().map(Entry::key), e.len()));
-        (first, last, len, chat.outbox.with(Vec::len))
+        let (first, last, messages) = chat.entries.with(|e| {
+            let messages = e.iter().filter(|x| matches!(x, Entry::Message(_))).count();
+            (
+                e.first().map(Entry::identity),
+                e.last().map(Entry::identity),
+                messages,
+            )
+        });
+        (first, last, messages, chat.outbox.with(Vec::len))
     });
     let height = StoredValue::new(0);
     Effect::new(
@@ -66,7 +74,7 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
                     && pending >= now.3
                     && !last_is_mine
                 {
-                    unseen.update(|n| *n += now.2.saturating_sub(len).max(1));
+                    unseen.update(|n| *n += now.2.saturating_sub(len));
                 } else if grew_below {
                     el.set_scroll_top(el.scroll_height());
                 }

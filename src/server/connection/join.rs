@@ -119,7 +119,7 @@ pub(super) async fn join(
     let catch_up = history.more_after.then(|| CatchUp {
         room: room.clone(),
         viewer,
-        last: history.messages.last().map(|m| m.id),
+        last: history.messages.last().map(|m| m.id).or(asked.since),
         watermark: joined.watermark,
     });
     let welcome = ServerFrame::Welcome {
