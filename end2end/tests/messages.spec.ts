@@ -1,6 +1,6 @@
 import { expect, Page, test } from "@playwright/test";
 import { Hubbub } from "./server";
-import { fillRoom, messages, people, say } from "./helpers";
+import { fillRoom, join, messages, openChat, people, say } from "./helpers";
 
 // Two people, each in a browser of their own, fix, react to, answer, format and find
 // messages; everything one does, the other sees live.
@@ -280,5 +280,25 @@ test("the first link of a message gets a preview card, for both people", async (
   } finally {
     await local.stop();
     site.close();
+  }
+});
+
+test("a link to a message far back says so, instead of loading the whole room", async ({ browser }) => {
+  // Pages of 5: twenty of them (the most a link makes the page load) reach 100 messages back.
+  const local = await Hubbub.start({ HUBBUB_HISTORY_LIMIT: "5" });
+  try {
+    const [ozzy] = await people(browser, `${local.url}/r/deep`, "ozzy");
+    await say(ozzy, "the very first"); // id 1: the first message on this server
+    await expect(messages(ozzy).getByText("the very first")).toBeVisible();
+    await fillRoom(browser, local.url, "deep", 130); // ids 2 to 131
+    const rita = await openChat(browser, `${local.url}/r/deep?message=1`);
+    await join(rita, "rita");
+    await expect(rita.getByRole("alert")).toContainText("too far back to bring into view");
+    await expect(messages(rita).getByText("the very first")).toHaveCount(0);
+    // One near enough is brought into view (30 back: 6 pages).
+    await rita.goto(`${local.url}/r/deep?message=101`);
+    await expect(messages(rita).locator(".text").filter({ hasText: /^old line 100 / })).toBeInViewport();
+  } finally {
+    await local.stop();
   }
 });

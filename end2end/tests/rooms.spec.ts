@@ -140,25 +140,25 @@ test("mentions and private messages raise a desktop notification once allowed", 
 });
 
 test("the logo goes back to #general, and the chat still works there", async ({ browser }) => {
-  const [dana] = await people(browser, server.url, "dana");
+  const [delia] = await people(browser, server.url, "delia");
   const errors: string[] = [];
-  dana.on("pageerror", (e) => errors.push(e.message));
-  await dana.getByLabel("Open or create a room").fill("cafe");
-  await dana.getByRole("button", { name: "Open" }).click();
-  await expect(dana).toHaveURL(/\/r\/cafe$/);
-  await expect(dana.getByRole("status")).toHaveText("Connected");
-  const gus = await openChat(browser, `${server.url}/r/cafe`);
-  await join(gus, "gus");
+  delia.on("pageerror", (e) => errors.push(e.message));
+  await delia.getByLabel("Open or create a room").fill("cafe");
+  await delia.getByRole("button", { name: "Open" }).click();
+  await expect(delia).toHaveURL(/\/r\/cafe$/);
+  await expect(delia.getByRole("status")).toHaveText("Connected");
+  const gwen = await openChat(browser, `${server.url}/r/cafe`);
+  await join(gwen, "gwen");
 
-  await dana.getByRole("link", { name: "hubbub", exact: true }).click();
-  await expect(dana).toHaveURL(`${server.url}/`);
-  await expect(dana.getByRole("status")).toHaveText("Connected");
+  await delia.getByRole("link", { name: "hubbub", exact: true }).click();
+  await expect(delia).toHaveURL(`${server.url}/`);
+  await expect(delia.getByRole("status")).toHaveText("Connected");
   // Frames from the room left behind must not reach what the page drew for it.
-  await say(gus, "still in the cafe");
-  await say(dana, "back in general");
-  await expect(messages(dana).getByText("back in general")).toBeVisible();
-  await expect(messages(dana).getByText("still in the cafe")).toHaveCount(0);
-  await say(dana, "and still working");
-  await expect(messages(dana).getByText("and still working")).toBeVisible();
+  await say(gwen, "still in the cafe");
+  await say(delia, "back in general");
+  await expect(messages(delia).getByText("back in general")).toBeVisible();
+  await expect(messages(delia).getByText("still in the cafe")).toHaveCount(0);
+  await say(delia, "and still working");
+  await expect(messages(delia).getByText("and still working")).toBeVisible();
   expect(errors).toEqual([]);
 });

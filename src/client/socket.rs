@@ -74,6 +74,12 @@ pub fn connect(chat: Chat, identity: Identity) {
 pub fn send_message(chat: Chat, text: String, extras: super::Extras) {
     let client_id = new_client_id();
     let super::Extras { to, reply, file } = extras;
+    // After the connection stopped for good (removed, banned, signed out, replaced), nothing
+    // will send it: it is shown as not sent, with why, rather than "sending" for ever.
+    let failed = match chat.status.get_untracked() {
+        Status::Stopped(reason) => Some(reason),
+        _ => None,
+    };
     chat.outbox.update(|o| {
         o.push(Pending {
             client_id,
@@ -81,7 +87,7 @@ pub fn send_message(chat: Chat, text: String, extras: super::Extras) {
             to,
             reply,
             file,
-            failed: None,
+            failed,
         })
     });
     command(chat, Command::Flush);
@@ -203,6 +209,12 @@ async fn run(chat: Chat, identity: Identity, mut commands: UnboundedReceiver<Com
                 attempt = if healthy { 1 } else { attempt + 1 };
             }
             Ended::Stop(reason) => {
+                // What was waiting to be sent will not be: say so, on each.
+                chat.outbox.update(|o| {
+                    for p in o.iter_mut().filter(|p| p.failed.is_none()) {
+                        p.failed = Some(reason.clone());
+                    }
+                });
                 chat.status.set(Status::Stopped(reason));
                 break;
             }

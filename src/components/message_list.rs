@@ -20,6 +20,10 @@ use leptos::prelude::*;
 /// Within this many pixels of the bottom counts as "at the bottom".
 const STICKY_PX: i32 = 48;
 
+/// Most pages of older messages loaded to bring one message into view (`history-limit`
+/// messages each: 50 by default, so 1,000 messages back).
+const JUMP_PAGES: u32 = 20;
+
 #[component]
 pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
     let chat = expect_context::<Chat>();
@@ -107,7 +111,10 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
     });
 
     // A quote or a search hit was clicked: bring that message into view, paging back until
-    // it is loaded (or there is nothing older: then say so).
+    // it is loaded (or there is nothing older: then say so). At most `JUMP_PAGES` pages: a
+    // link anyone can post (`?message=1`) must not make a reader's tab load a room's whole
+    // history, nor a failing server make it ask again and again.
+    let jump_pages = StoredValue::new((None::<u64>, 0u32));
     Effect::new(move || {
         let Some(id) = chat.jump_to.get() else { return };
         chat.entries.track();
@@ -132,6 +139,17 @@ pub fn MessageList(initial: Vec<ChatMessage>, has_more: bool) -> impl IntoView {
             chat.alert
                 .set(Some("That message is no longer there.".into()));
         } else if !chat.loading_older.get() {
+            let (for_id, asked) = jump_pages.get_value();
+            let asked = if for_id == Some(id) { asked } else { 0 };
+            if asked >= JUMP_PAGES {
+                chat.jump_to.set(None);
+                chat.alert.set(Some(
+                    "That message is too far back to bring into view here; scroll up to find it."
+                        .into(),
+                ));
+                return;
+            }
+            jump_pages.set_value((Some(id), asked + 1));
             crate::client::load_older(chat);
         }
     });
