@@ -309,3 +309,25 @@ async fn uploads_past_a_limit_are_refused_with_the_reason_and_leave_nothing_behi
     assert_eq!(on_disk.len(), 2, "{on_disk:?}");
     assert!(on_disk.iter().all(|f| f.len() == 32), "{on_disk:?}");
 }
+
+#[tokio::test]
+async fn pictures_uploaded_at_once_wait_their_turn_to_be_decoded_and_all_arrive() {
+    // The node decodes two pictures at a time (each may take a lot of memory): the others
+    // wait, and none is refused or lost for it.
+    let server = TestServer::start().await;
+    let alice = server.joined("alice").await;
+    let token = alice.token_for("alice").unwrap();
+    let picture = png(1_200, 900);
+    let uploads = (0..6).map(|i| {
+        let (token, picture) = (token.clone(), picture.clone());
+        let addr = server.addr;
+        async move {
+            let name = format!("picture {i}.png");
+            upload(addr, Some(&token), "general", &name, "image/png", &picture).await
+        }
+    });
+    for (status, head, body) in futures::future::join_all(uploads).await {
+        let file = attachment(status, &head, &body);
+        assert!(file.image.is_some(), "a thumbnail was made");
+    }
+}

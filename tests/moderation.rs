@@ -148,9 +148,18 @@ async fn the_first_account_moderates_and_every_action_is_in_the_audit_log() {
         .await;
     assert_eq!(bob.close_code().await, 4006);
     let alice_token = alice.token_for("alice").unwrap();
+    // A socket opened with her credential before the ban, kept alive without joining.
+    let bearer = format!("Bearer {alice_token}");
+    let mut spare = Client::connect_with(&server.url(), &[("authorization", &bearer)])
+        .await
+        .unwrap();
     root.send_json(json!({"type":"ban","username":"alice"}))
         .await;
     assert_eq!(alice.close_code().await, 4007);
+    spare
+        .send_json(json!({"type":"join","username":"alice"}))
+        .await;
+    assert_eq!(spare.recv_error().await, "invalid_token", "not back in");
     let mut again = server.client().await;
     again
         .send_json(json!({"type":"join","username":"alice","token":alice_token}))

@@ -153,4 +153,19 @@ async fn the_first_link_gets_a_card_and_private_addresses_are_never_fetched() {
             .0,
         404
     );
+    // And the card itself: someone resuming from before the message gets its deletion, not
+    // the title and link it had (a link posted by mistake is gone once deleted).
+    let mut dave = server.client().await;
+    let ServerFrame::Welcome { history, .. } = dave
+        .join_as("dave", "dave@example.com", Some(said.id - 1))
+        .await
+    else {
+        panic!("not welcomed")
+    };
+    assert!(
+        history.iter().any(|m| m.id == said.id && m.deleted),
+        "{history:?}"
+    );
+    let card = |m: &&hubbub::protocol::ChatMessage| matches!(m.change, Some(Change::Previewed { target, .. }) if target == said.id);
+    assert!(!history.iter().any(|m| card(&m)), "{history:?}");
 }

@@ -43,7 +43,14 @@ pub struct Files {
     types: Vec<String>,
     /// Recent uploads per account key (this node's count).
     recent: Mutex<HashMap<String, Vec<Instant>>>,
+    /// Pictures being decoded now. Each may take up to `MAX_DECODE_BYTES` and a core for
+    /// seconds: without a bound, one account's parallel uploads (each within every limit)
+    /// would add up to more memory than the machine has.
+    decoding: Arc<tokio::sync::Semaphore>,
 }
+
+/// Pictures decoded at once, across every upload of the node.
+const DECODING_AT_ONCE: usize = 2;
 
 /// An upload as asked: for which room, its name and claimed type, its announced length.
 struct Incoming<'a> {
@@ -101,6 +108,7 @@ impl Files {
             per_hour: config.uploads_per_hour,
             types: config.upload_types.clone(),
             recent: Mutex::default(),
+            decoding: Arc::new(tokio::sync::Semaphore::new(DECODING_AT_ONCE)),
         })
     }
 
@@ -319,9 +327,15 @@ impl Files {
             return Ok((claimed, None));
         };
         let (source, thumb) = (path.to_owned(), self.path(id, true));
-        let made = tokio::task::spawn_blocking(move || thumbnail(&source, format, &thumb))
-            .await
-            .map_err(|_| io_failed(std::io::Error::other("the thumbnail task stopped")))?;
+        // Waits its turn (the semaphore is never closed), and holds it in the decoding
+        // itself: an upload whose client went away meanwhile still counts until it is done.
+        let turn = self.decoding.clone().acquire_owned().await.ok();
+        let made = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            thumbnail(&source, format, &thumb)
+        })
+        .await
+        .map_err(|_| io_failed(std::io::Error::other("the thumbnail task stopped")))?;
         match made {
             Ok(pixels) => Ok((format.to_mime_type().to_string(), Some(pixels))),
             Err(reason) => Err(Refused(

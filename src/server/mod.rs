@@ -275,7 +275,11 @@ async fn upgrade(
     let signed_in = match secret {
         None => None,
         Some((secret, kinds)) => match hub.accounts.by_secret(secret, kinds).await {
-            Ok(found) => found,
+            Ok(found) => found.map(|account| connection::SignedIn {
+                account,
+                secret: secret.to_string(),
+                kinds,
+            }),
             Err(e) => {
                 tracing::error!("{e}");
                 return (

@@ -165,7 +165,21 @@ fn refusal(refused: accounts::Refused) -> Reply {
 async fn identify(hub: &Hub, peer: &Peer, asked: &Asked) -> Result<Who, Reply> {
     let refused = |code, message: String| Reply::Refused(Invalid { code, message }, None);
     let account = match (&peer.signed_in, &asked.token) {
-        (Some(account), _) => account.clone(),
+        // Again now: the socket may have waited since its upgrade, while the session was
+        // ended (signed out everywhere, a new password) or the account banned.
+        (Some(signed_in), _) => match hub
+            .accounts
+            .by_secret(&signed_in.secret, signed_in.kinds)
+            .await
+        {
+            Ok(Some(account)) => account,
+            Ok(None) => {
+                let message = "this browser's session has ended (signed out, or the account \
+                               was banned): sign in again";
+                return Err(refused(ErrorCode::InvalidToken, message.into()));
+            }
+            Err(e) => return Err(Reply::Unavailable(e, None)),
+        },
         (None, Some(token)) => match hub
             .accounts
             .by_secret(token, &[SecretKind::Join, SecretKind::Api])

@@ -32,7 +32,7 @@ use super::limits::{ConnectionSlot, TokenBucket};
 use super::listener::Progress;
 use super::mailbox::Mailbox;
 use super::rooms::encode;
-use super::storage::{Account, Draft, StoreError};
+use super::storage::{Account, Draft, SecretKind, StoreError};
 use super::websocket::{Socket, SocketWriter};
 use super::wire;
 use crate::protocol::{
@@ -70,10 +70,18 @@ const SEARCH_BURST: f64 = 5.0;
 pub struct Peer {
     /// The client's address (behind a trusted proxy, the one it forwarded).
     pub ip: std::net::IpAddr,
-    /// The account of the session cookie or API token the upgrade carried.
-    pub signed_in: Option<Account>,
+    /// The session cookie or API token the upgrade carried, and its account then.
+    pub signed_in: Option<SignedIn>,
     /// Its upgrade negotiated permessage-deflate (`deflate`): large frames go compressed.
     pub deflate: bool,
+}
+
+/// A connection's credential: checked again when it joins, since a socket may wait (pinging)
+/// long after its upgrade, while its session is ended or its account banned.
+pub struct SignedIn {
+    pub account: Account,
+    pub secret: String,
+    pub kinds: &'static [SecretKind],
 }
 
 /// Who this connection is, once joined.

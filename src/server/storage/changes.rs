@@ -20,6 +20,8 @@ const WIPE: &str = "UPDATE messages SET text = '', deleted = TRUE, reactions = N
 const DROP_PREVIEWED: &str = "DELETE FROM files \
     WHERE name = 'preview:' || CAST(CAST($1 AS BIGINT) AS TEXT) \
     AND owner_key = (SELECT sender_key FROM messages WHERE id = $1)";
+/// A deleted message's card goes with it (it holds the link, its title and description).
+const DROP_CARDS: &str = "DELETE FROM messages WHERE target = $1 AND change_kind = 'previewed'";
 /// A message's card, unless it was deleted meanwhile.
 const PREVIEW: &str = "UPDATE messages SET preview = $1 WHERE id = $2 AND NOT deleted";
 /// A file is sent once, by its owner, and from then on is seen by whoever sees the message.
@@ -168,7 +170,14 @@ pub(super) mod sqlite {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [DROP_FILE, DROP_PREVIEWED, WIPE, WIPE_EDITS, WIPE_QUOTES] {
+                for sql in [
+                    DROP_FILE,
+                    DROP_PREVIEWED,
+                    DROP_CARDS,
+                    WIPE,
+                    WIPE_EDITS,
+                    WIPE_QUOTES,
+                ] {
                     tx.prepare_cached(sql)?.execute(params![t])?;
                 }
                 tx.prepare_cached(DROP_REACTIONS)?.execute(params![t])?;
@@ -267,7 +276,14 @@ pub(super) mod postgres {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [DROP_FILE, DROP_PREVIEWED, WIPE, WIPE_EDITS, WIPE_QUOTES] {
+                for sql in [
+                    DROP_FILE,
+                    DROP_PREVIEWED,
+                    DROP_CARDS,
+                    WIPE,
+                    WIPE_EDITS,
+                    WIPE_QUOTES,
+                ] {
                     tx.execute(sql, &[&t]).await?;
                 }
                 tx.execute(DROP_REACTIONS, &[&t]).await?;
