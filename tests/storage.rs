@@ -717,6 +717,32 @@ async fn edits_reactions_replies_and_search(location: Location) {
     );
 }
 
+async fn files_never_sent_are_forgotten_and_sent_ones_kept(location: Location) {
+    let (store, _, _) = open(&location).await;
+    let file = |id: &str| hubbub::protocol::Attachment {
+        id: id.into(),
+        name: "plan ✓.pdf".into(),
+        size: 1,
+        content_type: "application/pdf".into(),
+        image: None,
+    };
+    let (sent, unsent) = ("f".repeat(32), "e".repeat(32));
+    for id in [&sent, &unsent] {
+        store
+            .add_file(&file(id), "account:9", "files")
+            .await
+            .unwrap();
+    }
+    store.attach_file(&sent, None).await.unwrap();
+    // Nothing was uploaded before 1970.
+    assert!(store.forget_unsent_files(0).await.unwrap().is_empty());
+    let forgotten = store.forget_unsent_files(i64::MAX).await.unwrap();
+    assert!(forgotten.contains(&unsent), "{forgotten:?}");
+    assert!(!forgotten.contains(&sent), "{forgotten:?}");
+    assert!(store.file(&unsent).await.unwrap().is_none());
+    assert!(store.file(&sent).await.unwrap().is_some());
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -746,6 +772,7 @@ contract!(
     accounts_own_names_and_sessions_end_as_asked,
     deletions_bans_invitations_and_the_audit_log,
     edits_reactions_replies_and_search,
+    files_never_sent_are_forgotten_and_sent_ones_kept,
 );
 
 #[tokio::test]

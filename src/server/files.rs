@@ -52,6 +52,26 @@ pub struct Files {
 /// Pictures decoded at once, across every upload of the node.
 const DECODING_AT_ONCE: usize = 2;
 
+/// How long an upload waits to be sent with a message before it is removed: long enough to
+/// finish writing the message, short enough that uploads nobody sends cannot fill the disk.
+pub const UNSENT_FILES_KEPT: Duration = Duration::from_secs(24 * 3_600);
+
+/// Removes, every hour, the uploads never sent within [`UNSENT_FILES_KEPT`] (in a cluster
+/// every node does it; removing what is gone is harmless).
+pub fn sweep_every_hour(hub: Arc<Hub>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+        loop {
+            tick.tick().await;
+            match hub.forget_unsent_files(UNSENT_FILES_KEPT).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!("files: removed {n} uploads never sent"),
+                Err(e) => tracing::warn!("files: {e}"),
+            }
+        }
+    });
+}
+
 /// An upload as asked: for which room, its name and claimed type, its announced length.
 struct Incoming<'a> {
     room: &'a str,
@@ -571,6 +591,43 @@ async fn send(hub: &Hub, id: &str, thumbnail: bool, headers: &HeaderMap) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::metrics::Metrics;
+
+    #[tokio::test]
+    async fn uploads_never_sent_are_removed_after_a_while_and_sent_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = HubConfig {
+            database: dir.path().join("chat.db"),
+            ..HubConfig::default()
+        };
+        let hub = Hub::open(Arc::new(config), Arc::new(Metrics::default()))
+            .await
+            .unwrap();
+        let file = |id: &str| Attachment {
+            id: id.into(),
+            name: "notes 📝.pdf".into(),
+            size: 5,
+            content_type: "application/pdf".into(),
+            image: None,
+        };
+        let (sent, unsent) = ("0".repeat(32), "1".repeat(32));
+        for id in [&sent, &unsent] {
+            hub.add_file(&file(id), "account:1", "general")
+                .await
+                .unwrap();
+            std::fs::write(hub.files.path(id, false), b"%PDF-").unwrap();
+        }
+        hub.attach_file(&sent, None).await.unwrap();
+        // Younger than the limit: kept.
+        assert_eq!(hub.forget_unsent_files(UNSENT_FILES_KEPT).await.unwrap(), 0);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        // Older: the one never sent goes, record and bytes; the sent one stays.
+        assert_eq!(hub.forget_unsent_files(Duration::ZERO).await.unwrap(), 1);
+        assert!(hub.file(&unsent).await.unwrap().is_none());
+        assert!(!hub.files.path(&unsent, false).exists());
+        assert!(hub.file(&sent).await.unwrap().is_some());
+        assert!(hub.files.path(&sent, false).exists());
+    }
 
     #[test]
     fn ids_and_names_on_the_wire() {

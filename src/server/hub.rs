@@ -315,6 +315,21 @@ impl Hub {
         self.storage.resent(room, sender_key, client_id).await
     }
 
+    /// Removes the uploads older than `age` that were never sent with a message (their
+    /// records and their bytes); returns how many.
+    pub async fn forget_unsent_files(&self, age: std::time::Duration) -> Result<usize, StoreError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let before = now.saturating_sub(age).as_millis();
+        let before = i64::try_from(before).unwrap_or(i64::MAX);
+        let ids = self.storage.forget_unsent_files(before).await?;
+        for id in &ids {
+            self.files.remove(id).await;
+        }
+        Ok(ids.len())
+    }
+
     /// Message `id` of `room`, with its owners' keys.
     pub async fn entry(&self, room: &str, id: u64) -> Result<Option<Entry>, StoreError> {
         self.storage.entry(room, id).await

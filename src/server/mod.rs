@@ -112,6 +112,7 @@ pub async fn serve(
     let hub_config = Arc::new(config.hub);
     let hub = Hub::open(hub_config.clone(), metrics.clone()).await?;
     let hub = Arc::new(hub);
+    files::sweep_every_hour(hub.clone());
     let (stop, stopped) = watch::channel(false);
     let state = AppState {
         leptos_options: config.site.clone(),

@@ -102,6 +102,32 @@ impl Storage {
             .map(drop)
     }
 
+    /// Forgets the files uploaded before `before` (Unix ms) and never sent with a message;
+    /// returns their ids, whose bytes the caller removes. (Link previews' pictures are sent
+    /// with their message when stored, so none is ever among them.)
+    pub async fn forget_unsent_files(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        let sql = "DELETE FROM files WHERE NOT attached AND ts < $1 RETURNING id";
+        let doing = "forgetting files never sent";
+        match &self.log {
+            Backend::Sqlite(db) => {
+                with(&db.writer, doing, move |conn| {
+                    conn.prepare(sql)?
+                        .query_map(params![before], |r| r.get(0))?
+                        .collect()
+                })
+                .await
+            }
+            Backend::Postgres(db) => {
+                let client = db.pool.get().await.map_err(unreachable)?;
+                let rows = client
+                    .query(sql, &[&before])
+                    .await
+                    .map_err(|e| StoreError::query(doing, e))?;
+                Ok(rows.iter().map(|row| row.get(0)).collect())
+            }
+        }
+    }
+
     /// Marks file `id` as sent (seen by the room, or by `recipient` and its owner).
     pub async fn attach_file(&self, id: &str, recipient: Option<&str>) -> Result<(), StoreError> {
         let sql = "UPDATE files SET attached = TRUE, recipient_key = $1 WHERE id = $2";
