@@ -9,9 +9,7 @@
 seconds=${1:-10}
 source "$(dirname "$0")/bench-setup.sh"
 source "$(dirname "$0")/bench-seeds.sh"
-gen=$work/loadgen-go
-(cd scripts/loadgen-go && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= \
-  GOCACHE=${GOCACHE:-/tmp/gocache} go build -o "$gen" .)
+loadgen_go
 
 go_case() { # NAME SERVER ARGS...
   local name=$1 server=$2; shift 2

@@ -12,9 +12,7 @@ trials=${1:-5}
 seconds=${2:-10}
 source "$(dirname "$0")/bench-setup.sh"
 source "$(dirname "$0")/bench-seeds.sh"
-gen=$work/loadgen-go
-(cd scripts/loadgen-go && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= \
-  GOCACHE=${GOCACHE:-/tmp/gocache} go build -o "$gen" .)
+loadgen_go
 results=$work/results
 : >"$results"
 

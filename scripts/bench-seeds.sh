@@ -1,6 +1,7 @@
 # Sourced after bench-setup.sh by the side-by-side benchmarks (bench.sh, bench-matrix.sh):
 # builds the seed servers from $anchors (../shared/anchors unless set) with Debian's Go, and
-# defines start/stop/case_run, which run one case against hubbub, seed000 or seed001.
+# defines start/stop/case_run, which run one case against hubbub, seed000 or seed001, and
+# loadgen_go.
 anchors=${anchors:-../shared/anchors}
 if ! command -v go >/dev/null || [ ! -d /usr/share/gocode/src/github.com/gorilla/websocket ]; then
   sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -38,4 +39,12 @@ case_run() { # NAME SERVER ARGS...
   "$load" --url "$url" --protocol "$proto" --pid "$pid" --label "$server" "$@" || echo "($server failed this case)"
   stop
   echo
+}
+
+# loadgen_go -> builds scripts/loadgen-go (the second generator, with the same Debian Go and
+# gorilla as the seeds) and sets $gen to it.
+loadgen_go() {
+  gen=$work/loadgen-go
+  (cd scripts/loadgen-go && GOPATH=/usr/share/gocode GO111MODULE=off GOFLAGS= \
+    GOCACHE=${GOCACHE:-/tmp/gocache} go build -o "$gen" .)
 }

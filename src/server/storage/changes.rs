@@ -30,6 +30,15 @@ const ATTACH: &str = "UPDATE files SET attached = TRUE, recipient_key = $1 \
 const WIPE_EDITS: &str =
     "UPDATE messages SET text = '' WHERE target = $1 AND change_kind = 'edited'";
 const WIPE_QUOTES: &str = "UPDATE messages SET reply_text = '' WHERE reply_to = $1";
+/// What deleting message `$1` does, in this order, on both databases (its reactions too).
+const ON_DELETE: [&str; 6] = [
+    DROP_FILE,
+    DROP_PREVIEWED,
+    DROP_CARDS,
+    WIPE,
+    WIPE_EDITS,
+    WIPE_QUOTES,
+];
 const DROP_REACTIONS: &str = "DELETE FROM reactions WHERE message_id = $1";
 /// A deleted message stays deleted: an edit racing its deletion changes nothing.
 const EDIT: &str = "UPDATE messages SET text = $1, edited_ts = $2 WHERE id = $3 AND NOT deleted";
@@ -170,14 +179,7 @@ pub(super) mod sqlite {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [
-                    DROP_FILE,
-                    DROP_PREVIEWED,
-                    DROP_CARDS,
-                    WIPE,
-                    WIPE_EDITS,
-                    WIPE_QUOTES,
-                ] {
+                for sql in ON_DELETE {
                     tx.prepare_cached(sql)?.execute(params![t])?;
                 }
                 tx.prepare_cached(DROP_REACTIONS)?.execute(params![t])?;
@@ -276,14 +278,7 @@ pub(super) mod postgres {
             None => None,
             Some(Change::Deleted { target }) => {
                 let t = *target as i64;
-                for sql in [
-                    DROP_FILE,
-                    DROP_PREVIEWED,
-                    DROP_CARDS,
-                    WIPE,
-                    WIPE_EDITS,
-                    WIPE_QUOTES,
-                ] {
+                for sql in ON_DELETE {
                     tx.execute(sql, &[&t]).await?;
                 }
                 tx.execute(DROP_REACTIONS, &[&t]).await?;

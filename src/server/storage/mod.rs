@@ -485,6 +485,7 @@ impl Storage {
             client_id.to_string(),
         );
         let doing = "looking for a resent message";
+        use rusqlite::OptionalExtension;
         match &self.log {
             Backend::Sqlite(db) => {
                 sqlite::with(&db.reader, doing, move |conn| {
@@ -493,11 +494,7 @@ impl Storage {
                         rusqlite::params![sender_key, room, client_id],
                         sqlite::read_row,
                     )
-                    .map(Some)
-                    .or_else(|e| match e {
-                        rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                        e => Err(e),
-                    })
+                    .optional()
                 })
                 .await
             }
